@@ -1,0 +1,143 @@
+//! Command line: run the node, or check/print configuration.
+
+use crate::config::{self, Chain, Config, ConfigError, LogFormat, LogLevel, Overrides};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// bllvm-node: a Bitcoin full node built to stay up.
+#[derive(Debug, Parser)]
+#[command(name = "bllvm-node", version, about)]
+pub struct Cli {
+    /// TOML config file (see `bllvm-node config default`).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Network: mainnet, testnet3, testnet4, signet or regtest.
+    #[arg(long, global = true, value_name = "NETWORK", value_parser = clap::builder::ValueParser::new(parse_chain))]
+    pub network: Option<Chain>,
+    /// Root data directory; files go to <datadir>/<network>/.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub datadir: Option<PathBuf>,
+    /// Listen address for JSON-RPC, /health* and /metrics.
+    #[arg(long, global = true, value_name = "ADDR:PORT")]
+    pub rpc_bind: Option<SocketAddr>,
+    /// Listen address for P2P.
+    #[arg(long, global = true, value_name = "ADDR:PORT")]
+    pub p2p_bind: Option<SocketAddr>,
+    /// Connect only to this peer (repeatable).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub connect: Vec<String>,
+    /// Keep this peer connected (repeatable).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub addnode: Vec<String>,
+    /// Log line format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log level (overrides RUST_LOG and the config file).
+    #[arg(long, global = true, value_enum)]
+    pub log_level: Option<LogLevel>,
+    /// What to do; without a command the node runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Configuration tools.
+    Config {
+        /// Which tool.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate a config file (with flags applied) and print the effective config; exit 0 or 1.
+    Check {
+        /// The file; defaults to --config, else built-in defaults.
+        path: Option<PathBuf>,
+    },
+    /// Print a fully commented default config.
+    Default,
+}
+
+fn parse_chain(s: &str) -> Result<Chain, String> {
+    s.parse()
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            chain: self.network,
+            datadir: self.datadir.clone(),
+            rpc_bind: self.rpc_bind,
+            p2p_bind: self.p2p_bind,
+            connect: self.connect.clone(),
+            addnode: self.addnode.clone(),
+            log_format: self.log_format,
+            log_level: self.log_level,
+        }
+    }
+}
+
+/// Parses arguments, runs, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let overrides = cli.overrides();
+    match &cli.command {
+        Some(Command::Config {
+            action: ConfigAction::Default,
+        }) => {
+            print!("{}", config::DEFAULT_TOML);
+            0
+        }
+        Some(Command::Config {
+            action: ConfigAction::Check { path },
+        }) => {
+            let path = path.as_ref().or(cli.config.as_ref());
+            match config::load(path.map(PathBuf::as_path), &overrides) {
+                Ok(c) => match toml::to_string(&c.resolved()) {
+                    Ok(text) => {
+                        println!("# effective configuration (file, flags and defaults)\n{text}");
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("error: cannot print config: {e}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    report_config_error(&e, cli.log_format);
+                    1
+                }
+            }
+        }
+        None => match config::load(cli.config.as_deref(), &overrides) {
+            Ok(c) => run(c, cli.log_level),
+            Err(e) => {
+                report_config_error(&e, cli.log_format);
+                1
+            }
+        },
+    }
+}
+
+fn run(config: Config, flag_level: Option<LogLevel>) -> i32 {
+    crate::logging::init(config.logging.format, config.logging.level, flag_level);
+    crate::logging::install_panic_hook();
+    crate::node::run(config)
+}
+
+/// Before logging exists: a plain line, or a JSON line when JSON logs were asked for.
+fn report_config_error(e: &ConfigError, format: Option<LogFormat>) {
+    match format {
+        Some(LogFormat::Json) => eprintln!(
+            "{}",
+            serde_json::json!({"level": "ERROR", "component": "main", "msg": e.to_string()})
+        ),
+        _ => eprintln!("error: {e}"),
+    }
+}

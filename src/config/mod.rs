@@ -1,0 +1,529 @@
+//! The node's configuration: TOML file, command-line overrides, defaults per network, validation.
+
+mod chain;
+mod load;
+
+pub use chain::Chain;
+pub use load::{load, ConfigError, Overrides};
+
+use crate::component::Component;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// The commented default configuration printed by `bllvm-node config default`.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Everything the node reads at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Which network to run (`--network`).
+    pub chain: Chain,
+    /// Root data directory; the network's files live in `<datadir>/<network>/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datadir: Option<PathBuf>,
+    /// How long the ordered shutdown may take before the node gives up and exits 1.
+    pub shutdown_timeout_secs: f64,
+    /// A component whose heartbeat is older than this is unhealthy.
+    pub heartbeat_timeout_secs: f64,
+    /// P2P settings.
+    pub network: NetworkConfig,
+    /// Store and pruning settings.
+    pub storage: StorageConfig,
+    /// RPC, health and metrics server settings.
+    pub rpc: RpcConfig,
+    /// Log format and level.
+    pub logging: LoggingConfig,
+    /// Capacities of the bounded channels between threads.
+    pub channels: ChannelConfig,
+    /// Fault injection for tests; never set in production.
+    #[serde(skip_serializing_if = "DebugConfig::is_empty")]
+    pub debug: DebugConfig,
+}
+
+/// `[network]`: the P2P side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// P2P listen address; default per network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
+    /// Connect only to these peers (`--connect`).
+    pub connect: Vec<String>,
+    /// Peers to keep connected in addition to the others (`--addnode`).
+    pub addnode: Vec<String>,
+    /// Target number of outbound full-relay connections.
+    pub max_outbound: usize,
+    /// Maximum number of connections, inbound and outbound.
+    pub max_connections: usize,
+    /// Whether dropped peers are reconnected.
+    pub reconnect_enabled: bool,
+    /// Attempts before a gossip address is given up.
+    pub reconnect_max_retries: u32,
+    /// First reconnection delay; doubles each attempt.
+    pub reconnect_initial_delay_secs: f64,
+    /// Cap of the reconnection delay.
+    pub reconnect_max_delay_secs: f64,
+}
+
+/// `[storage]`: backend and pruning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Which key-value store holds the chain state.
+    pub backend: Backend,
+    /// Whether block files are pruned.
+    pub pruning_mode: PruningMode,
+    /// Prune once block files use more than this many GB.
+    pub pruning_threshold_gb: f64,
+    /// Prune down to this many GB.
+    pub pruning_target_gb: f64,
+    /// How often the pruning monitor looks at the disk.
+    pub pruning_check_interval_secs: f64,
+    /// Memory budget of the UTXO cache.
+    pub dbcache_mb: u64,
+}
+
+/// The key-value store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// redb, falling back to sled when redb cannot be opened.
+    Auto,
+    /// redb only.
+    Redb,
+    /// sled only.
+    Sled,
+}
+
+/// How block files are pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PruningMode {
+    /// Keep every block.
+    Disabled,
+    /// Prune automatically past the threshold.
+    Auto,
+    /// Prune only when asked (`pruneblockchain`).
+    Manual,
+}
+
+/// `[rpc]`: the HTTP server for JSON-RPC, health and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcConfig {
+    /// Listen address; default `127.0.0.1:<network's RPC port>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
+    /// Serve `/metrics`.
+    pub metrics_enabled: bool,
+    /// Serve `/health*`.
+    pub health_checks_enabled: bool,
+    /// RPC worker threads.
+    pub threads: usize,
+    /// RPC requests that may wait for a worker before new ones get 503.
+    pub work_queue: usize,
+    /// Rate limits and credentials.
+    pub auth: RpcAuthConfig,
+}
+
+/// `[rpc.auth]`: rate limiting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcAuthConfig {
+    /// Whether token buckets apply.
+    pub rate_limit_enabled: bool,
+    /// Requests per second refilled into each bucket.
+    pub rate_limit_rate: f64,
+    /// Bucket size.
+    pub rate_limit_burst: u32,
+    /// Per-method overrides.
+    pub per_method_limits: BTreeMap<String, MethodLimit>,
+}
+
+/// A token bucket's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodLimit {
+    /// Tokens per second.
+    pub rate: f64,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// Human lines or JSON lines.
+    pub format: LogFormat,
+    /// Minimum level.
+    pub level: LogLevel,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per record.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default.
+    Info,
+    /// Diagnostic detail.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The `log` crate's filter.
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// `[channels]`: capacity of each bounded channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelConfig {
+    /// p2p -> chain.
+    pub peer_events: usize,
+    /// chain/rpc -> p2p.
+    pub p2p_commands: usize,
+    /// rpc -> chain.
+    pub chain_requests: usize,
+    /// chain -> storage writer.
+    pub write_batches: usize,
+    /// pruning monitor -> storage writer.
+    pub prune_requests: usize,
+    /// http dispatcher -> probe workers.
+    pub probe_queue: usize,
+}
+
+/// `[debug]`: test-only fault injection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebugConfig {
+    /// This component stops heartbeating and ignores shutdown after `stall_after_secs`.
+    pub stall_component: Option<Component>,
+    /// Delay before the stall.
+    pub stall_after_secs: f64,
+    /// This component panics after `panic_after_secs`.
+    pub panic_component: Option<Component>,
+    /// Delay before the panic.
+    pub panic_after_secs: f64,
+}
+
+impl DebugConfig {
+    fn is_empty(&self) -> bool {
+        self.stall_component.is_none() && self.panic_component.is_none()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            chain: Chain::Mainnet,
+            datadir: None,
+            shutdown_timeout_secs: 10.0,
+            heartbeat_timeout_secs: 30.0,
+            network: NetworkConfig::default(),
+            storage: StorageConfig::default(),
+            rpc: RpcConfig::default(),
+            logging: LoggingConfig::default(),
+            channels: ChannelConfig::default(),
+            debug: DebugConfig::default(),
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            bind: None,
+            connect: Vec::new(),
+            addnode: Vec::new(),
+            max_outbound: 8,
+            max_connections: 125,
+            reconnect_enabled: true,
+            reconnect_max_retries: 10,
+            reconnect_initial_delay_secs: 5.0,
+            reconnect_max_delay_secs: 3600.0,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: Backend::Auto,
+            pruning_mode: PruningMode::Disabled,
+            pruning_threshold_gb: 10.0,
+            pruning_target_gb: 8.0,
+            pruning_check_interval_secs: 60.0,
+            dbcache_mb: 64,
+        }
+    }
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            bind: None,
+            metrics_enabled: true,
+            health_checks_enabled: true,
+            threads: 4,
+            work_queue: 16,
+            auth: RpcAuthConfig::default(),
+        }
+    }
+}
+
+impl Default for RpcAuthConfig {
+    fn default() -> Self {
+        RpcAuthConfig {
+            rate_limit_enabled: true,
+            rate_limit_rate: 100.0,
+            rate_limit_burst: 200,
+            per_method_limits: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogFormat::Text,
+            level: LogLevel::Info,
+        }
+    }
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig {
+            peer_events: 1024,
+            p2p_commands: 256,
+            chain_requests: 256,
+            write_batches: 64,
+            prune_requests: 4,
+            probe_queue: 256,
+        }
+    }
+}
+
+impl Config {
+    /// The RPC/health/metrics listen address, defaulting to loopback on the network's port.
+    pub fn rpc_bind(&self) -> SocketAddr {
+        self.rpc.bind.unwrap_or_else(|| {
+            SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                self.chain.default_rpc_port(),
+            )
+        })
+    }
+
+    /// The P2P listen address: all interfaces as Core does, loopback only on regtest.
+    pub fn p2p_bind(&self) -> SocketAddr {
+        self.network.bind.unwrap_or_else(|| {
+            let ip = if self.chain == Chain::Regtest {
+                Ipv4Addr::LOCALHOST
+            } else {
+                Ipv4Addr::UNSPECIFIED
+            };
+            SocketAddr::new(IpAddr::V4(ip), self.chain.default_p2p_port())
+        })
+    }
+
+    /// The root datadir: configured, else `$XDG_DATA_HOME/bllvm`, else `~/.bllvm`.
+    pub fn datadir_root(&self) -> PathBuf {
+        if let Some(d) = &self.datadir {
+            return d.clone();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("bllvm");
+        }
+        let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+        PathBuf::from(home).join(".bllvm")
+    }
+
+    /// `<datadir>/<network>/`, where every file of this network lives.
+    pub fn network_dir(&self) -> PathBuf {
+        let root = self.datadir_root();
+        match self.chain.subdir() {
+            "" => root,
+            sub => root.join(sub),
+        }
+    }
+
+    /// The same config with every default that depends on the network written out.
+    pub fn resolved(&self) -> Config {
+        let mut c = self.clone();
+        c.datadir = Some(self.datadir_root());
+        c.rpc.bind = Some(self.rpc_bind());
+        c.network.bind = Some(self.p2p_bind());
+        c
+    }
+
+    /// Checks values that are well-typed but inconsistent or out of range.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        fn positive(key: &str, v: f64) -> Result<(), (String, String)> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err((key.into(), format!("must be a number above 0, got {v}")))
+            }
+        }
+        fn at_least_one(key: &str, v: usize) -> Result<(), (String, String)> {
+            if v >= 1 {
+                Ok(())
+            } else {
+                Err((key.into(), "must be at least 1, got 0".into()))
+            }
+        }
+        positive("shutdown_timeout_secs", self.shutdown_timeout_secs)?;
+        positive("heartbeat_timeout_secs", self.heartbeat_timeout_secs)?;
+        let s = &self.storage;
+        positive("storage.pruning_threshold_gb", s.pruning_threshold_gb)?;
+        positive("storage.pruning_target_gb", s.pruning_target_gb)?;
+        positive(
+            "storage.pruning_check_interval_secs",
+            s.pruning_check_interval_secs,
+        )?;
+        if s.pruning_target_gb > s.pruning_threshold_gb {
+            return Err((
+                "storage.pruning_target_gb".into(),
+                format!(
+                    "({}) must not exceed storage.pruning_threshold_gb ({})",
+                    s.pruning_target_gb, s.pruning_threshold_gb
+                ),
+            ));
+        }
+        let n = &self.network;
+        positive(
+            "network.reconnect_initial_delay_secs",
+            n.reconnect_initial_delay_secs,
+        )?;
+        positive(
+            "network.reconnect_max_delay_secs",
+            n.reconnect_max_delay_secs,
+        )?;
+        if n.reconnect_initial_delay_secs > n.reconnect_max_delay_secs {
+            return Err((
+                "network.reconnect_initial_delay_secs".into(),
+                format!(
+                    "({}) must not exceed network.reconnect_max_delay_secs ({})",
+                    n.reconnect_initial_delay_secs, n.reconnect_max_delay_secs
+                ),
+            ));
+        }
+        if n.max_outbound > n.max_connections {
+            return Err((
+                "network.max_outbound".into(),
+                format!(
+                    "({}) must not exceed network.max_connections ({})",
+                    n.max_outbound, n.max_connections
+                ),
+            ));
+        }
+        at_least_one("rpc.threads", self.rpc.threads)?;
+        at_least_one("rpc.work_queue", self.rpc.work_queue)?;
+        let a = &self.rpc.auth;
+        positive("rpc.auth.rate_limit_rate", a.rate_limit_rate)?;
+        at_least_one("rpc.auth.rate_limit_burst", a.rate_limit_burst as usize)?;
+        for (method, limit) in &a.per_method_limits {
+            positive(
+                &format!("rpc.auth.per_method_limits.{method}.rate"),
+                limit.rate,
+            )?;
+            at_least_one(
+                &format!("rpc.auth.per_method_limits.{method}.burst"),
+                limit.burst as usize,
+            )?;
+        }
+        let c = &self.channels;
+        for (key, v) in [
+            ("channels.peer_events", c.peer_events),
+            ("channels.p2p_commands", c.p2p_commands),
+            ("channels.chain_requests", c.chain_requests),
+            ("channels.write_batches", c.write_batches),
+            ("channels.prune_requests", c.prune_requests),
+            ("channels.probe_queue", c.probe_queue),
+        ] {
+            at_least_one(key, v)?;
+        }
+        if self.debug.stall_after_secs < 0.0 || self.debug.panic_after_secs < 0.0 {
+            return Err(("debug".into(), "delays must not be negative".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_default_matches_built_in_defaults() {
+        let parsed: Config = toml::from_str(DEFAULT_TOML).expect("default.toml parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn target_above_threshold_is_rejected_naming_the_key() {
+        let mut c = Config::default();
+        c.storage.pruning_target_gb = 20.0;
+        let (key, why) = c.validate().unwrap_err();
+        assert_eq!(key, "storage.pruning_target_gb");
+        assert!(why.contains("pruning_threshold_gb"));
+    }
+
+    #[test]
+    fn binds_default_per_network() {
+        let mut c = Config {
+            chain: Chain::Regtest,
+            ..Config::default()
+        };
+        assert_eq!(c.rpc_bind().to_string(), "127.0.0.1:18443");
+        assert_eq!(c.p2p_bind().to_string(), "127.0.0.1:18444");
+        c.chain = Chain::Testnet4;
+        assert_eq!(c.rpc_bind().to_string(), "127.0.0.1:48332");
+        assert_eq!(c.p2p_bind().to_string(), "0.0.0.0:48333");
+    }
+
+    #[test]
+    fn network_dir_follows_core_layout() {
+        let mut c = Config {
+            datadir: Some("/data".into()),
+            ..Config::default()
+        };
+        assert_eq!(c.network_dir(), PathBuf::from("/data"));
+        c.chain = Chain::Regtest;
+        assert_eq!(c.network_dir(), PathBuf::from("/data/regtest"));
+    }
+}

@@ -1,0 +1,104 @@
+//! The network's data directory and its exclusive lock.
+
+use fs2::FileExt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Why the datadir cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DatadirError {
+    /// The directory could not be created.
+    #[error("cannot create datadir {path}")]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The lock file could not be opened or written.
+    #[error("cannot use lock file {path}")]
+    LockFile {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another process holds the lock.
+    #[error("datadir is in use by another bllvm-node process (pid {pid}): {path}")]
+    InUse {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's pid as it wrote it, or `unknown`.
+        pid: String,
+    },
+}
+
+/// Holds `<dir>/.lock` exclusively until dropped (the OS releases it on any exit too).
+#[derive(Debug)]
+pub struct DatadirLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// Creates `dir` and takes its lock, writing our pid into the lock file.
+pub fn lock(dir: &Path) -> Result<DatadirLock, DatadirError> {
+    std::fs::create_dir_all(dir).map_err(|source| DatadirError::Create {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join(".lock");
+    let file_err = |source| DatadirError::LockFile {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(file_err)?;
+    if file.try_lock_exclusive().is_err() {
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        let pid = pid.trim();
+        return Err(DatadirError::InUse {
+            path,
+            pid: if pid.is_empty() { "unknown" } else { pid }.to_owned(),
+        });
+    }
+    file.set_len(0).map_err(file_err)?;
+    file.seek(SeekFrom::Start(0)).map_err(file_err)?;
+    write!(file, "{}", std::process::id()).map_err(file_err)?;
+    file.sync_all().map_err(file_err)?;
+    Ok(DatadirLock { file, path })
+}
+
+impl Drop for DatadirLock {
+    fn drop(&mut self) {
+        // Core leaves .lock in place; only the lock itself is released.
+        if let Err(e) = FileExt::unlock(&self.file) {
+            log::warn!("cannot release {}: {e}", self.path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_names_the_holder_pid() {
+        let dir = std::env::temp_dir().join(format!("bllvm-lock-{}", std::process::id()));
+        let first = lock(&dir).unwrap();
+        let err = lock(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("(pid {})", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        lock(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

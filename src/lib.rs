@@ -1,0 +1,19 @@
+//! bllvm-node: a Bitcoin full node built to stay up. The binary is a thin wrapper over [`cli::main`].
+
+pub mod chain;
+pub mod cli;
+pub mod component;
+pub mod config;
+pub mod datadir;
+pub mod http;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
+pub mod node;
+pub mod p2p;
+pub mod pruning;
+pub mod rpc;
+pub mod state;
+pub mod storage;
+pub mod supervisor;
+pub mod thread;

@@ -1,0 +1,274 @@
+//! The Prometheus registry: every metric the node exports, named `bllvm_*` in base units.
+
+use parking_lot::RwLock;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// A function that reads a channel's current depth.
+type DepthProbe = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// Paths that get their own label value; anything else is `other`, so labels stay bounded.
+pub const KNOWN_PATHS: [&str; 6] = [
+    "/",
+    "/health",
+    "/health/live",
+    "/health/ready",
+    "/health/detailed",
+    "/metrics",
+];
+
+/// All metric handles; cheap to clone handles out of, shared by reference.
+pub struct Metrics {
+    registry: Registry,
+    depth_probes: RwLock<Vec<(&'static str, DepthProbe)>>,
+    /// Seconds since start, set at scrape time.
+    pub uptime_seconds: Gauge,
+    /// Current depth of each bounded channel.
+    pub channel_depth: IntGaugeVec,
+    /// Capacity of each bounded channel.
+    pub channel_capacity: IntGaugeVec,
+    /// 0 healthy, 1 degraded, 2 unhealthy, per component.
+    pub component_status: IntGaugeVec,
+    /// Seconds since a component's last heartbeat.
+    pub component_heartbeat_age_seconds: GaugeVec,
+    /// 0 healthy, 1 degraded, 2 unhealthy.
+    pub health_status: IntGauge,
+    /// HTTP requests by path and status code.
+    pub http_requests_total: IntCounterVec,
+    /// HTTP request handling time by path.
+    pub http_request_duration_seconds: HistogramVec,
+    /// 1 once shutdown has begun.
+    pub shutdown_in_progress: IntGauge,
+    /// Component failures (errors and panics) by component and kind.
+    pub component_failures_total: IntCounterVec,
+    /// Height of the active chain tip.
+    pub chain_height: IntGauge,
+    /// Connected peers.
+    pub peers_connected: IntGauge,
+    /// Free bytes on the datadir's filesystem.
+    pub disk_available_bytes: IntGauge,
+    /// Total bytes of the datadir's filesystem.
+    pub disk_total_bytes: IntGauge,
+    /// Bytes used by the store.
+    pub storage_size_bytes: IntGauge,
+    /// Watchdog notifications sent to systemd.
+    pub watchdog_notifications_total: IntCounterVec,
+}
+
+/// Registering a metric failed; only a programming error (duplicate name) causes it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metric: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    /// Creates and registers every metric, including the process collector.
+    pub fn new(backend: &str) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let r = &registry;
+        let build_info = IntGaugeVec::new(
+            Opts::new("bllvm_build_info", "Build information; always 1."),
+            &["version", "backend"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), backend])
+            .set(1);
+        r.register(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let m = Metrics {
+            depth_probes: RwLock::new(Vec::new()),
+            uptime_seconds: reg(
+                r,
+                Gauge::new("bllvm_uptime_seconds", "Seconds since the node started.")?,
+            )?,
+            channel_depth: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("bllvm_channel_depth", "Messages waiting in a bounded channel."),
+                    &["channel"],
+                )?,
+            )?,
+            channel_capacity: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("bllvm_channel_capacity", "Capacity of a bounded channel."),
+                    &["channel"],
+                )?,
+            )?,
+            component_status: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "bllvm_component_status",
+                        "Component health: 0 healthy, 1 degraded, 2 unhealthy.",
+                    ),
+                    &["component"],
+                )?,
+            )?,
+            component_heartbeat_age_seconds: reg(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "bllvm_component_heartbeat_age_seconds",
+                        "Seconds since the component's last heartbeat.",
+                    ),
+                    &["component"],
+                )?,
+            )?,
+            health_status: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_health_status",
+                    "Overall health: 0 healthy, 1 degraded, 2 unhealthy.",
+                )?,
+            )?,
+            http_requests_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new("bllvm_http_requests_total", "HTTP requests by path and status."),
+                    &["path", "status"],
+                )?,
+            )?,
+            http_request_duration_seconds: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "bllvm_http_request_duration_seconds",
+                        "Time from dispatch to response, by path.",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0, 30.0,
+                    ]),
+                    &["path"],
+                )?,
+            )?,
+            shutdown_in_progress: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_shutdown_in_progress",
+                    "1 once the ordered shutdown has begun.",
+                )?,
+            )?,
+            component_failures_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_component_failures_total",
+                        "Component threads that ended with an error or a panic.",
+                    ),
+                    &["component", "kind"],
+                )?,
+            )?,
+            chain_height: reg(
+                r,
+                IntGauge::new("bllvm_chain_height", "Height of the active chain tip.")?,
+            )?,
+            peers_connected: reg(
+                r,
+                IntGauge::new("bllvm_peers_connected", "Connected P2P peers.")?,
+            )?,
+            disk_available_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_disk_available_bytes",
+                    "Free bytes on the datadir's filesystem.",
+                )?,
+            )?,
+            disk_total_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_disk_total_bytes",
+                    "Size of the datadir's filesystem in bytes.",
+                )?,
+            )?,
+            storage_size_bytes: reg(
+                r,
+                IntGauge::new("bllvm_storage_size_bytes", "Bytes used by the store.")?,
+            )?,
+            watchdog_notifications_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_watchdog_notifications_total",
+                        "WATCHDOG=1 notifications sent, and ones withheld because a heartbeat was stale.",
+                    ),
+                    &["outcome"],
+                )?,
+            )?,
+            registry,
+        };
+        Ok(m)
+    }
+
+    /// Registers a channel so its depth and capacity are exported at every scrape.
+    pub fn watch_channel(
+        &self,
+        name: &'static str,
+        capacity: usize,
+        depth: impl Fn() -> usize + Send + Sync + 'static,
+    ) {
+        self.channel_capacity
+            .with_label_values(&[name])
+            .set(capacity as i64);
+        self.depth_probes.write().push((name, Box::new(depth)));
+    }
+
+    /// Samples channel depths and renders the text exposition format.
+    pub fn render(&self) -> String {
+        for (name, probe) in self.depth_probes.read().iter() {
+            self.channel_depth
+                .with_label_values(&[name])
+                .set(probe() as i64);
+        }
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            log::error!("cannot encode metrics: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The label value for a request path.
+    pub fn path_label(path: &str) -> &'static str {
+        KNOWN_PATHS
+            .into_iter()
+            .find(|p| *p == path)
+            .unwrap_or("other")
+    }
+}
+
+fn reg<C: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    c: C,
+) -> Result<C, MetricsError> {
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_metrics_and_channel_depths() {
+        let m = Metrics::new("redb").unwrap();
+        m.watch_channel("peer_events", 8, || 3);
+        let text = m.render();
+        assert!(text.contains("bllvm_channel_depth{channel=\"peer_events\"} 3"));
+        assert!(text.contains("bllvm_channel_capacity{channel=\"peer_events\"} 8"));
+        assert!(text.contains("bllvm_build_info{backend=\"redb\""));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes"));
+    }
+
+    #[test]
+    fn unknown_paths_share_one_label() {
+        assert_eq!(Metrics::path_label("/health"), "/health");
+        assert_eq!(Metrics::path_label("/../../etc/passwd"), "other");
+    }
+}

@@ -1,0 +1,329 @@
+//! Wiring: the only place that creates channels and threads and hands them to the supervisor.
+
+use crate::chain::ChainThread;
+use crate::component::Component;
+use crate::config::{Backend, Config};
+use crate::datadir::{self, DatadirError, DatadirLock};
+use crate::http::{self, probes::ProbeContext, route::Enabled, Dispatcher, HttpError};
+use crate::lifecycle::stop_pair;
+use crate::metrics::{Metrics, MetricsError};
+use crate::p2p::reactor::{Reactor, ReactorError, ReactorLinks};
+use crate::pruning::PruningMonitor;
+use crate::state::Shared;
+use crate::storage::redb_store::RedbStore;
+use crate::storage::writer::Writer;
+use crate::storage::{StorageError, Store};
+use crate::supervisor::health::Fault;
+use crate::supervisor::systemd::Notifier;
+use crate::supervisor::{signals, Stage, Supervisor};
+use crate::thread::{self, error_chain};
+use crossbeam_channel::bounded;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the node could not start; each names what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Datadir or lock.
+    #[error(transparent)]
+    Datadir(#[from] DatadirError),
+    /// Store.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The configured backend cannot be used yet.
+    #[error(
+        "storage.backend = \"sled\" is not available in this build yet; use \"auto\" or \"redb\""
+    )]
+    BackendUnavailable,
+    /// Metrics registry.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// HTTP listener.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// P2P listener.
+    #[error(transparent)]
+    P2p(#[from] ReactorError),
+    /// A thread could not be started.
+    #[error("cannot start thread {name}")]
+    Spawn {
+        /// Thread name.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Starts the node and blocks until it has shut down; returns the process exit code.
+pub fn run(config: Config) -> i32 {
+    let (supervisor, lock) = match start(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start: {}", error_chain(&e));
+            return 1;
+        }
+    };
+    let code = supervisor.run();
+    drop(lock);
+    if code == 0 {
+        log::info!(exit_code = code; "shutdown complete");
+    } else {
+        log::error!(exit_code = code; "shutdown complete with errors");
+    }
+    code
+}
+
+/// How often idle loops wake to beat: well inside the staleness limit, at most a second.
+fn tick_for(heartbeat_timeout: Duration) -> Duration {
+    (heartbeat_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Exports a channel's depth and capacity.
+fn watch<T: Send + 'static>(
+    metrics: &Metrics,
+    name: &'static str,
+    capacity: usize,
+    rx: &crossbeam_channel::Receiver<T>,
+) {
+    let rx = rx.clone();
+    metrics.watch_channel(name, capacity, move || rx.len());
+}
+
+fn fault_for(config: &Config, c: Component) -> Option<Fault> {
+    let d = &config.debug;
+    if d.stall_component == Some(c) {
+        Some(Fault::Stall {
+            after: Duration::from_secs_f64(d.stall_after_secs),
+        })
+    } else if d.panic_component == Some(c) {
+        Some(Fault::Panic {
+            after: Duration::from_secs_f64(d.panic_after_secs),
+        })
+    } else {
+        None
+    }
+}
+
+fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
+    let dir = config.network_dir();
+    let lock = datadir::lock(&dir)?;
+    log::info!(
+        "starting bllvm-node {} on {} in {}",
+        env!("CARGO_PKG_VERSION"),
+        config.chain,
+        dir.display()
+    );
+    let store: Arc<dyn Store> = match config.storage.backend {
+        Backend::Auto | Backend::Redb => Arc::new(RedbStore::open(&dir)?),
+        Backend::Sled => return Err(StartError::BackendUnavailable),
+    };
+    let metrics = Arc::new(Metrics::new(store.backend())?);
+    let shared = Arc::new(Shared::new(true));
+    shared.network.write().peers_max = config.network.max_connections;
+    let heartbeat_timeout = Duration::from_secs_f64(config.heartbeat_timeout_secs);
+    let tick = tick_for(heartbeat_timeout);
+    let beat = |c| shared.vitals.heartbeat(c, fault_for(config, c));
+
+    let ch = &config.channels;
+    let (peer_tx, peer_rx) = bounded(ch.peer_events);
+    let (cmd_tx, cmd_rx) = bounded(ch.p2p_commands);
+    let (batch_tx, batch_rx) = bounded(ch.write_batches);
+    let (prune_tx, prune_rx) = bounded(ch.prune_requests);
+    let (probe_tx, probe_rx) = bounded(ch.probe_queue);
+    let (rpc_tx, rpc_rx) = bounded(config.rpc.work_queue);
+    let (fail_tx, fail_rx) = bounded(64);
+    let (sig_tx, sig_rx) = bounded(4);
+    watch(&metrics, "peer_events", ch.peer_events, &peer_rx);
+    watch(&metrics, "p2p_commands", ch.p2p_commands, &cmd_rx);
+    watch(&metrics, "write_batches", ch.write_batches, &batch_rx);
+    watch(&metrics, "prune_requests", ch.prune_requests, &prune_rx);
+    watch(&metrics, "probe_queue", ch.probe_queue, &probe_rx);
+    watch(&metrics, "rpc_work_queue", config.rpc.work_queue, &rpc_rx);
+
+    // Bind both listeners before any thread starts, so a taken port is a clean exit 1.
+    let (server, http_addr) = http::bind(config.rpc_bind())?;
+    log::info!("http (rpc, health, metrics) listening on {http_addr}");
+    let reactor = Reactor::bind(config.p2p_bind())?;
+    let p2p_waker = reactor.waker();
+
+    let mut stages = Vec::new();
+    let spawn_err = |name: &str| {
+        let name = name.to_owned();
+        move |source| StartError::Spawn { name, source }
+    };
+
+    let (storage_stop, storage_sig) = stop_pair(None);
+    let writer = Writer {
+        store: store.clone(),
+        batches: batch_rx,
+        prunes: prune_rx,
+        stop: storage_sig,
+        heartbeat: beat(Component::Storage),
+        shared: shared.clone(),
+        tick,
+    };
+    let storage_thread = thread::spawn(
+        Component::Storage,
+        "storage".into(),
+        fail_tx.clone(),
+        move || writer.run(),
+    )
+    .map_err(spawn_err("storage"))?;
+
+    let (chain_stop, chain_sig) = stop_pair(None);
+    let chain = ChainThread {
+        chain: config.chain,
+        store: store.clone(),
+        peer_events: peer_rx,
+        batches: batch_tx,
+        stop: chain_sig,
+        heartbeat: beat(Component::Chain),
+        shared: shared.clone(),
+        tick,
+    };
+    let chain_thread = thread::spawn(
+        Component::Chain,
+        "chain".into(),
+        fail_tx.clone(),
+        move || chain.run(),
+    )
+    .map_err(spawn_err("chain"))?;
+
+    let (pruning_stop, pruning_sig) = stop_pair(None);
+    let monitor = PruningMonitor {
+        config: config.storage.clone(),
+        dir: dir.clone(),
+        prunes: prune_tx,
+        metrics: metrics.clone(),
+        stop: pruning_sig,
+        heartbeat: beat(Component::Pruning),
+        tick,
+    };
+    let pruning_thread = thread::spawn(
+        Component::Pruning,
+        "pruning".into(),
+        fail_tx.clone(),
+        move || monitor.run(),
+    )
+    .map_err(spawn_err("pruning"))?;
+
+    let (p2p_stop, p2p_sig) = stop_pair(Some(p2p_waker.clone()));
+    let links = ReactorLinks {
+        commands: cmd_rx,
+        events: peer_tx,
+        stop: p2p_sig,
+        heartbeat: beat(Component::P2p),
+        shared: shared.clone(),
+        tick,
+    };
+    let p2p_thread = thread::spawn(Component::P2p, "p2p".into(), fail_tx.clone(), move || {
+        reactor.run(links)
+    })
+    .map_err(spawn_err("p2p"))?;
+
+    let (rpc_stop, rpc_sig) = stop_pair(None);
+    let mut rpc_threads = Vec::new();
+    for i in 0..config.rpc.threads {
+        let (jobs, stop, shared, metrics) = (
+            rpc_rx.clone(),
+            rpc_sig.clone(),
+            shared.clone(),
+            metrics.clone(),
+        );
+        let name = format!("rpc-{i}");
+        rpc_threads.push(
+            thread::spawn(Component::Http, name.clone(), fail_tx.clone(), move || {
+                http::rpc_worker(jobs, stop, shared, metrics)
+            })
+            .map_err(spawn_err(&name))?,
+        );
+    }
+
+    let (http_stop, http_sig) = stop_pair(None);
+    let probe_ctx = Arc::new(ProbeContext {
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+        heartbeat_timeout,
+    });
+    let mut http_threads = Vec::new();
+    for i in 0..http::PROBE_WORKERS {
+        let (jobs, stop, ctx) = (probe_rx.clone(), http_sig.clone(), probe_ctx.clone());
+        let name = format!("probe-{i}");
+        http_threads.push(
+            thread::spawn(Component::Http, name.clone(), fail_tx.clone(), move || {
+                http::probe_worker(jobs, stop, ctx)
+            })
+            .map_err(spawn_err(&name))?,
+        );
+    }
+    let dispatcher = Dispatcher {
+        server,
+        enabled: Enabled {
+            health: config.rpc.health_checks_enabled,
+            metrics: config.rpc.metrics_enabled,
+        },
+        probes: probe_tx,
+        rpc: rpc_tx,
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+        stop: http_sig,
+        heartbeat: beat(Component::Http),
+        tick,
+    };
+    http_threads.push(
+        thread::spawn(Component::Http, "http".into(), fail_tx.clone(), move || {
+            dispatcher.run()
+        })
+        .map_err(spawn_err("http"))?,
+    );
+
+    // The design's order: in-flight RPC, peers, the monitor, chain (drains), writer (commits), probes last.
+    stages.push(Stage {
+        name: "rpc",
+        stop: rpc_stop,
+        threads: rpc_threads,
+    });
+    stages.push(Stage {
+        name: "p2p",
+        stop: p2p_stop,
+        threads: vec![p2p_thread],
+    });
+    stages.push(Stage {
+        name: "pruning",
+        stop: pruning_stop,
+        threads: vec![pruning_thread],
+    });
+    stages.push(Stage {
+        name: "chain",
+        stop: chain_stop,
+        threads: vec![chain_thread],
+    });
+    stages.push(Stage {
+        name: "storage",
+        stop: storage_stop,
+        threads: vec![storage_thread],
+    });
+    stages.push(Stage {
+        name: "http",
+        stop: http_stop,
+        threads: http_threads,
+    });
+
+    signals::spawn(sig_tx).map_err(spawn_err("signals"))?;
+
+    let supervisor = Supervisor {
+        shared: shared.clone(),
+        metrics,
+        notifier: Notifier::from_env(),
+        heartbeat: beat(Component::Supervisor),
+        failures: fail_rx,
+        signals: sig_rx,
+        p2p_commands: cmd_tx,
+        p2p_waker,
+        stages,
+        tick,
+        heartbeat_timeout,
+        shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_secs),
+    };
+    Ok((supervisor, lock))
+}

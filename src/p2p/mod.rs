@@ -1,0 +1,10 @@
+//! The P2P side: the mio reactor thread and, later, the protocol state machines it drives.
+
+pub mod reactor;
+
+/// Commands to the p2p thread (from the chain thread, RPC and the supervisor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum P2pCommand {
+    /// Stop accepting inbound connections (first step of shutdown).
+    CloseListener,
+}

@@ -1,0 +1,48 @@
+//! Unix signals as supervisor events; a second SIGINT forces an immediate exit.
+
+use crossbeam_channel::Sender;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A signal the supervisor acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT: orderly shutdown.
+    Terminate(&'static str),
+}
+
+/// Exit code of a forced exit (second SIGINT), as shells report an interrupted process.
+pub const FORCED_EXIT_CODE: i32 = 130;
+
+/// Starts the signal thread. It needs no heartbeat: it only forwards.
+pub fn spawn(events: Sender<Signal>) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let stopping = Arc::new(AtomicBool::new(false));
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let name = match sig {
+                    SIGTERM => "SIGTERM",
+                    SIGINT => "SIGINT",
+                    _ => {
+                        log::info!("SIGHUP received and ignored (no config reload)");
+                        continue;
+                    }
+                };
+                if stopping.swap(true, Ordering::AcqRel) {
+                    if sig == SIGINT {
+                        log::error!("second SIGINT: forcing immediate exit");
+                        std::process::exit(FORCED_EXIT_CODE);
+                    }
+                    log::info!("{name} received; shutdown already in progress");
+                    continue;
+                }
+                log::info!("{name} received; shutting down");
+                let _ = events.try_send(Signal::Terminate(name));
+            }
+        })?;
+    Ok(())
+}

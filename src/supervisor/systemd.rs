@@ -1,0 +1,121 @@
+//! systemd's notify protocol: READY, STATUS, WATCHDOG, STOPPING. A no-op outside systemd.
+
+use std::time::{Duration, Instant};
+
+/// Sends notifications when `NOTIFY_SOCKET` is set.
+#[derive(Debug)]
+pub struct Notifier {
+    enabled: bool,
+    /// Half of `WATCHDOG_USEC`, when systemd asked for a watchdog.
+    pub watchdog_interval: Option<Duration>,
+}
+
+impl Notifier {
+    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` from the environment.
+    pub fn from_env() -> Notifier {
+        let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
+        let mut usec = 0;
+        let watchdog_interval = (enabled && sd_notify::watchdog_enabled(false, &mut usec))
+            .then(|| Duration::from_micros(usec / 2))
+            .filter(|d| !d.is_zero());
+        Notifier {
+            enabled,
+            watchdog_interval,
+        }
+    }
+
+    fn send(&self, state: &[sd_notify::NotifyState<'_>]) {
+        if self.enabled {
+            if let Err(e) = sd_notify::notify(false, state) {
+                log::warn!("sd_notify failed: {e}");
+            }
+        }
+    }
+
+    /// `READY=1` with a status line.
+    pub fn ready(&self, status: &str) {
+        self.send(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(status),
+        ]);
+    }
+
+    /// `STATUS=...`.
+    pub fn status(&self, status: &str) {
+        self.send(&[sd_notify::NotifyState::Status(status)]);
+    }
+
+    /// `WATCHDOG=1`.
+    pub fn watchdog(&self) {
+        self.send(&[sd_notify::NotifyState::Watchdog]);
+    }
+
+    /// `STOPPING=1` with a status line.
+    pub fn stopping(&self, status: &str) {
+        self.send(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status(status),
+        ]);
+    }
+}
+
+/// When the watchdog is due: every `interval`, and only while every heartbeat is fresh.
+#[derive(Debug)]
+pub struct WatchdogTimer {
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+/// What to do with the watchdog now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogAction {
+    /// Not due yet.
+    Wait,
+    /// Send `WATCHDOG=1`.
+    Notify,
+    /// Due, but a component is stale: let systemd's timer run out.
+    Withhold,
+}
+
+impl WatchdogTimer {
+    /// A timer that fires every `interval`.
+    pub fn new(interval: Duration) -> WatchdogTimer {
+        WatchdogTimer {
+            interval,
+            last: None,
+        }
+    }
+
+    /// Pure decision given the time and whether every heartbeat is fresh.
+    pub fn poll(&mut self, now: Instant, all_fresh: bool) -> WatchdogAction {
+        let due = self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= self.interval);
+        if !due {
+            return WatchdogAction::Wait;
+        }
+        self.last = Some(now);
+        if all_fresh {
+            WatchdogAction::Notify
+        } else {
+            WatchdogAction::Withhold
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifies_each_interval_and_withholds_while_stale() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut w = WatchdogTimer::new(s * 10);
+        assert_eq!(w.poll(t0, true), WatchdogAction::Notify);
+        assert_eq!(w.poll(t0 + s * 5, true), WatchdogAction::Wait);
+        assert_eq!(w.poll(t0 + s * 10, false), WatchdogAction::Withhold);
+        assert_eq!(w.poll(t0 + s * 15, true), WatchdogAction::Wait);
+        assert_eq!(w.poll(t0 + s * 20, true), WatchdogAction::Notify);
+    }
+}

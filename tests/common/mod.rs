@@ -1,0 +1,246 @@
+//! Test harness: starts the real `bllvm-node` binary on loopback with a temporary datadir.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_bllvm-node");
+
+/// A port the OS just handed out on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running node; killed on drop.
+pub struct TestNode {
+    pub child: Child,
+    pub datadir: PathBuf,
+    pub rpc: SocketAddr,
+    pub p2p: SocketAddr,
+    pub log_path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    exit: Option<ExitStatus>,
+}
+
+/// How to start a node.
+#[derive(Default)]
+pub struct NodeOptions {
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Config file contents, passed as --config.
+    pub config: Option<String>,
+    /// Reuse this datadir instead of a fresh one.
+    pub datadir: Option<PathBuf>,
+    /// Reuse these ports.
+    pub ports: Option<(u16, u16)>,
+}
+
+impl TestNode {
+    /// Starts a regtest node with a fresh datadir and OS-chosen ports.
+    pub fn start() -> TestNode {
+        Self::start_with(NodeOptions::default())
+    }
+
+    /// Starts a regtest node with `opts`.
+    pub fn start_with(opts: NodeOptions) -> TestNode {
+        let (tmp, datadir) = match opts.datadir {
+            Some(d) => (None, d),
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("bllvm-test-")
+                    .tempdir()
+                    .unwrap();
+                let d = t.path().join("data");
+                (Some(t), d)
+            }
+        };
+        let (rpc_port, p2p_port) = opts.ports.unwrap_or_else(|| (free_port(), free_port()));
+        let rpc: SocketAddr = format!("127.0.0.1:{rpc_port}").parse().unwrap();
+        let p2p: SocketAddr = format!("127.0.0.1:{p2p_port}").parse().unwrap();
+        let log_dir = tmp
+            .as_ref()
+            .map(|t| t.path().to_owned())
+            .unwrap_or_else(|| datadir.parent().unwrap().to_owned());
+        let log_path = unique(&log_dir, "node", "log");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--network", "regtest"])
+            .arg("--datadir")
+            .arg(&datadir)
+            .args([
+                "--rpc-bind",
+                &rpc.to_string(),
+                "--p2p-bind",
+                &p2p.to_string(),
+            ])
+            .args(&opts.args)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log_path).unwrap());
+        if let Some(text) = opts.config {
+            let path = unique(&log_dir, "node", "toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        let child = cmd.spawn().expect("start bllvm-node");
+        TestNode {
+            child,
+            datadir,
+            rpc,
+            p2p,
+            log_path,
+            _tmp: tmp,
+            exit: None,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything the node logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// GET `path`: (status, body).
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http(self.rpc, "GET", path, "")
+    }
+
+    /// Waits until `/health/ready` answers 200; panics with the log otherwise.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        loop {
+            if let Ok((200, _)) = self.get("/health/ready") {
+                return started.elapsed();
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("node exited with {status} before ready:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node not ready within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let child = &mut self.child;
+        let status = poll(timeout, "node to exit", || child.try_wait().unwrap());
+        self.exit = Some(status);
+        status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {status}"))
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn unique(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    (0..)
+        .map(|i| dir.join(format!("{stem}-{i}.{ext}")))
+        .find(|p| !p.exists())
+        .unwrap()
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let (status, _headers, body) = http_full(addr, method, path, &[], body)?;
+    Ok((status, body))
+}
+
+/// One HTTP/1.1 request with extra headers: (status, lower-cased headers, body).
+pub fn http_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no header end in {text:?}")))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((status, headers, body.to_owned()))
+}
+
+/// Parses a JSON body.
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
