@@ -175,7 +175,8 @@ pub fn evaluate(
                 ComponentHealth {
                     component,
                     status: Status::Unhealthy,
-                    reason: format!("no heartbeat for {:.1}s", age.as_secs_f64()),
+                    // The limit, not the age, so the text (and systemd's STATUS) is stable.
+                    reason: format!("no heartbeat for over {:.1}s", timeout.as_secs_f64()),
                     heartbeat_age: age,
                 }
             } else {
@@ -273,7 +274,9 @@ mod tests {
         );
         assert_eq!(e.overall, Status::Unhealthy);
         assert!(!e.all_fresh);
-        assert!(e.components[0].reason.contains("no heartbeat for 31.0s"));
+        assert!(e.components[0]
+            .reason
+            .contains("no heartbeat for over 30.0s"));
     }
 
     #[test]

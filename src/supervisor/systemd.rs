@@ -14,9 +14,17 @@ impl Notifier {
     /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` from the environment.
     pub fn from_env() -> Notifier {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
-        let mut usec = 0;
-        let watchdog_interval = (enabled && sd_notify::watchdog_enabled(false, &mut usec))
-            .then(|| Duration::from_micros(usec / 2))
+        let var = |k| std::env::var(k).ok();
+        let watchdog_interval = enabled
+            .then(|| {
+                watchdog_usec(
+                    var("WATCHDOG_USEC"),
+                    var("WATCHDOG_PID"),
+                    std::process::id(),
+                )
+            })
+            .flatten()
+            .map(|usec| Duration::from_micros(usec / 2))
             .filter(|d| !d.is_zero());
         Notifier {
             enabled,
@@ -56,6 +64,16 @@ impl Notifier {
             sd_notify::NotifyState::Stopping,
             sd_notify::NotifyState::Status(status),
         ]);
+    }
+}
+
+/// systemd's `sd_watchdog_enabled()` rule: `WATCHDOG_USEC` applies unless `WATCHDOG_PID` names
+/// another process. (The sd-notify crate also rejects an unset PID, which systemd accepts.)
+fn watchdog_usec(usec: Option<String>, pid: Option<String>, own_pid: u32) -> Option<u64> {
+    let usec = usec?.parse().ok().filter(|u| *u > 0)?;
+    match pid {
+        Some(p) if p.parse::<u32>().ok() != Some(own_pid) => None,
+        _ => Some(usec),
     }
 }
 
@@ -106,6 +124,17 @@ impl WatchdogTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watchdog_env_follows_systemd_rules() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(watchdog_usec(s("400000"), None, 7), Some(400_000));
+        assert_eq!(watchdog_usec(s("400000"), s("7"), 7), Some(400_000));
+        assert_eq!(watchdog_usec(s("400000"), s("8"), 7), None);
+        assert_eq!(watchdog_usec(s("0"), None, 7), None);
+        assert_eq!(watchdog_usec(s("soon"), None, 7), None);
+        assert_eq!(watchdog_usec(None, s("7"), 7), None);
+    }
 
     #[test]
     fn notifies_each_interval_and_withholds_while_stale() {

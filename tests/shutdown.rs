@@ -1,0 +1,112 @@
+//! Signals, the ordered shutdown and component failures on the real binary.
+
+mod common;
+
+use common::{poll, NodeOptions, TestNode};
+use std::time::{Duration, Instant};
+
+#[test]
+fn sigterm_exits_0_releases_the_lock_and_restart_works() {
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(5));
+    let sent = Instant::now();
+    node.signal(libc::SIGTERM);
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 0, "{}", node.log());
+    eprintln!("SIGTERM to exit: {:?}", sent.elapsed());
+    let log = node.log();
+    assert!(log.contains("shutdown complete"), "{log}");
+    // The order of the design: rpc, p2p, pruning, chain, storage, http.
+    let pos = |s: &str| log.find(s).unwrap_or_else(|| panic!("no `{s}` in {log}"));
+    let order = ["rpc", "p2p", "pruning", "chain", "storage", "http"]
+        .map(|s| pos(&format!("shutdown: {s} stopped")));
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{log}");
+
+    // Same datadir and ports at once: the lock and both ports were released.
+    let mut again = TestNode::start_with(NodeOptions {
+        datadir: Some(node.datadir.clone()),
+        ports: Some((node.rpc.port(), node.p2p.port())),
+        ..NodeOptions::default()
+    });
+    again.wait_ready(Duration::from_secs(5));
+}
+
+#[test]
+fn sigint_also_shuts_down_cleanly() {
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(5));
+    node.signal(libc::SIGINT);
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 0, "{}", node.log());
+}
+
+#[test]
+fn sighup_is_logged_and_ignored() {
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(5));
+    node.signal(libc::SIGHUP);
+    poll(Duration::from_secs(5), "SIGHUP log line", || {
+        node.log()
+            .contains("SIGHUP received and ignored")
+            .then_some(())
+    });
+    assert_eq!(node.get("/health").unwrap().0, 200);
+    assert!(node.child.try_wait().unwrap().is_none());
+}
+
+#[test]
+fn component_panic_is_logged_and_exits_2() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some("[debug]\npanic_component = \"pruning\"\npanic_after_secs = 0.3\n".into()),
+        ..NodeOptions::default()
+    });
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 2);
+    let log = node.log();
+    assert!(log.contains("thread `pruning` panicked"), "{log}");
+    assert!(
+        log.contains("component pruning (panic in thread pruning) failed"),
+        "{log}"
+    );
+    assert!(log.contains("shutdown complete with errors"), "{log}");
+}
+
+#[test]
+fn stuck_component_makes_shutdown_exit_1_naming_it() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(
+            "shutdown_timeout_secs = 1.0\n[debug]\nstall_component = \"chain\"\nstall_after_secs = 0.0\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    poll(Duration::from_secs(5), "stall", || {
+        node.log().contains("chain stalls now").then_some(())
+    });
+    node.signal(libc::SIGTERM);
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 1);
+    let log = node.log();
+    assert!(
+        log.contains("shutdown timed out after 1.0s; stuck: chain"),
+        "{log}"
+    );
+}
+
+#[test]
+fn second_sigint_forces_exit() {
+    // A stalled chain keeps the ordered shutdown waiting for its 60 s deadline.
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(
+            "shutdown_timeout_secs = 60.0\n[debug]\nstall_component = \"chain\"\nstall_after_secs = 0.0\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    poll(Duration::from_secs(5), "stall", || {
+        node.log().contains("chain stalls now").then_some(())
+    });
+    node.signal(libc::SIGINT);
+    poll(Duration::from_secs(5), "shutdown to start", || {
+        node.log().contains("shutdown started").then_some(())
+    });
+    node.signal(libc::SIGINT);
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 130);
+    assert!(node.log().contains("second SIGINT: forcing immediate exit"));
+}

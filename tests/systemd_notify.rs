@@ -1,0 +1,116 @@
+//! The test plays systemd: it owns NOTIFY_SOCKET and checks READY, WATCHDOG and STOPPING.
+
+mod common;
+
+use common::{NodeOptions, TestNode};
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+struct FakeSystemd {
+    sock: UnixDatagram,
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+impl FakeSystemd {
+    fn new() -> FakeSystemd {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        FakeSystemd {
+            sock,
+            path: path.to_str().unwrap().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// Next datagram within `timeout`, or None.
+    fn recv(&self, timeout: Duration) -> Option<String> {
+        self.sock.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = [0u8; 4096];
+        match self.sock.recv(&mut buf) {
+            Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    /// Waits for a datagram containing `needle`; returns everything seen on the way.
+    fn expect(&self, needle: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if let Some(msg) = self.recv(left) {
+                let hit = msg.lines().any(|l| l == needle);
+                seen.push(msg);
+                if hit {
+                    return seen;
+                }
+            }
+        }
+        panic!("no {needle} within {timeout:?}; saw {seen:?}");
+    }
+}
+
+fn node_under(systemd: &FakeSystemd, config: &str) -> TestNode {
+    TestNode::start_with(NodeOptions {
+        env: vec![
+            ("NOTIFY_SOCKET".into(), systemd.path.clone()),
+            // 400 ms: WATCHDOG=1 expected every 200 ms.
+            ("WATCHDOG_USEC".into(), "400000".into()),
+        ],
+        config: Some(config.into()),
+        ..NodeOptions::default()
+    })
+}
+
+#[test]
+fn ready_then_periodic_watchdog_then_stopping() {
+    let systemd = FakeSystemd::new();
+    let mut node = node_under(&systemd, "heartbeat_timeout_secs = 2.0\n");
+    let seen = systemd.expect("READY=1", Duration::from_secs(5));
+    assert!(seen.iter().any(|m| m.contains("STATUS=")), "{seen:?}");
+    // READY is only sent once storage is open, so readiness holds at that point.
+    assert_eq!(node.get("/health/ready").unwrap().0, 200);
+    for _ in 0..3 {
+        systemd.expect("WATCHDOG=1", Duration::from_secs(5));
+    }
+    node.signal(libc::SIGTERM);
+    systemd.expect("STOPPING=1", Duration::from_secs(5));
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 0);
+}
+
+#[test]
+fn watchdog_stops_while_a_component_is_stalled() {
+    let systemd = FakeSystemd::new();
+    let mut node = node_under(
+        &systemd,
+        "heartbeat_timeout_secs = 0.6\nshutdown_timeout_secs = 1.0\n\
+         [debug]\nstall_component = \"chain\"\nstall_after_secs = 1.5\n",
+    );
+    systemd.expect("READY=1", Duration::from_secs(5));
+    systemd.expect("WATCHDOG=1", Duration::from_secs(5));
+    // Once liveness reports the stale heartbeat, the supervisor sees it too.
+    common::poll(Duration::from_secs(10), "liveness to fail", || {
+        matches!(node.get("/health/live"), Ok((503, _))).then_some(())
+    });
+    let (code, body) = node.get("/health/detailed").unwrap();
+    assert_eq!(code, 503);
+    let d = common::json(&body);
+    assert_eq!(d["components"]["chain"]["status"], "unhealthy", "{d}");
+    // Drain what was sent before the supervisor noticed, then listen for 2 s (10 intervals).
+    while systemd.recv(Duration::from_millis(300)).is_some() {}
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Some(msg) = systemd.recv(left) {
+            assert!(
+                !msg.contains("WATCHDOG=1"),
+                "watchdog fed while stalled: {msg}"
+            );
+        }
+    }
+    node.signal(libc::SIGTERM);
+    systemd.expect("STOPPING=1", Duration::from_secs(5));
+    // The stalled chain never stops: the shutdown deadline names it.
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 1);
+    assert!(node.log().contains("stuck: chain"));
+}
