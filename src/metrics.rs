@@ -202,6 +202,16 @@ impl Metrics {
             )?,
             registry,
         };
+        // Series exist from the start, so `increase()` and alerts see the first event.
+        for c in crate::component::Component::ALL {
+            for kind in ["error", "panic"] {
+                m.component_failures_total
+                    .with_label_values(&[c.name(), kind]);
+            }
+        }
+        for outcome in ["sent", "withheld"] {
+            m.watchdog_notifications_total.with_label_values(&[outcome]);
+        }
         Ok(m)
     }
 

@@ -42,8 +42,8 @@ impl Reply {
     /// The tiny_http response.
     pub fn into_response(self) -> Response<Cursor<Vec<u8>>> {
         let mut resp = Response::from_data(self.body.into_bytes()).with_status_code(self.status);
-        let headers = std::iter::once(("Content-Type", self.content_type.to_string()))
-            .chain(self.headers.into_iter().map(|(n, v)| (n, v)));
+        let headers =
+            std::iter::once(("Content-Type", self.content_type.to_string())).chain(self.headers);
         for (name, value) in headers {
             // Header values are ours (no client input), so they always parse.
             if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {

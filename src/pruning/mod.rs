@@ -18,7 +18,7 @@ pub fn decide(cfg: &StorageConfig, used_bytes: u64) -> Option<PruneRequest> {
         return None;
     }
     let threshold = (cfg.pruning_threshold_gb * GB) as u64;
-    (used_bytes > threshold).then(|| PruneRequest {
+    (used_bytes > threshold).then_some(PruneRequest {
         target_bytes: (cfg.pruning_target_gb * GB) as u64,
     })
 }

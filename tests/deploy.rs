@@ -1,0 +1,246 @@
+//! The deploy/ files checked with the tools operators use, against a live node.
+
+mod common;
+
+use common::{free_port, http, json, poll, TestNode};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn deploy(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(rel)
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(deploy(rel)).unwrap()
+}
+
+fn tool(name: &str, package: &str) -> Command {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} is required: apt-get install -y {package} (.ci/run installs it)"
+    );
+    Command::new(name)
+}
+
+#[test]
+fn systemd_unit_verifies_and_has_the_required_settings() {
+    let unit = read("systemd/bllvm-node.service");
+    for line in [
+        "Type=notify",
+        "NotifyAccess=main",
+        "Restart=always",
+        "RestartSec=10",
+        "WatchdogSec=60",
+        "LimitNOFILE=65536",
+        "ProtectSystem=full",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "StateDirectory=bllvm",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "unit lacks {line}");
+    }
+    // The datadir the unit passes is the one StateDirectory= makes writable.
+    assert!(unit.contains("--datadir /var/lib/bllvm"));
+
+    // verify checks that ExecStart exists, so point it at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bllvm-node.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/bllvm-node", common::BIN),
+    )
+    .unwrap();
+    let out = tool("systemd-analyze", "systemd")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("bllvm-node.service"))
+        .collect();
+    assert!(
+        out.status.success() && ours.is_empty(),
+        "systemd-analyze verify:\n{stderr}"
+    );
+}
+
+#[test]
+fn prometheus_files_pass_promtool() {
+    for (what, file) in [
+        ("config", "prometheus/prometheus.yml"),
+        ("rules", "prometheus/alerts.yml"),
+    ] {
+        let out = tool("promtool", "prometheus")
+            .args(["check", what])
+            .arg(deploy(file))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check {what} {file}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Every `bllvm_*`/`process_*` series named in a dashboard or rule must exist on a live node.
+#[test]
+fn dashboard_and_alerts_only_use_metrics_the_node_exports() {
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(5));
+    let (_, metrics) = node.get("/metrics").unwrap();
+    let exported: BTreeSet<String> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    let dashboard = read("grafana/bllvm-node.json");
+    json(&dashboard);
+    for (file, text) in [
+        ("grafana", dashboard),
+        ("alerts", read("prometheus/alerts.yml")),
+    ] {
+        for name in metric_names(&text) {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                exported.contains(&name) || exported.contains(base),
+                "{file} uses {name}, which the node does not export"
+            );
+        }
+    }
+}
+
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for prefix in ["bllvm_", "process_"] {
+        let mut rest = text;
+        while let Some(i) = rest.find(prefix) {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    names
+}
+
+#[test]
+fn kubernetes_probe_paths_are_served() {
+    let manifest = read("kubernetes/bllvm-node.yaml");
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(5));
+    let paths: BTreeSet<&str> = manifest
+        .lines()
+        .filter_map(|l| l.split("path: ").nth(1))
+        .map(|p| p.split([',', ' ', '}']).next().unwrap())
+        .collect();
+    assert!(
+        paths.contains("/health/live") && paths.contains("/health/ready"),
+        "{paths:?}"
+    );
+    for p in paths {
+        assert_eq!(node.get(p).unwrap().0, 200, "{p}");
+    }
+}
+
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus server scrapes the node and loads the shipped alert rules.
+#[test]
+fn real_prometheus_scrapes_the_node_and_evaluates_the_rules() {
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(5));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("alerts.yml");
+    std::fs::copy(deploy("prometheus/alerts.yml"), &rules).unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [\"{}\"]\n\
+             scrape_configs:\n  - job_name: bllvm\n    static_configs:\n      - targets: [\"{}\"]\n",
+            rules.display(),
+            node.rpc
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let web: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let _prom = Prometheus(
+        tool("prometheus", "prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let query = |q: &str| -> Option<String> {
+        let (code, body) = http(web, "GET", &format!("/api/v1/query?query={q}"), "").ok()?;
+        if code != 200 {
+            return None;
+        }
+        let v = json(&body);
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_owned)
+    };
+    // up{job="bllvm"}
+    let up = poll(
+        Duration::from_secs(60),
+        "prometheus to scrape the node",
+        || query("up%7Bjob%3D%22bllvm%22%7D"),
+    );
+    assert_eq!(up, "1");
+    let health = poll(Duration::from_secs(30), "bllvm_health_status", || {
+        query("bllvm_health_status")
+    });
+    assert_eq!(health, "0");
+    // Every shipped rule loaded and evaluates without error.
+    let groups = poll(Duration::from_secs(30), "rules to evaluate", || {
+        let (_, body) = http(web, "GET", "/api/v1/rules", "").ok()?;
+        let v = json(&body);
+        let rules = v["data"]["groups"][0]["rules"].as_array()?.clone();
+        rules
+            .iter()
+            .all(|r| {
+                r["lastEvaluation"]
+                    .as_str()
+                    .is_some_and(|t| !t.starts_with("0001"))
+            })
+            .then_some(rules)
+    });
+    assert_eq!(groups.len(), 10);
+    for r in groups {
+        assert_eq!(r["health"], "ok", "{r}");
+    }
+}
