@@ -105,6 +105,12 @@ fn fault_for(config: &Config, c: Component) -> Option<Fault> {
 }
 
 fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
+    // First, so a SIGTERM during start-up is queued for an orderly stop instead of killing us.
+    let (sig_tx, sig_rx) = bounded(4);
+    signals::spawn(sig_tx).map_err(|source| StartError::Spawn {
+        name: "signals".into(),
+        source,
+    })?;
     let dir = config.network_dir();
     let lock = datadir::lock(&dir)?;
     log::info!(
@@ -132,7 +138,6 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
     let (probe_tx, probe_rx) = bounded(ch.probe_queue);
     let (rpc_tx, rpc_rx) = bounded(config.rpc.work_queue);
     let (fail_tx, fail_rx) = bounded(64);
-    let (sig_tx, sig_rx) = bounded(4);
     watch(&metrics, "peer_events", ch.peer_events, &peer_rx);
     watch(&metrics, "p2p_commands", ch.p2p_commands, &cmd_rx);
     watch(&metrics, "write_batches", ch.write_batches, &batch_rx);
@@ -308,8 +313,6 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
         stop: http_stop,
         threads: http_threads,
     });
-
-    signals::spawn(sig_tx).map_err(spawn_err("signals"))?;
 
     let supervisor = Supervisor {
         shared: shared.clone(),

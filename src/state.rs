@@ -57,7 +57,36 @@ pub struct Shared {
     pub rpc_enabled: bool,
 }
 
+/// The readiness facts, as `/health/ready` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// The chain tip is loaded.
+    pub chain_initialized: bool,
+    /// The store is open.
+    pub storage_available: bool,
+    /// Shutdown has begun.
+    pub shutting_down: bool,
+}
+
+impl Readiness {
+    /// Serving: chain loaded, storage open, not stopping. systemd's READY=1 uses the same rule.
+    pub fn ready(self) -> bool {
+        self.chain_initialized && self.storage_available && !self.shutting_down
+    }
+}
+
 impl Shared {
+    /// Reads the readiness facts.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            chain_initialized: self.chain.read().initialized,
+            storage_available: self.storage.read().available,
+            shutting_down: self
+                .shutting_down
+                .load(std::sync::atomic::Ordering::Acquire),
+        }
+    }
+
     /// Fresh state at start.
     pub fn new(rpc_enabled: bool) -> Shared {
         Shared {

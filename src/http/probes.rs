@@ -76,16 +76,14 @@ fn live(eval: &Evaluation) -> Reply {
 }
 
 fn ready(ctx: &ProbeContext) -> Reply {
-    let chain_initialized = ctx.shared.chain.read().initialized;
-    let storage_available = ctx.shared.storage.read().available;
-    let stopping = ctx.shared.shutting_down.load(Ordering::Acquire);
-    let ok = chain_initialized && storage_available && !stopping;
+    let r = ctx.shared.readiness();
+    let ok = r.ready();
     Reply::json(
         if ok { 200 } else { 503 },
         &json!({
             "status": if ok { "ready" } else { "not_ready" },
-            "chain_initialized": chain_initialized,
-            "storage_available": storage_available,
+            "chain_initialized": r.chain_initialized,
+            "storage_available": r.storage_available,
         }),
     )
 }

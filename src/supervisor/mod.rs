@@ -72,7 +72,7 @@ impl Supervisor {
             self.heartbeat.beat();
             let now = Instant::now();
             let eval = self.shared.vitals.evaluate(now, self.heartbeat_timeout);
-            if !ready_sent && self.shared.storage.read().available {
+            if !ready_sent && self.shared.readiness().ready() {
                 ready_sent = true;
                 log::info!("node is ready");
                 self.notifier.ready("ready");

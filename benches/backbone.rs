@@ -1,0 +1,118 @@
+//! Backbone figures on the real binary: time to ready, idle RSS and threads,
+//! /health latency at several concurrencies, SIGTERM to exit.
+//! `cargo bench --bench backbone` for the full run; under `cargo test` a short smoke run.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::TestNode;
+use std::time::{Duration, Instant};
+
+struct Scale {
+    starts: usize,
+    requests: usize,
+    idle: Duration,
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let scale = if full {
+        Scale {
+            starts: 5,
+            requests: 4000,
+            idle: Duration::from_secs(3),
+        }
+    } else {
+        Scale {
+            starts: 1,
+            requests: 64,
+            idle: Duration::from_millis(100),
+        }
+    };
+
+    let mut ready = Vec::new();
+    let mut stop = Vec::new();
+    for _ in 0..scale.starts {
+        let mut node = TestNode::start();
+        ready.push(node.wait_ready(Duration::from_secs(30)));
+        let t = Instant::now();
+        node.signal(libc::SIGTERM);
+        assert_eq!(node.wait_exit(Duration::from_secs(30)), 0);
+        stop.push(t.elapsed());
+    }
+    println!(
+        "start to ready: median {:?} (n={})",
+        median(&mut ready),
+        ready.len()
+    );
+    println!(
+        "SIGTERM to exit: median {:?} (n={})",
+        median(&mut stop),
+        stop.len()
+    );
+
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(30));
+    std::thread::sleep(scale.idle);
+    let (rss_kib, threads) = proc_status(node.pid());
+    println!(
+        "idle: RSS {:.1} MiB, {threads} threads",
+        rss_kib as f64 / 1024.0
+    );
+
+    for clients in [1usize, 8, 64] {
+        let per_client = (scale.requests / clients).max(1);
+        let addr = node.rpc;
+        let t = Instant::now();
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    (0..per_client)
+                        .map(|_| {
+                            let t = Instant::now();
+                            let (code, _) = common::http(addr, "GET", "/health", "").unwrap();
+                            assert_eq!(code, 200);
+                            t.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut lat: Vec<Duration> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        let wall = t.elapsed();
+        lat.sort();
+        println!(
+            "/health, {clients:>2} clients, new connection per request: {:>7.0} req/s, p50 {:?}, p99 {:?}",
+            lat.len() as f64 / wall.as_secs_f64(),
+            lat[lat.len() / 2],
+            lat[(lat.len() - 1) * 99 / 100],
+        );
+    }
+    let (rss_kib, threads) = proc_status(node.pid());
+    println!(
+        "after load: RSS {:.1} MiB, {threads} threads",
+        rss_kib as f64 / 1024.0
+    );
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// (VmRSS in KiB, Threads) from /proc.
+fn proc_status(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("Threads:"))
+}
