@@ -16,9 +16,11 @@ use crate::storage::{StorageError, Store};
 use crate::supervisor::health::Fault;
 use crate::supervisor::systemd::Notifier;
 use crate::supervisor::{signals, Stage, Supervisor};
+use crate::thread::ComponentFailed;
 use crate::thread::{self, error_chain};
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, Sender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Why the node could not start; each names what it was doing.
@@ -76,6 +78,25 @@ pub fn run(config: Config) -> i32 {
 /// How often idle loops wake to beat: well inside the staleness limit, at most a second.
 fn tick_for(heartbeat_timeout: Duration) -> Duration {
     (heartbeat_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Starts a component thread; a failure to start is a start error naming the thread.
+fn start_thread<F, E>(
+    component: Component,
+    name: &str,
+    failures: &Sender<ComponentFailed>,
+    body: F,
+) -> Result<JoinHandle<()>, StartError>
+where
+    F: FnOnce() -> Result<(), E> + Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    thread::spawn(component, name.to_owned(), failures.clone(), body).map_err(|source| {
+        StartError::Spawn {
+            name: name.to_owned(),
+            source,
+        }
+    })
 }
 
 /// Exports a channel's depth and capacity.
@@ -151,12 +172,6 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
     let reactor = Reactor::bind(config.p2p_bind())?;
     let p2p_waker = reactor.waker();
 
-    let mut stages = Vec::new();
-    let spawn_err = |name: &str| {
-        let name = name.to_owned();
-        move |source| StartError::Spawn { name, source }
-    };
-
     let (storage_stop, storage_sig) = stop_pair(None);
     let writer = Writer {
         store: store.clone(),
@@ -167,13 +182,9 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
         shared: shared.clone(),
         tick,
     };
-    let storage_thread = thread::spawn(
-        Component::Storage,
-        "storage".into(),
-        fail_tx.clone(),
-        move || writer.run(),
-    )
-    .map_err(spawn_err("storage"))?;
+    let storage_thread = start_thread(Component::Storage, "storage", &fail_tx, move || {
+        writer.run()
+    })?;
 
     let (chain_stop, chain_sig) = stop_pair(None);
     let chain = ChainThread {
@@ -186,13 +197,7 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
         shared: shared.clone(),
         tick,
     };
-    let chain_thread = thread::spawn(
-        Component::Chain,
-        "chain".into(),
-        fail_tx.clone(),
-        move || chain.run(),
-    )
-    .map_err(spawn_err("chain"))?;
+    let chain_thread = start_thread(Component::Chain, "chain", &fail_tx, move || chain.run())?;
 
     let (pruning_stop, pruning_sig) = stop_pair(None);
     let monitor = PruningMonitor {
@@ -204,13 +209,9 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
         heartbeat: beat(Component::Pruning),
         tick,
     };
-    let pruning_thread = thread::spawn(
-        Component::Pruning,
-        "pruning".into(),
-        fail_tx.clone(),
-        move || monitor.run(),
-    )
-    .map_err(spawn_err("pruning"))?;
+    let pruning_thread = start_thread(Component::Pruning, "pruning", &fail_tx, move || {
+        monitor.run()
+    })?;
 
     let (p2p_stop, p2p_sig) = stop_pair(Some(p2p_waker.clone()));
     let links = ReactorLinks {
@@ -221,10 +222,7 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
         shared: shared.clone(),
         tick,
     };
-    let p2p_thread = thread::spawn(Component::P2p, "p2p".into(), fail_tx.clone(), move || {
-        reactor.run(links)
-    })
-    .map_err(spawn_err("p2p"))?;
+    let p2p_thread = start_thread(Component::P2p, "p2p", &fail_tx, move || reactor.run(links))?;
 
     let (rpc_stop, rpc_sig) = stop_pair(None);
     let mut rpc_threads = Vec::new();
@@ -236,12 +234,9 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
             metrics.clone(),
         );
         let name = format!("rpc-{i}");
-        rpc_threads.push(
-            thread::spawn(Component::Http, name.clone(), fail_tx.clone(), move || {
-                http::rpc_worker(jobs, stop, shared, metrics)
-            })
-            .map_err(spawn_err(&name))?,
-        );
+        rpc_threads.push(start_thread(Component::Http, &name, &fail_tx, move || {
+            http::rpc_worker(jobs, stop, shared, metrics)
+        })?);
     }
 
     let (http_stop, http_sig) = stop_pair(None);
@@ -254,12 +249,9 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
     for i in 0..http::PROBE_WORKERS {
         let (jobs, stop, ctx) = (probe_rx.clone(), http_sig.clone(), probe_ctx.clone());
         let name = format!("probe-{i}");
-        http_threads.push(
-            thread::spawn(Component::Http, name.clone(), fail_tx.clone(), move || {
-                http::probe_worker(jobs, stop, ctx)
-            })
-            .map_err(spawn_err(&name))?,
-        );
+        http_threads.push(start_thread(Component::Http, &name, &fail_tx, move || {
+            http::probe_worker(jobs, stop, ctx)
+        })?);
     }
     let dispatcher = Dispatcher {
         server,
@@ -275,44 +267,46 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
         heartbeat: beat(Component::Http),
         tick,
     };
-    http_threads.push(
-        thread::spawn(Component::Http, "http".into(), fail_tx.clone(), move || {
-            dispatcher.run()
-        })
-        .map_err(spawn_err("http"))?,
-    );
+    http_threads.push(start_thread(
+        Component::Http,
+        "http",
+        &fail_tx,
+        move || dispatcher.run(),
+    )?);
 
     // The design's order: in-flight RPC, peers, the monitor, chain (drains), writer (commits), probes last.
-    stages.push(Stage {
-        name: "rpc",
-        stop: rpc_stop,
-        threads: rpc_threads,
-    });
-    stages.push(Stage {
-        name: "p2p",
-        stop: p2p_stop,
-        threads: vec![p2p_thread],
-    });
-    stages.push(Stage {
-        name: "pruning",
-        stop: pruning_stop,
-        threads: vec![pruning_thread],
-    });
-    stages.push(Stage {
-        name: "chain",
-        stop: chain_stop,
-        threads: vec![chain_thread],
-    });
-    stages.push(Stage {
-        name: "storage",
-        stop: storage_stop,
-        threads: vec![storage_thread],
-    });
-    stages.push(Stage {
-        name: "http",
-        stop: http_stop,
-        threads: http_threads,
-    });
+    let stages = vec![
+        Stage {
+            name: "rpc",
+            stop: rpc_stop,
+            threads: rpc_threads,
+        },
+        Stage {
+            name: "p2p",
+            stop: p2p_stop,
+            threads: vec![p2p_thread],
+        },
+        Stage {
+            name: "pruning",
+            stop: pruning_stop,
+            threads: vec![pruning_thread],
+        },
+        Stage {
+            name: "chain",
+            stop: chain_stop,
+            threads: vec![chain_thread],
+        },
+        Stage {
+            name: "storage",
+            stop: storage_stop,
+            threads: vec![storage_thread],
+        },
+        Stage {
+            name: "http",
+            stop: http_stop,
+            threads: http_threads,
+        },
+    ];
 
     let supervisor = Supervisor {
         shared: shared.clone(),
