@@ -77,6 +77,21 @@ pub fn build_block(
     block
 }
 
+/// Recomputes the witness commitment (if the coinbase has one) and the merkle root after
+/// transactions were changed.
+pub fn refresh_commitments(block: &mut Block) {
+    if let Some(idx) = super::block_check::witness_commitment_index(&block.txdata[0]) {
+        let reserved = block.txdata[0].input[0]
+            .witness
+            .nth(0)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_else(|| vec![0; 32]);
+        let c = witness_commitment(block, &reserved);
+        block.txdata[0].output[idx].script_pubkey = witness_commitment_script(c);
+    }
+    update_merkle_root(block);
+}
+
 /// Recomputes the header's merkle root from the transactions.
 pub fn update_merkle_root(block: &mut Block) {
     let txids: Vec<[u8; 32]> = block

@@ -2,6 +2,8 @@
 //! Knows no transport.
 
 pub mod block_check;
+pub mod chainstate;
+pub mod header_tree;
 pub mod merkle;
 pub mod mining;
 pub mod params;

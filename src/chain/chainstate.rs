@@ -1,0 +1,506 @@
+//! The chain state: header tree, block data, active chain and UTXO set, and the
+//! activation of the most-work valid chain (reorganising when needed). Plain logic:
+//! every change is also returned as an [`Update`] for the storage writer to persist.
+
+use super::block_check::{check_block, contextual_check_block};
+use super::header_tree::{HeaderTree, Validity};
+use super::mining::{build_block, grind, Template};
+use super::params::Params;
+use super::pow::next_work_required;
+use super::reject::Reject;
+use super::utxo::{apply, connect_block, revert, BlockChanges, Coin, ConnectContext};
+use bitcoin::hashes::{sha256d, Hash, HashEngine};
+use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf, Transaction};
+use std::collections::HashMap;
+
+/// A change to the active chain, in the order it happened.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// A block became the tip.
+    Connected {
+        /// Its hash.
+        hash: BlockHash,
+        /// Its height.
+        height: u32,
+        /// UTXO changes, also its undo data.
+        changes: BlockChanges,
+    },
+    /// The tip was disconnected.
+    Disconnected {
+        /// Its hash.
+        hash: BlockHash,
+        /// Its height.
+        height: u32,
+    },
+}
+
+/// What happened to a submitted block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// Valid and now on the active chain.
+    Active,
+    /// Stored on a branch with less work (Core's submitblock says "inconclusive").
+    SideBranch,
+    /// Already known.
+    Duplicate,
+}
+
+/// `getchaintips`' status of a branch tip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TipStatus {
+    /// The active tip.
+    Active,
+    /// A fully validated branch that is not active.
+    ValidFork,
+    /// All blocks stored but not validated.
+    ValidHeaders,
+    /// Some blocks missing.
+    HeadersOnly,
+    /// Contains an invalid block.
+    Invalid,
+}
+
+/// One branch tip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainTip {
+    /// Tip height.
+    pub height: u32,
+    /// Tip hash.
+    pub hash: BlockHash,
+    /// Blocks from the fork point with the active chain (0 for the active tip).
+    pub branch_len: u32,
+    /// Status.
+    pub status: TipStatus,
+}
+
+/// UTXO set summary (`gettxoutsetinfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UtxoStats {
+    /// Unspent outputs.
+    pub count: u64,
+    /// Their total value in satoshis.
+    pub total: u64,
+    /// Core's hash_serialized_3 construction over the set (see docs/architecture.md).
+    pub hash: sha256d::Hash,
+}
+
+/// The chain state in memory.
+pub struct ChainState {
+    tree: HeaderTree,
+    active: Vec<BlockHash>,
+    blocks: HashMap<BlockHash, Block>,
+    undo: HashMap<BlockHash, BlockChanges>,
+    utxo: HashMap<OutPoint, Coin>,
+    arrival: HashMap<BlockHash, u64>,
+    next_arrival: u64,
+    /// Scripts of this block's ancestors are not checked (Core's assumevalid).
+    pub assume_valid: Option<BlockHash>,
+    /// Transactions of disconnected blocks, for the mempool.
+    pub disconnected_txs: Vec<Transaction>,
+}
+
+/// Reasons that say the block data was malleated, not that the header's block is invalid:
+/// the header must not be marked invalid for them (Core's BLOCK_MUTATED).
+fn is_mutation(reason: &str) -> bool {
+    matches!(
+        reason,
+        "bad-txnmrklroot"
+            | "bad-txns-duplicate"
+            | "bad-witness-nonce-size"
+            | "bad-witness-merkle-match"
+            | "unexpected-witness"
+    )
+}
+
+impl ChainState {
+    /// A chain holding only the genesis block (whose coinbase is unspendable, as in Core).
+    pub fn new(params: Params) -> ChainState {
+        let genesis = params.genesis.clone();
+        let hash = genesis.block_hash();
+        let mut blocks = HashMap::new();
+        blocks.insert(hash, genesis);
+        let mut undo = HashMap::new();
+        undo.insert(hash, BlockChanges::default());
+        ChainState {
+            tree: HeaderTree::new(params),
+            active: vec![hash],
+            blocks,
+            undo,
+            utxo: HashMap::new(),
+            arrival: HashMap::new(),
+            next_arrival: 0,
+            assume_valid: None,
+            disconnected_txs: Vec::new(),
+        }
+    }
+
+    /// The rules.
+    pub fn params(&self) -> &Params {
+        self.tree.params()
+    }
+
+    /// The header tree.
+    pub fn tree(&self) -> &HeaderTree {
+        &self.tree
+    }
+
+    /// The active tip's hash and height.
+    pub fn tip(&self) -> (BlockHash, u32) {
+        (
+            self.active[self.active.len() - 1],
+            (self.active.len() - 1) as u32,
+        )
+    }
+
+    /// The active block at `height`.
+    pub fn hash_at(&self, height: u32) -> Option<BlockHash> {
+        self.active.get(height as usize).copied()
+    }
+
+    /// Stored block data.
+    pub fn block(&self, hash: &BlockHash) -> Option<&Block> {
+        self.blocks.get(hash)
+    }
+
+    /// An unspent output.
+    pub fn coin(&self, outpoint: &OutPoint) -> Option<&Coin> {
+        self.utxo.get(outpoint)
+    }
+
+    /// Validates a header and records it (headers-first sync).
+    pub fn accept_header(
+        &mut self,
+        header: &bitcoin::block::Header,
+        now: i64,
+    ) -> Result<BlockHash, Reject> {
+        self.tree.accept(header, now)
+    }
+
+    /// Validates `block`, stores it and activates the best chain.
+    pub fn submit_block(
+        &mut self,
+        block: Block,
+        now: i64,
+    ) -> Result<(Submitted, Vec<Update>), Reject> {
+        let hash = block.block_hash();
+        if let Some(e) = self.tree.get(&hash) {
+            if e.have_data && e.is_ok() {
+                return Ok((Submitted::Duplicate, Vec::new()));
+            }
+        }
+        self.tree.accept(&block.header, now)?;
+        let params = self.tree.params().clone();
+        let height = self.tree.get(&hash).map(|e| e.height).unwrap_or(0);
+        let prev_mtp = self.tree.median_time_past(&block.header.prev_blockhash);
+        let checked = check_block(&block, &params, true)
+            .and_then(|_| contextual_check_block(&block, &params, height, prev_mtp));
+        if let Err(r) = checked {
+            if !is_mutation(&r.reason) {
+                self.tree.mark_invalid(&hash, &r.reason);
+            }
+            return Err(r);
+        }
+        self.blocks.insert(hash, block);
+        self.tree.set_have_data(&hash);
+        self.arrival.insert(hash, self.next_arrival);
+        self.next_arrival += 1;
+        let updates = self.activate();
+        match &self.tree.get(&hash).map(|e| e.validity.clone()) {
+            Some(Validity::Invalid(reason)) => Err(Reject::new(
+                reason.clone(),
+                format!("block {hash} failed to connect"),
+            )),
+            _ if self.active.get(height as usize) == Some(&hash) => {
+                Ok((Submitted::Active, updates))
+            }
+            _ => Ok((Submitted::SideBranch, updates)),
+        }
+    }
+
+    /// The best candidate tip with more work than the active tip whose whole branch is stored.
+    fn best_candidate(&self) -> Option<BlockHash> {
+        let tip_work = self.tree.get(&self.tip().0)?.chain_work;
+        let mut cands: Vec<(BlockHash, &super::header_tree::Entry)> = self
+            .tree
+            .iter()
+            .filter(|(_, e)| e.is_ok() && e.have_data && e.chain_work > tip_work)
+            .map(|(h, e)| (*h, e))
+            .collect();
+        // Most work first; equal work: first received, as Core.
+        cands.sort_by(|a, b| {
+            b.1.chain_work
+                .cmp(&a.1.chain_work)
+                .then(self.arrival.get(&a.0).cmp(&self.arrival.get(&b.0)))
+        });
+        cands
+            .into_iter()
+            .map(|(h, _)| h)
+            .find(|h| self.branch_to_active(h).is_some())
+    }
+
+    /// Hashes from just above the fork with the active chain up to `tip`, if all are stored and ok.
+    fn branch_to_active(&self, tip: &BlockHash) -> Option<Vec<BlockHash>> {
+        let mut path = Vec::new();
+        let mut h = *tip;
+        loop {
+            let e = self.tree.get(&h)?;
+            if self.active.get(e.height as usize) == Some(&h) {
+                break;
+            }
+            if !e.is_ok() || !e.have_data {
+                return None;
+            }
+            path.push(h);
+            h = e.header.prev_blockhash;
+        }
+        path.reverse();
+        Some(path)
+    }
+
+    /// Moves the active chain to the most-work valid stored branch.
+    pub fn activate(&mut self) -> Vec<Update> {
+        let mut updates = Vec::new();
+        while let Some(cand) = self.best_candidate() {
+            let Some(path) = self.branch_to_active(&cand) else {
+                break;
+            };
+            let fork_height = self.tree.get(&path[0]).map(|e| e.height - 1).unwrap_or(0);
+            while self.tip().1 > fork_height {
+                updates.push(self.disconnect_tip());
+            }
+            for h in path {
+                match self.connect(&h) {
+                    Ok(u) => updates.push(u),
+                    Err(r) => {
+                        log::warn!("block {h} invalid: {r}");
+                        self.tree.mark_invalid(&h, &r.reason);
+                        break;
+                    }
+                }
+            }
+        }
+        updates
+    }
+
+    fn connect(&mut self, hash: &BlockHash) -> Result<Update, Reject> {
+        let block = &self.blocks[hash];
+        let entry = self
+            .tree
+            .get(hash)
+            .ok_or_else(|| Reject::new("unknown-block", ""))?;
+        let height = entry.height;
+        let prev = block.header.prev_blockhash;
+        let tree = &self.tree;
+        let mtp_at = |h: u32| {
+            tree.ancestor(&prev, h)
+                .map(|(a, _)| tree.median_time_past(&a))
+                .unwrap_or(0)
+        };
+        let verify_scripts = !self
+            .assume_valid
+            .is_some_and(|av| tree.is_ancestor(hash, &av));
+        let ctx = ConnectContext {
+            params: tree.params(),
+            height,
+            prev_mtp: tree.median_time_past(&prev),
+            mtp_at: &mtp_at,
+            verify_scripts,
+        };
+        let changes = connect_block(block, &ctx, &self.utxo)?;
+        apply(&mut self.utxo, &changes);
+        self.undo.insert(*hash, changes.clone());
+        self.active.push(*hash);
+        self.tree.set_valid(hash);
+        Ok(Update::Connected {
+            hash: *hash,
+            height,
+            changes,
+        })
+    }
+
+    fn disconnect_tip(&mut self) -> Update {
+        let (hash, height) = self.tip();
+        if let Some(changes) = self.undo.get(&hash) {
+            revert(&mut self.utxo, changes);
+        }
+        if let Some(block) = self.blocks.get(&hash) {
+            self.disconnected_txs
+                .extend(block.txdata.iter().skip(1).cloned());
+        }
+        self.active.pop();
+        Update::Disconnected { hash, height }
+    }
+
+    /// `invalidateblock`: marks `hash` invalid and moves to the best remaining chain.
+    pub fn invalidate_block(&mut self, hash: &BlockHash) -> Result<Vec<Update>, Reject> {
+        let entry = self
+            .tree
+            .get(hash)
+            .ok_or_else(|| Reject::new("Block not found", ""))?;
+        if entry.height == 0 {
+            return Err(Reject::new("cannot invalidate genesis", ""));
+        }
+        let height = entry.height;
+        let mut updates = Vec::new();
+        if self.active.get(height as usize) == Some(hash) {
+            while self.tip().1 >= height {
+                updates.push(self.disconnect_tip());
+            }
+        }
+        self.tree.mark_invalid(hash, "invalidated");
+        updates.extend(self.activate());
+        Ok(updates)
+    }
+
+    /// `reconsiderblock`: clears invalidity around `hash` and activates the best chain.
+    pub fn reconsider_block(&mut self, hash: &BlockHash) -> Result<Vec<Update>, Reject> {
+        if self.tree.get(hash).is_none() {
+            return Err(Reject::new("Block not found", ""));
+        }
+        self.tree.reconsider(hash);
+        Ok(self.activate())
+    }
+
+    /// The template for a block on the tip at `now`.
+    pub fn template(&self, now: i64, fees: u64) -> Template {
+        let (prev, height) = self.tip();
+        let prev_hdr = self
+            .tree
+            .get(&prev)
+            .map(|e| e.header)
+            .unwrap_or(self.params().genesis.header);
+        let mtp = self.tree.median_time_past(&prev);
+        let time = (now.max(0) as u32).max(mtp + 1);
+        let tree = &self.tree;
+        let anc = |h: u32| tree.ancestor(&prev, h).map(|(_, e)| e.header);
+        let bits = next_work_required(self.params(), height, &prev_hdr, time, &anc);
+        Template {
+            prev,
+            height: height + 1,
+            time,
+            bits,
+            fees,
+        }
+    }
+
+    /// Fees `txs` pay when spending the current UTXO set (and each other, in order).
+    pub fn fees_of(&self, txs: &[Transaction]) -> Result<u64, Reject> {
+        let mut created: HashMap<OutPoint, u64> = HashMap::new();
+        let mut fees = 0u64;
+        for tx in txs {
+            let mut value_in = 0u64;
+            for i in &tx.input {
+                let op = i.previous_output;
+                value_in += match created.remove(&op) {
+                    Some(v) => v,
+                    None => self
+                        .utxo
+                        .get(&op)
+                        .map(|c| c.output.value.to_sat())
+                        .ok_or_else(|| {
+                            Reject::new("bad-txns-inputs-missingorspent", op.to_string())
+                        })?,
+                };
+            }
+            let value_out: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
+            fees += value_in
+                .checked_sub(value_out)
+                .ok_or_else(|| Reject::new("bad-txns-in-belowout", ""))?;
+            let txid = tx.compute_txid();
+            for (n, o) in tx.output.iter().enumerate() {
+                created.insert(OutPoint::new(txid, n as u32), o.value.to_sat());
+            }
+        }
+        Ok(fees)
+    }
+
+    /// Builds, grinds and submits a block paying `payout` with `txs` (regtest mining).
+    pub fn mine(
+        &mut self,
+        payout: ScriptBuf,
+        txs: Vec<Transaction>,
+        now: i64,
+    ) -> Result<(Block, Vec<Update>), Reject> {
+        let fees = self.fees_of(&txs)?;
+        let template = self.template(now, fees);
+        let mut block = build_block(self.params(), &template, payout, txs);
+        if !grind(&mut block.header) {
+            return Err(Reject::new("no-nonce", "no nonce meets the target"));
+        }
+        let (_, updates) = self.submit_block(block.clone(), now)?;
+        Ok((block, updates))
+    }
+
+    /// Branch tips, as `getchaintips` lists them.
+    pub fn chain_tips(&self) -> Vec<ChainTip> {
+        let mut has_child: HashMap<BlockHash, bool> = HashMap::new();
+        for (_, e) in self.tree.iter() {
+            has_child.insert(e.header.prev_blockhash, true);
+        }
+        let mut tips: Vec<ChainTip> = self
+            .tree
+            .iter()
+            .filter(|(h, _)| !has_child.contains_key(*h))
+            .map(|(h, e)| {
+                let mut fork = *h;
+                while self
+                    .tree
+                    .get(&fork)
+                    .is_some_and(|f| self.active.get(f.height as usize) != Some(&fork))
+                {
+                    fork = self
+                        .tree
+                        .get(&fork)
+                        .map(|f| f.header.prev_blockhash)
+                        .unwrap_or(fork);
+                }
+                let fork_height = self.tree.get(&fork).map(|f| f.height).unwrap_or(0);
+                let branch = self.branch_to_active(h);
+                let status = if self.active.get(e.height as usize) == Some(h) {
+                    TipStatus::Active
+                } else if !e.is_ok() {
+                    TipStatus::Invalid
+                } else if e.validity == Validity::Valid {
+                    TipStatus::ValidFork
+                } else if branch.is_some() {
+                    TipStatus::ValidHeaders
+                } else {
+                    TipStatus::HeadersOnly
+                };
+                ChainTip {
+                    height: e.height,
+                    hash: *h,
+                    branch_len: e.height - fork_height,
+                    status,
+                }
+            })
+            .collect();
+        tips.sort_by(|a, b| b.height.cmp(&a.height).then(a.hash.cmp(&b.hash)));
+        tips
+    }
+
+    /// Count, total and hash of the UTXO set, ordered as Core's database orders it.
+    pub fn utxo_stats(&self) -> UtxoStats {
+        let mut coins: Vec<(&OutPoint, &Coin)> = self.utxo.iter().collect();
+        coins.sort_by(|a, b| {
+            a.0.txid
+                .to_byte_array()
+                .cmp(&b.0.txid.to_byte_array())
+                .then(a.0.vout.cmp(&b.0.vout))
+        });
+        let mut engine = sha256d::Hash::engine();
+        let mut total = 0u64;
+        for (op, coin) in &coins {
+            engine.input(&bitcoin::consensus::serialize(*op));
+            let code = (coin.height << 1) | u32::from(coin.coinbase);
+            engine.input(&code.to_le_bytes());
+            engine.input(&bitcoin::consensus::serialize(&coin.output));
+            total += coin.output.value.to_sat();
+        }
+        UtxoStats {
+            count: coins.len() as u64,
+            total,
+            hash: sha256d::Hash::from_engine(engine),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Chain-test support: a deterministic wallet and a regtest chain driven through the library.
+#![allow(dead_code)] // each test binary uses a different part
+
+use bitcoin::hashes::Hash;
+use bitcoin::key::{Keypair, Secp256k1, TapTweak};
+use bitcoin::secp256k1::{All, Message, SecretKey};
+use bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
+use bitcoin::{
+    absolute, ecdsa, taproot, transaction, Amount, Block, CompressedPublicKey, OutPoint, ScriptBuf,
+    Sequence, Transaction, TxIn, TxOut, Witness,
+};
+use bllvm_node::chain::chainstate::ChainState;
+use bllvm_node::chain::mining::{build_block, grind};
+use bllvm_node::chain::params::Params;
+use bllvm_node::config::Chain;
+
+/// A fixed clock for regtest chains: blocks get max(NOW, mtp + 1).
+pub const NOW: i64 = 1_700_000_000;
+
+/// One key, usable as P2WPKH and as a P2TR key path.
+pub struct Wallet {
+    secp: Secp256k1<All>,
+    keypair: Keypair,
+    pubkey: CompressedPublicKey,
+}
+
+impl Wallet {
+    /// The key with all 32 bytes equal to `seed` (fixed, so tests are deterministic).
+    pub fn new(seed: u8) -> Wallet {
+        let secp = Secp256k1::new();
+        let sk = SecretKey::from_slice(&[seed; 32]).unwrap();
+        let keypair = Keypair::from_secret_key(&secp, &sk);
+        let pubkey = CompressedPublicKey(sk.public_key(&secp));
+        Wallet {
+            secp,
+            keypair,
+            pubkey,
+        }
+    }
+
+    /// P2WPKH output script.
+    pub fn p2wpkh(&self) -> ScriptBuf {
+        ScriptBuf::new_p2wpkh(&self.pubkey.wpubkey_hash())
+    }
+
+    /// P2TR output script (key path only).
+    pub fn p2tr(&self) -> ScriptBuf {
+        ScriptBuf::new_p2tr(&self.secp, self.keypair.x_only_public_key().0, None)
+    }
+
+    /// A version-2 transaction spending `inputs` to `outputs`, each input signed by `signer`.
+    pub fn spend_with(
+        &self,
+        signer: &Wallet,
+        inputs: &[(OutPoint, TxOut)],
+        outputs: Vec<TxOut>,
+    ) -> Transaction {
+        let mut tx = Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: inputs
+                .iter()
+                .map(|(op, _)| TxIn {
+                    previous_output: *op,
+                    script_sig: ScriptBuf::new(),
+                    sequence: Sequence::MAX,
+                    witness: Witness::new(),
+                })
+                .collect(),
+            output: outputs,
+        };
+        signer.sign(&mut tx, inputs);
+        tx
+    }
+
+    /// Signs every input of `tx` (P2WPKH or P2TR key path, by the spent script).
+    pub fn sign(&self, tx: &mut Transaction, inputs: &[(OutPoint, TxOut)]) {
+        let prevouts: Vec<TxOut> = inputs.iter().map(|(_, o)| o.clone()).collect();
+        let mut witnesses = Vec::new();
+        {
+            let mut cache = SighashCache::new(&*tx);
+            for (i, (_, prev)) in inputs.iter().enumerate() {
+                if prev.script_pubkey.is_p2tr() {
+                    let h = cache
+                        .taproot_key_spend_signature_hash(
+                            i,
+                            &Prevouts::All(&prevouts),
+                            TapSighashType::Default,
+                        )
+                        .unwrap();
+                    let tweaked = self.keypair.tap_tweak(&self.secp, None);
+                    let msg = Message::from_digest(h.to_byte_array());
+                    let sig = self
+                        .secp
+                        .sign_schnorr_no_aux_rand(&msg, &tweaked.to_keypair());
+                    witnesses.push(Witness::p2tr_key_spend(&taproot::Signature {
+                        signature: sig,
+                        sighash_type: TapSighashType::Default,
+                    }));
+                } else {
+                    let h = cache
+                        .p2wpkh_signature_hash(
+                            i,
+                            &prev.script_pubkey,
+                            prev.value,
+                            EcdsaSighashType::All,
+                        )
+                        .unwrap();
+                    let msg = Message::from_digest(h.to_byte_array());
+                    let sig = self.secp.sign_ecdsa(&msg, &self.keypair.secret_key());
+                    witnesses.push(Witness::p2wpkh(
+                        &ecdsa::Signature {
+                            signature: sig,
+                            sighash_type: EcdsaSighashType::All,
+                        },
+                        &self.pubkey.0,
+                    ));
+                }
+            }
+        }
+        for (input, w) in tx.input.iter_mut().zip(witnesses) {
+            input.witness = w;
+        }
+    }
+
+    /// Signed by this wallet.
+    pub fn spend(&self, inputs: &[(OutPoint, TxOut)], outputs: Vec<TxOut>) -> Transaction {
+        self.spend_with(self, inputs, outputs)
+    }
+}
+
+/// An output of `value` satoshis to `script`.
+pub fn out(value: u64, script: ScriptBuf) -> TxOut {
+    TxOut {
+        value: Amount::from_sat(value),
+        script_pubkey: script,
+    }
+}
+
+/// A regtest chain with `blocks` mined to `wallet`'s P2WPKH.
+pub fn regtest_chain(wallet: &Wallet, blocks: u32) -> ChainState {
+    let mut cs = ChainState::new(Params::for_chain(Chain::Regtest));
+    for _ in 0..blocks {
+        cs.mine(wallet.p2wpkh(), vec![], NOW).unwrap();
+    }
+    cs
+}
+
+/// The coinbase output of the active block at `height`.
+pub fn coinbase_utxo(cs: &ChainState, height: u32) -> (OutPoint, TxOut) {
+    let block = cs.block(&cs.hash_at(height).unwrap()).unwrap();
+    let cb = &block.txdata[0];
+    (OutPoint::new(cb.compute_txid(), 0), cb.output[0].clone())
+}
+
+/// A block on the tip with `txs`, changed by `edit`, merkle root recomputed unless `keep_root`, then ground.
+pub fn block_with(
+    cs: &ChainState,
+    payout: ScriptBuf,
+    txs: Vec<Transaction>,
+    edit: impl FnOnce(&mut Block),
+) -> Block {
+    let fees = cs.fees_of(&txs).unwrap_or(0);
+    let mut block = build_block(cs.params(), &cs.template(NOW, fees), payout, txs);
+    edit(&mut block);
+    assert!(grind(&mut block.header));
+    block
+}
