@@ -2,7 +2,7 @@
 
 use crate::chain::ChainThread;
 use crate::component::Component;
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::datadir::{self, DatadirError, DatadirLock};
 use crate::http::{self, probes::ProbeContext, route::Enabled, Dispatcher, HttpError};
 use crate::lifecycle::stop_pair;
@@ -10,9 +10,8 @@ use crate::metrics::{Metrics, MetricsError};
 use crate::p2p::reactor::{Reactor, ReactorError, ReactorLinks};
 use crate::pruning::PruningMonitor;
 use crate::state::Shared;
-use crate::storage::redb_store::RedbStore;
 use crate::storage::writer::Writer;
-use crate::storage::{StorageError, Store};
+use crate::storage::{self, StorageError, Store};
 use crate::supervisor::health::Fault;
 use crate::supervisor::systemd::Notifier;
 use crate::supervisor::{signals, Stage, Supervisor};
@@ -140,10 +139,13 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
         config.chain,
         dir.display()
     );
-    let store: Arc<dyn Store> = match config.storage.backend {
-        Backend::Auto | Backend::Redb => Arc::new(RedbStore::open(&dir)?),
-        Backend::Sled => return Err(StartError::BackendUnavailable),
-    };
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let opened = storage::open::open(&dir, config.storage.backend, now_unix)?;
+    let store: Arc<dyn Store> = opened.store;
+    let fallback_reason = opened.fallback_reason;
     let metrics = Arc::new(Metrics::new(store.backend())?);
     let shared = Arc::new(Shared::new(true));
     shared.network.write().peers_max = config.network.max_connections;
@@ -181,6 +183,7 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
         heartbeat: beat(Component::Storage),
         shared: shared.clone(),
         tick,
+        fallback_reason,
     };
     let storage_thread = start_thread(Component::Storage, "storage", &fail_tx, move || {
         writer.run()

@@ -102,12 +102,10 @@ impl ChainThread {
         }
         let genesis = bitcoin::constants::genesis_block(self.chain.bitcoin_network());
         let tip_hash = genesis.block_hash().to_string();
-        self.send(WriteBatch {
-            meta_puts: vec![
-                ("tip_hash".into(), tip_hash.clone().into_bytes()),
-                ("tip_height".into(), b"0".to_vec()),
-            ],
-        })?;
+        let mut batch = WriteBatch::default();
+        batch.put_meta("tip_hash", tip_hash.clone().into_bytes());
+        batch.put_meta("tip_height", b"0".to_vec());
+        self.send(batch)?;
         Ok(ChainView {
             initialized: true,
             height: 0,

@@ -1,13 +1,15 @@
 //! The default backend: one redb file, `chainstate.redb`.
 
-use super::{StorageError, Store, WriteBatch};
-use redb::{Database, TableDefinition};
+use super::{check_schema, StorageError, Store, Table, WriteBatch};
+use redb::{Database, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The redb file's name in the network directory.
+pub const FILE: &str = "chainstate.redb";
 
-/// Bumped when the layout changes incompatibly.
-const SCHEMA_VERSION: &[u8] = b"1";
+fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+    TableDefinition::new(t.name())
+}
 
 /// A redb database holding the chain state.
 pub struct RedbStore {
@@ -15,39 +17,19 @@ pub struct RedbStore {
     path: PathBuf,
 }
 
-fn io(op: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StorageError {
-    move |e| StorageError::Io {
-        op,
-        message: e.to_string(),
-    }
-}
-
 impl RedbStore {
     /// Opens or creates `<dir>/chainstate.redb` and checks its schema version.
     pub fn open(dir: &Path) -> Result<RedbStore, StorageError> {
-        let path = dir.join("chainstate.redb");
-        let open_err = |message: String| StorageError::Open {
+        let path = dir.join(FILE);
+        let db = Database::create(&path).map_err(|e| StorageError::Open {
             path: path.clone(),
-            message,
-        };
-        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
+            message: e.to_string(),
+        })?;
         let store = RedbStore {
             db,
             path: path.clone(),
         };
-        match store.get_meta("schema_version")? {
-            Some(v) if v == SCHEMA_VERSION => {}
-            Some(v) => {
-                return Err(open_err(format!(
-                    "schema version {} is not supported (expected {})",
-                    String::from_utf8_lossy(&v),
-                    String::from_utf8_lossy(SCHEMA_VERSION)
-                )))
-            }
-            None => store.apply(&WriteBatch {
-                meta_puts: vec![("schema_version".into(), SCHEMA_VERSION.to_vec())],
-            })?,
-        }
+        check_schema(&store, path)?;
         Ok(store)
     }
 }
@@ -57,29 +39,62 @@ impl Store for RedbStore {
         "redb"
     }
 
-    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let tx = self.db.begin_read().map_err(|e| io("read")(&e))?;
-        let table = match tx.open_table(META) {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| StorageError::io("read", e))?;
+        let t = match tx.open_table(def(table)) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(io("read")(&e)),
+            Err(e) => return Err(StorageError::io("read", e)),
         };
-        let value = table.get(key).map_err(|e| io("read")(&e))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        let v = t.get(key).map_err(|e| StorageError::io("read", e))?;
+        Ok(v.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(&self, table: Table, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StorageError> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| StorageError::io("scan", e))?;
+        let t = match tx.open_table(def(table)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(StorageError::io("scan", e)),
+        };
+        for item in t.iter().map_err(|e| StorageError::io("scan", e))? {
+            let (k, v) = item.map_err(|e| StorageError::io("scan", e))?;
+            f(k.value(), v.value());
+        }
+        Ok(())
     }
 
     fn apply(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let tx = self.db.begin_write().map_err(|e| io("write")(&e))?;
+        let tx = self
+            .db
+            .begin_write()
+            .map_err(|e| StorageError::io("write", e))?;
         {
-            let mut table = tx.open_table(META).map_err(|e| io("write")(&e))?;
-            for (k, v) in &batch.meta_puts {
-                table
-                    .insert(k.as_str(), v.as_slice())
-                    .map_err(|e| io("write")(&e))?;
+            let mut tables = Vec::new();
+            for t in Table::ALL {
+                tables.push(
+                    tx.open_table(def(t))
+                        .map_err(|e| StorageError::io("write", e))?,
+                );
+            }
+            for (table, key, value) in &batch.ops {
+                let idx = Table::ALL.iter().position(|t| t == table).unwrap_or(0);
+                let t = &mut tables[idx];
+                match value {
+                    Some(v) => t.insert(key.as_slice(), v.as_slice()).map(|_| ()),
+                    None => t.remove(key.as_slice()).map(|_| ()),
+                }
+                .map_err(|e| StorageError::io("write", e))?;
             }
         }
         // redb's default durability fsyncs on commit.
-        tx.commit().map_err(|e| io("commit")(&e))
+        tx.commit().map_err(|e| StorageError::io("commit", e))
     }
 
     fn size_bytes(&self) -> u64 {
@@ -92,19 +107,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_persist_across_reopen() {
+    fn conformance_and_persistence() {
         let dir = std::env::temp_dir().join(format!("bllvm-redb-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        {
-            let s = RedbStore::open(&dir).unwrap();
-            s.apply(&WriteBatch {
-                meta_puts: vec![("tip".into(), b"abc".to_vec())],
-            })
-            .unwrap();
-        }
+        super::super::conformance::run(&RedbStore::open(&dir).unwrap());
         let s = RedbStore::open(&dir).unwrap();
-        assert_eq!(s.get_meta("tip").unwrap(), Some(b"abc".to_vec()));
-        assert!(s.size_bytes() > 0);
+        assert_eq!(s.get_meta("tip").unwrap(), Some(b"x".to_vec()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,13 +24,21 @@ pub struct Writer {
     pub shared: Arc<Shared>,
     /// How often to beat when idle.
     pub tick: Duration,
+    /// Set when running on the sled fallback: storage reports degraded.
+    pub fallback_reason: Option<String>,
 }
 
 impl Writer {
     /// Applies batches until stopped, then drains and commits what is queued.
     pub fn run(self) -> Result<(), StorageError> {
         self.publish(true);
-        self.heartbeat.set_status(Status::Healthy, "");
+        match &self.fallback_reason {
+            Some(why) => self.heartbeat.set_status(
+                Status::Degraded,
+                format!("running on the sled fallback: {why}"),
+            ),
+            None => self.heartbeat.set_status(Status::Healthy, ""),
+        }
         loop {
             self.heartbeat.beat();
             select! {
