@@ -84,7 +84,15 @@ pub struct UtxoStats {
     pub hash: sha256d::Hash,
 }
 
-/// The chain state in memory.
+/// Where block and undo data live once they are no longer kept in memory (the block files).
+pub trait BlockSource: Send + Sync {
+    /// A stored block.
+    fn block(&self, hash: &BlockHash) -> Option<Block>;
+    /// The undo data of a connected block.
+    fn undo(&self, hash: &BlockHash) -> Option<BlockChanges>;
+}
+
+/// The chain state: index and UTXO set in memory, block data in memory until persisted.
 pub struct ChainState {
     tree: HeaderTree,
     active: Vec<BlockHash>,
@@ -97,6 +105,8 @@ pub struct ChainState {
     pub assume_valid: Option<BlockHash>,
     /// Transactions of disconnected blocks, for the mempool.
     pub disconnected_txs: Vec<Transaction>,
+    source: Option<Box<dyn BlockSource>>,
+    new_blocks: Vec<BlockHash>,
 }
 
 /// Reasons that say the block data was malleated, not that the header's block is invalid:
@@ -131,7 +141,85 @@ impl ChainState {
             next_arrival: 0,
             assume_valid: None,
             disconnected_txs: Vec::new(),
+            source: None,
+            new_blocks: Vec::new(),
         }
+    }
+
+    /// A chain state rebuilt from persisted parts: the tree, the active chain (genesis first),
+    /// the UTXO set, and where to read block data.
+    pub fn from_parts(
+        tree: HeaderTree,
+        active: Vec<BlockHash>,
+        utxo: HashMap<OutPoint, Coin>,
+        source: Box<dyn BlockSource>,
+    ) -> ChainState {
+        ChainState {
+            tree,
+            active,
+            blocks: HashMap::new(),
+            undo: HashMap::new(),
+            utxo,
+            arrival: HashMap::new(),
+            next_arrival: 0,
+            assume_valid: None,
+            disconnected_txs: Vec::new(),
+            source: Some(source),
+            new_blocks: Vec::new(),
+        }
+    }
+
+    /// Takes a block's data as stored without validation (genesis when bootstrapping a store).
+    pub fn adopt_block(&mut self, block: Block) {
+        let hash = block.block_hash();
+        self.blocks.insert(hash, block);
+        self.new_blocks.push(hash);
+    }
+
+    /// Blocks stored since the last call (to be written to the block files).
+    pub fn take_new_blocks(&mut self) -> Vec<BlockHash> {
+        std::mem::take(&mut self.new_blocks)
+    }
+
+    /// Index entries changed since the last call.
+    pub fn take_dirty_entries(&mut self) -> Vec<BlockHash> {
+        self.tree.take_dirty()
+    }
+
+    /// Drops in-memory copies of block and undo data that the source now holds.
+    pub fn evict(&mut self, hashes: &[BlockHash]) {
+        if self.source.is_some() {
+            for h in hashes {
+                self.blocks.remove(h);
+                self.undo.remove(h);
+            }
+        }
+    }
+
+    /// The UTXO set.
+    pub fn utxo(&self) -> &HashMap<OutPoint, Coin> {
+        &self.utxo
+    }
+
+    /// The active chain, genesis first.
+    pub fn active(&self) -> &[BlockHash] {
+        &self.active
+    }
+
+    /// Block data from memory or the source.
+    pub fn load_block(&self, hash: &BlockHash) -> Option<Block> {
+        self.blocks
+            .get(hash)
+            .cloned()
+            .or_else(|| self.source.as_ref()?.block(hash))
+    }
+
+    /// Undo data from memory or the source.
+    pub fn load_undo(&self, hash: &BlockHash) -> Option<BlockChanges> {
+        self.undo
+            .get(hash)
+            .cloned()
+            .or_else(|| self.source.as_ref()?.undo(hash))
     }
 
     /// The rules.
@@ -158,8 +246,8 @@ impl ChainState {
     }
 
     /// Stored block data.
-    pub fn block(&self, hash: &BlockHash) -> Option<&Block> {
-        self.blocks.get(hash)
+    pub fn block(&self, hash: &BlockHash) -> Option<Block> {
+        self.load_block(hash)
     }
 
     /// An unspent output.
@@ -201,6 +289,7 @@ impl ChainState {
             return Err(r);
         }
         self.blocks.insert(hash, block);
+        self.new_blocks.push(hash);
         self.tree.set_have_data(&hash);
         self.arrival.insert(hash, self.next_arrival);
         self.next_arrival += 1;
@@ -271,6 +360,11 @@ impl ChainState {
             for h in path {
                 match self.connect(&h) {
                     Ok(u) => updates.push(u),
+                    // Unreadable data is a storage fault, not a verdict on the block.
+                    Err(r) if r.reason == "block-data-missing" => {
+                        log::error!("cannot connect {h}: {r}");
+                        return updates;
+                    }
                     Err(r) => {
                         log::warn!("block {h} invalid: {r}");
                         self.tree.mark_invalid(&h, &r.reason);
@@ -283,7 +377,10 @@ impl ChainState {
     }
 
     fn connect(&mut self, hash: &BlockHash) -> Result<Update, Reject> {
-        let block = &self.blocks[hash];
+        let block = self
+            .load_block(hash)
+            .ok_or_else(|| Reject::new("block-data-missing", format!("{hash}")))?;
+        let block = &block;
         let entry = self
             .tree
             .get(hash)
@@ -320,10 +417,10 @@ impl ChainState {
 
     fn disconnect_tip(&mut self) -> Update {
         let (hash, height) = self.tip();
-        if let Some(changes) = self.undo.get(&hash) {
-            revert(&mut self.utxo, changes);
+        if let Some(changes) = self.load_undo(&hash) {
+            revert(&mut self.utxo, &changes);
         }
-        if let Some(block) = self.blocks.get(&hash) {
+        if let Some(block) = self.load_block(&hash) {
             self.disconnected_txs
                 .extend(block.txdata.iter().skip(1).cloned());
         }

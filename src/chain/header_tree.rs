@@ -48,6 +48,7 @@ pub struct HeaderTree {
     params: Params,
     entries: HashMap<BlockHash, Entry>,
     genesis: BlockHash,
+    dirty: std::collections::HashSet<BlockHash>,
 }
 
 impl HeaderTree {
@@ -70,7 +71,59 @@ impl HeaderTree {
             params,
             entries,
             genesis,
+            dirty: std::iter::once(genesis).collect(),
         }
+    }
+
+    /// Rebuilds a tree from persisted entries (header, validity, have_data); heights and
+    /// cumulative work are recomputed from the parents. Entries not connected to genesis are dropped.
+    pub fn from_persisted(
+        params: Params,
+        mut items: Vec<(bitcoin::block::Header, Validity, bool)>,
+    ) -> HeaderTree {
+        let mut tree = HeaderTree::new(params);
+        tree.dirty.clear();
+        // Parents before children: repeat passes until nothing more attaches.
+        loop {
+            let before = items.len();
+            items.retain(|(header, validity, have_data)| {
+                let hash = header.block_hash();
+                if tree.entries.contains_key(&hash) {
+                    if let Some(e) = tree.entries.get_mut(&hash) {
+                        e.validity = validity.clone();
+                        e.have_data |= *have_data;
+                    }
+                    return false;
+                }
+                let Some(parent) = tree.entries.get(&header.prev_blockhash) else {
+                    return true;
+                };
+                let entry = Entry {
+                    header: *header,
+                    height: parent.height + 1,
+                    chain_work: parent.chain_work + header.work(),
+                    validity: validity.clone(),
+                    have_data: *have_data,
+                };
+                tree.entries.insert(hash, entry);
+                false
+            });
+            if items.is_empty() || items.len() == before {
+                break;
+            }
+        }
+        if !items.is_empty() {
+            log::warn!(
+                "{} stored headers do not connect to genesis; ignored",
+                items.len()
+            );
+        }
+        tree
+    }
+
+    /// Hashes whose entries changed since the last call.
+    pub fn take_dirty(&mut self) -> Vec<BlockHash> {
+        self.dirty.drain().collect()
     }
 
     /// The network's rules.
@@ -157,6 +210,7 @@ impl HeaderTree {
             have_data: false,
         };
         self.entries.insert(hash, entry);
+        self.dirty.insert(hash);
         Ok(hash)
     }
 
@@ -164,6 +218,7 @@ impl HeaderTree {
     pub fn set_have_data(&mut self, hash: &BlockHash) {
         if let Some(e) = self.entries.get_mut(hash) {
             e.have_data = true;
+            self.dirty.insert(*hash);
         }
     }
 
@@ -171,6 +226,7 @@ impl HeaderTree {
     pub fn set_valid(&mut self, hash: &BlockHash) {
         if let Some(e) = self.entries.get_mut(hash) {
             e.validity = Validity::Valid;
+            self.dirty.insert(*hash);
         }
     }
 
@@ -187,10 +243,12 @@ impl HeaderTree {
             .collect();
         if let Some(e) = self.entries.get_mut(hash) {
             e.validity = Validity::Invalid(reason.to_owned());
+            self.dirty.insert(*hash);
         }
         for d in descendants {
             if let Some(e) = self.entries.get_mut(&d) {
                 e.validity = Validity::InvalidParent;
+                self.dirty.insert(d);
             }
         }
     }
@@ -215,6 +273,7 @@ impl HeaderTree {
             if let Some(e) = self.entries.get_mut(&h) {
                 if !e.is_ok() {
                     e.validity = Validity::Header;
+                    self.dirty.insert(h);
                 }
             }
         }

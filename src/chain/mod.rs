@@ -7,6 +7,7 @@ pub mod header_tree;
 pub mod merkle;
 pub mod mining;
 pub mod params;
+pub mod persist;
 pub mod pow;
 pub mod reject;
 pub mod script;

@@ -123,7 +123,7 @@ impl BlockFiles {
 
     /// `<dir>/<prefix>NNNNN.dat`.
     pub fn path(&self, n: u32) -> PathBuf {
-        self.dir.join(format!("{}{n:05}.dat", self.prefix))
+        file_path(&self.dir, self.prefix, n)
     }
 
     /// (current file, its length): what the store commits after `sync`.
@@ -191,29 +191,7 @@ impl BlockFiles {
         pos: FilePos,
         trailer_len: usize,
     ) -> Result<(Vec<u8>, Vec<u8>), StorageError> {
-        let path = self.path(pos.file);
-        let corrupt = |what: String| StorageError::Io {
-            op: "read",
-            message: format!("{} at {}: {what}", path.display(), pos.offset),
-        };
-        if pos.offset < FRAME || pos.len > MAX_RECORD {
-            return Err(corrupt("bad position".into()));
-        }
-        let mut f = File::open(&path).map_err(io("open", &path))?;
-        f.seek(SeekFrom::Start(pos.offset - FRAME))
-            .map_err(io("seek", &path))?;
-        let mut head = [0u8; 8];
-        f.read_exact(&mut head).map_err(io("read", &path))?;
-        if head[..4] != self.magic
-            || u32::from_le_bytes([head[4], head[5], head[6], head[7]]) != pos.len
-        {
-            return Err(corrupt("frame does not match the index".into()));
-        }
-        let mut payload = vec![0u8; pos.len as usize];
-        f.read_exact(&mut payload).map_err(io("read", &path))?;
-        let mut trailer = vec![0u8; trailer_len];
-        f.read_exact(&mut trailer).map_err(io("read", &path))?;
-        Ok((payload, trailer))
+        read_record(&self.path(pos.file), self.magic, pos, trailer_len)
     }
 
     /// Deletes file `n` (pruning); the current file is never deleted.
@@ -255,6 +233,40 @@ impl BlockFiles {
         }
         Ok(out)
     }
+}
+
+/// `<dir>/<prefix>NNNNN.dat`, for readers that do not own the series.
+pub fn file_path(dir: &Path, prefix: &str, n: u32) -> PathBuf {
+    dir.join(format!("{prefix}{n:05}.dat"))
+}
+
+/// Reads one record at `pos` from `path`, checking the frame against the index (any thread).
+pub fn read_record(
+    path: &Path,
+    magic: [u8; 4],
+    pos: FilePos,
+    trailer_len: usize,
+) -> Result<(Vec<u8>, Vec<u8>), StorageError> {
+    let corrupt = |what: &str| StorageError::Io {
+        op: "read",
+        message: format!("{} at {}: {what}", path.display(), pos.offset),
+    };
+    if pos.offset < FRAME || pos.len > MAX_RECORD {
+        return Err(corrupt("bad position"));
+    }
+    let mut f = File::open(path).map_err(io("open", path))?;
+    f.seek(SeekFrom::Start(pos.offset - FRAME))
+        .map_err(io("seek", path))?;
+    let mut head = [0u8; 8];
+    f.read_exact(&mut head).map_err(io("read", path))?;
+    if head[..4] != magic || u32::from_le_bytes([head[4], head[5], head[6], head[7]]) != pos.len {
+        return Err(corrupt("frame does not match the index"));
+    }
+    let mut payload = vec![0u8; pos.len as usize];
+    f.read_exact(&mut payload).map_err(io("read", path))?;
+    let mut trailer = vec![0u8; trailer_len];
+    f.read_exact(&mut trailer).map_err(io("read", path))?;
+    Ok((payload, trailer))
 }
 
 #[cfg(test)]

@@ -1,0 +1,494 @@
+//! The chain state on disk: block and undo data in the block files, index entries, coins and
+//! the tip in the store. The write order is what makes a crash harmless: block files are
+//! fsynced first, then one atomic store commit names them, together with the file lengths it
+//! covers; on start anything past those lengths is cut off (see docs/architecture.md).
+
+use super::chainstate::{BlockSource, ChainState, Update};
+use super::header_tree::{HeaderTree, Validity};
+use super::params::Params;
+use super::utxo::{BlockChanges, Coin};
+use crate::storage::block_files::{self, BlockFiles, FilePos, MAX_FILE_SIZE};
+use crate::storage::{StorageError, Store, Table, WriteBatch};
+use bitcoin::block::Header;
+use bitcoin::consensus::{deserialize, serialize};
+use bitcoin::hashes::{sha256d, Hash, HashEngine};
+use bitcoin::{Block, BlockHash, OutPoint, TxOut};
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Persistence failures.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// Store or files.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Stored bytes that do not decode.
+    #[error("corrupt {what} in the store: {detail}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// Details.
+        detail: String,
+    },
+}
+
+fn corrupt(what: &'static str, detail: impl ToString) -> PersistError {
+    PersistError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+/// An index entry as stored: header, validity, data positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRecord {
+    /// The header.
+    pub header: Header,
+    /// Validity.
+    pub validity: Validity,
+    /// Block data position.
+    pub block_pos: Option<FilePos>,
+    /// Undo data position.
+    pub undo_pos: Option<FilePos>,
+}
+
+impl IndexRecord {
+    /// header(80) | validity(1) | has block(1) pos(16) | has undo(1) pos(16) | reason.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = serialize(&self.header);
+        let (tag, reason) = match &self.validity {
+            Validity::Header => (0u8, ""),
+            Validity::Valid => (1, ""),
+            Validity::Invalid(r) => (2, r.as_str()),
+            Validity::InvalidParent => (3, ""),
+        };
+        v.push(tag);
+        for pos in [self.block_pos, self.undo_pos] {
+            v.push(u8::from(pos.is_some()));
+            v.extend_from_slice(&pos.map(|p| p.encode()).unwrap_or([0; 16]));
+        }
+        v.extend_from_slice(reason.as_bytes());
+        v
+    }
+
+    /// Inverse of `encode`.
+    pub fn decode(b: &[u8]) -> Result<IndexRecord, PersistError> {
+        if b.len() < 80 + 1 + 17 + 17 {
+            return Err(corrupt("index entry", format!("{} bytes", b.len())));
+        }
+        let header: Header = deserialize(&b[..80]).map_err(|e| corrupt("index header", e))?;
+        let reason = String::from_utf8_lossy(&b[115..]).into_owned();
+        let validity = match b[80] {
+            0 => Validity::Header,
+            1 => Validity::Valid,
+            2 => Validity::Invalid(reason),
+            3 => Validity::InvalidParent,
+            t => return Err(corrupt("index validity", t)),
+        };
+        let pos = |at: usize| {
+            (b[at] == 1)
+                .then(|| FilePos::decode(&b[at + 1..at + 17]))
+                .flatten()
+        };
+        Ok(IndexRecord {
+            header,
+            validity,
+            block_pos: pos(81),
+            undo_pos: pos(98),
+        })
+    }
+}
+
+/// txid (32) | vout big-endian (4): key order is Core's database order.
+pub fn coin_key(op: &OutPoint) -> Vec<u8> {
+    let mut k = op.txid.to_byte_array().to_vec();
+    k.extend_from_slice(&op.vout.to_be_bytes());
+    k
+}
+
+fn coin_value(c: &Coin) -> Vec<u8> {
+    let mut v = ((c.height << 1) | u32::from(c.coinbase))
+        .to_le_bytes()
+        .to_vec();
+    v.extend(serialize(&c.output));
+    v
+}
+
+fn decode_coin(k: &[u8], v: &[u8]) -> Result<(OutPoint, Coin), PersistError> {
+    if k.len() != 36 || v.len() < 4 {
+        return Err(corrupt("coin", "bad length"));
+    }
+    let txid = bitcoin::Txid::from_slice(&k[..32]).map_err(|e| corrupt("coin key", e))?;
+    let vout = u32::from_be_bytes([k[32], k[33], k[34], k[35]]);
+    let code = u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+    let output: TxOut = deserialize(&v[4..]).map_err(|e| corrupt("coin value", e))?;
+    Ok((
+        OutPoint::new(txid, vout),
+        Coin {
+            output,
+            height: code >> 1,
+            coinbase: code & 1 == 1,
+        },
+    ))
+}
+
+fn encode_undo(c: &BlockChanges) -> Vec<u8> {
+    let mut v = Vec::new();
+    for list in [&c.spent, &c.created] {
+        v.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        for (op, coin) in list {
+            v.extend(coin_key(op));
+            let val = coin_value(coin);
+            v.extend_from_slice(&(val.len() as u32).to_le_bytes());
+            v.extend(val);
+        }
+    }
+    v.extend_from_slice(&c.fees.to_le_bytes());
+    v
+}
+
+fn decode_undo(b: &[u8]) -> Result<BlockChanges, PersistError> {
+    let mut cur = Cursor::new(b);
+    let mut take = |n: usize| -> Result<Vec<u8>, PersistError> {
+        let at = cur.position() as usize;
+        let s = b
+            .get(at..at + n)
+            .ok_or_else(|| corrupt("undo", "truncated"))?;
+        cur.set_position((at + n) as u64);
+        Ok(s.to_vec())
+    };
+    let mut lists = Vec::new();
+    for _ in 0..2 {
+        let n = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt("undo", "len"))?);
+        let mut list = Vec::new();
+        for _ in 0..n {
+            let k = take(36)?;
+            let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt("undo", "len"))?);
+            let v = take(len as usize)?;
+            list.push(decode_coin(&k, &v)?);
+        }
+        lists.push(list);
+    }
+    let fees = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt("undo", "fees"))?);
+    let created = lists.pop().unwrap_or_default();
+    let spent = lists.pop().unwrap_or_default();
+    Ok(BlockChanges {
+        created,
+        spent,
+        fees,
+    })
+}
+
+/// Core's undo checksum: sha256d(block hash || undo data).
+fn undo_checksum(hash: &BlockHash, undo: &[u8]) -> [u8; 32] {
+    let mut e = sha256d::Hash::engine();
+    e.input(&hash.to_byte_array());
+    e.input(undo);
+    sha256d::Hash::from_engine(e).to_byte_array()
+}
+
+/// Reads block and undo data through the index (any thread).
+struct FileSource {
+    store: Arc<dyn Store>,
+    dir: PathBuf,
+    magic: [u8; 4],
+}
+
+impl FileSource {
+    fn record(&self, hash: &BlockHash) -> Option<IndexRecord> {
+        let raw = self
+            .store
+            .get(Table::BlockIndex, &hash.to_byte_array())
+            .ok()??;
+        IndexRecord::decode(&raw).ok()
+    }
+}
+
+impl BlockSource for FileSource {
+    fn block(&self, hash: &BlockHash) -> Option<Block> {
+        let pos = self.record(hash)?.block_pos?;
+        let path = block_files::file_path(&self.dir, "blk", pos.file);
+        let (bytes, _) = block_files::read_record(&path, self.magic, pos, 0).ok()?;
+        let block: Block = deserialize(&bytes).ok()?;
+        // The block hash is the checksum of the header; the merkle root covers the rest.
+        (block.block_hash() == *hash).then_some(block)
+    }
+
+    fn undo(&self, hash: &BlockHash) -> Option<BlockChanges> {
+        let pos = self.record(hash)?.undo_pos?;
+        let path = block_files::file_path(&self.dir, "rev", pos.file);
+        let (bytes, sum) = block_files::read_record(&path, self.magic, pos, 32).ok()?;
+        if sum != undo_checksum(hash, &bytes) {
+            log::error!("undo data of {hash} fails its checksum");
+            return None;
+        }
+        decode_undo(&bytes).ok()
+    }
+}
+
+/// The writer side: owns the file series and turns chain changes into durable commits.
+pub struct ChainDb {
+    store: Arc<dyn Store>,
+    blk: BlockFiles,
+    rev: BlockFiles,
+    positions: HashMap<BlockHash, (Option<FilePos>, Option<FilePos>)>,
+}
+
+fn read_pos(store: &dyn Store, key: &str) -> Result<(u32, u64), PersistError> {
+    match store.get_meta(key)? {
+        None => Ok((0, 0)),
+        Some(v) if v.len() == 12 => Ok((
+            u32::from_le_bytes([v[0], v[1], v[2], v[3]]),
+            u64::from_le_bytes(
+                v[4..12]
+                    .try_into()
+                    .map_err(|_| corrupt(key_name(key), "len"))?,
+            ),
+        )),
+        Some(v) => Err(corrupt(key_name(key), format!("{} bytes", v.len()))),
+    }
+}
+
+fn key_name(key: &str) -> &'static str {
+    if key == "blk_pos" {
+        "blk_pos"
+    } else {
+        "rev_pos"
+    }
+}
+
+fn encode_pos((file, len): (u32, u64)) -> Vec<u8> {
+    let mut v = file.to_le_bytes().to_vec();
+    v.extend_from_slice(&len.to_le_bytes());
+    v
+}
+
+impl ChainDb {
+    /// Opens the files (cutting uncommitted tails) and loads the chain state; a fresh store
+    /// starts at genesis, which is persisted at once.
+    pub fn open(
+        dir: &Path,
+        store: Arc<dyn Store>,
+        params: Params,
+    ) -> Result<(ChainDb, ChainState), PersistError> {
+        Self::open_with_file_size(dir, store, params, MAX_FILE_SIZE)
+    }
+
+    /// `open` with a smaller block-file size (tests of file rollover and pruning).
+    pub fn open_with_file_size(
+        dir: &Path,
+        store: Arc<dyn Store>,
+        params: Params,
+        max_file_size: u64,
+    ) -> Result<(ChainDb, ChainState), PersistError> {
+        let magic = params.chain.bitcoin_network().magic().to_bytes();
+        let blocks_dir = dir.join("blocks");
+        let blk = BlockFiles::open(
+            &blocks_dir,
+            "blk",
+            magic,
+            max_file_size,
+            read_pos(&*store, "blk_pos")?,
+        )?;
+        let rev = BlockFiles::open(
+            &blocks_dir,
+            "rev",
+            magic,
+            max_file_size,
+            read_pos(&*store, "rev_pos")?,
+        )?;
+        let source = || {
+            Box::new(FileSource {
+                store: store.clone(),
+                dir: blocks_dir.clone(),
+                magic,
+            })
+        };
+        let mut db = ChainDb {
+            store: store.clone(),
+            blk,
+            rev,
+            positions: HashMap::new(),
+        };
+        let Some(tip) = store.get_meta("tip_hash")? else {
+            let mut cs = ChainState::new(params);
+            // Genesis is stored like any block, then served from the files.
+            let genesis = cs.tip().0;
+            let mut fresh =
+                ChainState::from_parts(cs.tree().clone(), vec![genesis], HashMap::new(), source());
+            fresh.adopt_block(
+                cs.load_block(&genesis)
+                    .ok_or_else(|| corrupt("genesis", "missing"))?,
+            );
+            cs = fresh;
+            db.persist(&mut cs, &[])?;
+            return Ok((db, cs));
+        };
+        let tip = BlockHash::from_slice(&tip).map_err(|e| corrupt("tip", e))?;
+        let mut items = Vec::new();
+        let mut bad = None;
+        store.scan(Table::BlockIndex, &mut |k, v| match (
+            BlockHash::from_slice(k),
+            IndexRecord::decode(v),
+        ) {
+            (Ok(h), Ok(r)) => {
+                db.positions.insert(h, (r.block_pos, r.undo_pos));
+                items.push((r.header, r.validity, r.block_pos.is_some()));
+            }
+            (_, Err(e)) => bad = Some(e),
+            (Err(e), _) => bad = Some(corrupt("index key", e)),
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        let tree = HeaderTree::from_persisted(params, items);
+        let tip_entry = tree
+            .get(&tip)
+            .ok_or_else(|| corrupt("tip", "not in the index"))?;
+        let mut active = vec![tip; tip_entry.height as usize + 1];
+        let mut h = tip;
+        for height in (0..=tip_entry.height).rev() {
+            active[height as usize] = h;
+            h = tree.get(&h).map(|e| e.header.prev_blockhash).unwrap_or(h);
+        }
+        let mut utxo = HashMap::new();
+        let mut bad = None;
+        store.scan(Table::Coins, &mut |k, v| match decode_coin(k, v) {
+            Ok((op, c)) => {
+                utxo.insert(op, c);
+            }
+            Err(e) => bad = Some(e),
+        })?;
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        let mut cs = ChainState::from_parts(tree, active, utxo, source());
+        // A fresh load has nothing unwritten.
+        cs.take_dirty_entries();
+        Ok((db, cs))
+    }
+
+    /// Makes `updates` (and any newly stored blocks and changed index entries) durable:
+    /// block and undo bytes first, fsynced, then one atomic commit naming them.
+    pub fn persist(&mut self, cs: &mut ChainState, updates: &[Update]) -> Result<(), PersistError> {
+        let new_blocks = cs.take_new_blocks();
+        for h in &new_blocks {
+            let block = cs.load_block(h).ok_or_else(|| corrupt("new block", h))?;
+            let pos = self.blk.append(&serialize(&block), &[])?;
+            self.positions.entry(*h).or_default().0 = Some(pos);
+        }
+        let mut batch = WriteBatch::default();
+        for u in updates {
+            match u {
+                Update::Connected { hash, changes, .. } => {
+                    let undo = encode_undo(changes);
+                    let pos = self.rev.append(&undo, &undo_checksum(hash, &undo))?;
+                    self.positions.entry(*hash).or_default().1 = Some(pos);
+                    for (op, _) in &changes.spent {
+                        batch.delete(Table::Coins, coin_key(op));
+                    }
+                    for (op, c) in &changes.created {
+                        batch.put(Table::Coins, coin_key(op), coin_value(c));
+                    }
+                }
+                Update::Disconnected { hash, .. } => {
+                    let changes = cs.load_undo(hash).ok_or_else(|| corrupt("undo", hash))?;
+                    for (op, _) in &changes.created {
+                        batch.delete(Table::Coins, coin_key(op));
+                    }
+                    for (op, c) in &changes.spent {
+                        batch.put(Table::Coins, coin_key(op), coin_value(c));
+                    }
+                }
+            }
+        }
+        self.blk.sync()?;
+        self.rev.sync()?;
+        let mut dirty = cs.take_dirty_entries();
+        dirty.extend(new_blocks.iter().copied());
+        dirty.extend(updates.iter().map(|u| match u {
+            Update::Connected { hash, .. } | Update::Disconnected { hash, .. } => *hash,
+        }));
+        dirty.sort();
+        dirty.dedup();
+        for h in &dirty {
+            let Some(e) = cs.tree().get(h) else { continue };
+            let (block_pos, undo_pos) = self.positions.get(h).copied().unwrap_or_default();
+            let rec = IndexRecord {
+                header: e.header,
+                validity: e.validity.clone(),
+                block_pos,
+                undo_pos,
+            };
+            batch.put(Table::BlockIndex, h.to_byte_array().to_vec(), rec.encode());
+        }
+        let (tip, height) = cs.tip();
+        batch.put_meta("tip_hash", tip.to_byte_array().to_vec());
+        batch.put_meta("tip_height", height.to_string().into_bytes());
+        batch.put_meta("blk_pos", encode_pos(self.blk.position()));
+        batch.put_meta("rev_pos", encode_pos(self.rev.position()));
+        self.store.apply(&batch)?;
+        // Now on disk and named by the store: the source serves them from here on.
+        let mut written = new_blocks;
+        written.extend(updates.iter().filter_map(|u| match u {
+            Update::Connected { hash, .. } => Some(*hash),
+            _ => None,
+        }));
+        cs.evict(&written);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Chain;
+    use crate::storage::redb_store::RedbStore;
+
+    #[test]
+    fn index_records_and_undo_round_trip() {
+        let params = Params::for_chain(Chain::Regtest);
+        let rec = IndexRecord {
+            header: params.genesis.header,
+            validity: Validity::Invalid("bad-cb-amount".into()),
+            block_pos: Some(FilePos {
+                file: 1,
+                offset: 8,
+                len: 285,
+            }),
+            undo_pos: None,
+        };
+        assert_eq!(IndexRecord::decode(&rec.encode()).unwrap(), rec);
+        let coin = Coin {
+            output: params.genesis.txdata[0].output[0].clone(),
+            height: 7,
+            coinbase: true,
+        };
+        let op = OutPoint::new(params.genesis.txdata[0].compute_txid(), 3);
+        let changes = BlockChanges {
+            created: vec![(op, coin.clone())],
+            spent: vec![(op, coin)],
+            fees: 42,
+        };
+        assert_eq!(decode_undo(&encode_undo(&changes)).unwrap(), changes);
+        assert!(decode_undo(&encode_undo(&changes)[..10]).is_err());
+    }
+
+    #[test]
+    fn a_fresh_store_starts_at_genesis_and_reopens_there() {
+        let dir = std::env::temp_dir().join(format!("bllvm-persist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let params = Params::for_chain(Chain::Regtest);
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir).unwrap());
+        let (_, cs) = ChainDb::open(&dir, store.clone(), params.clone()).unwrap();
+        assert_eq!(cs.tip().1, 0);
+        drop(cs);
+        let (_, cs) = ChainDb::open(&dir, store, params.clone()).unwrap();
+        assert_eq!(cs.tip().0, params.genesis.block_hash());
+        assert_eq!(cs.load_block(&cs.tip().0).unwrap(), params.genesis);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
