@@ -2,8 +2,8 @@
 
 use parking_lot::RwLock;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// A function that reads a channel's current depth.
@@ -55,6 +55,24 @@ pub struct Metrics {
     pub storage_size_bytes: IntGauge,
     /// Watchdog notifications sent to systemd.
     pub watchdog_notifications_total: IntCounterVec,
+    /// Height of the best known header.
+    pub headers_height: IntGauge,
+    /// Blocks connected to the active chain.
+    pub blocks_connected_total: IntCounter,
+    /// Blocks disconnected from the active chain.
+    pub blocks_disconnected_total: IntCounter,
+    /// Time to validate and connect a submitted block.
+    pub block_validation_seconds: Histogram,
+    /// Reorganisations.
+    pub reorgs_total: IntCounter,
+    /// Blocks disconnected per reorganisation.
+    pub reorg_depth_blocks: Histogram,
+    /// Unspent outputs.
+    pub utxo_count: IntGauge,
+    /// Time of one storage commit (files, fsync, store).
+    pub storage_commit_seconds: Histogram,
+    /// Bytes in the block and undo files.
+    pub block_files_bytes: IntGauge,
 }
 
 /// Registering a metric failed; only a programming error (duplicate name) causes it.
@@ -198,6 +216,75 @@ impl Metrics {
                         "WATCHDOG=1 notifications sent, and ones withheld because a heartbeat was stale.",
                     ),
                     &["outcome"],
+                )?,
+            )?,
+            headers_height: reg(
+                r,
+                IntGauge::new("bllvm_headers_height", "Height of the best known header.")?,
+            )?,
+            blocks_connected_total: reg(
+                r,
+                IntCounter::new(
+                    "bllvm_blocks_connected_total",
+                    "Blocks connected to the active chain.",
+                )?,
+            )?,
+            blocks_disconnected_total: reg(
+                r,
+                IntCounter::new(
+                    "bllvm_blocks_disconnected_total",
+                    "Blocks disconnected from the active chain.",
+                )?,
+            )?,
+            block_validation_seconds: reg(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "bllvm_block_validation_seconds",
+                        "Time to validate and connect a block.",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0,
+                    ]),
+                )?,
+            )?,
+            reorgs_total: reg(
+                r,
+                IntCounter::new("bllvm_reorgs_total", "Chain reorganisations.")?,
+            )?,
+            reorg_depth_blocks: reg(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "bllvm_reorg_depth_blocks",
+                        "Blocks disconnected per reorganisation.",
+                    )
+                    .buckets(vec![1.0, 2.0, 3.0, 6.0, 10.0, 20.0, 50.0, 100.0, 200.0, 1000.0]),
+                )?,
+            )?,
+            utxo_count: reg(
+                r,
+                IntGauge::new("bllvm_utxo_set_outputs", "Unspent transaction outputs in the UTXO set.")?,
+            )?,
+            storage_commit_seconds: reg(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "bllvm_storage_commit_seconds",
+                        "Time of one storage commit: block files, fsync, store transaction.",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0,
+                    ]),
+                )?,
+            )?,
+            block_files_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_block_files_bytes",
+                    "Bytes in the block and undo files.",
                 )?,
             )?,
             registry,

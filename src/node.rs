@@ -1,5 +1,7 @@
 //! Wiring: the only place that creates channels and threads and hands them to the supervisor.
 
+use crate::chain::params::Params;
+use crate::chain::persist::{ChainDb, PersistError};
 use crate::chain::ChainThread;
 use crate::component::Component;
 use crate::config::Config;
@@ -36,6 +38,9 @@ pub enum StartError {
         "storage.backend = \"sled\" is not available in this build yet; use \"auto\" or \"redb\""
     )]
     BackendUnavailable,
+    /// Chain state.
+    #[error("cannot load the chain state")]
+    Chain(#[from] PersistError),
     /// Metrics registry.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -146,6 +151,9 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
     let opened = storage::open::open(&dir, config.storage.backend, now_unix)?;
     let store: Arc<dyn Store> = opened.store;
     let fallback_reason = opened.fallback_reason;
+    // Cuts uncommitted block-file tails and loads the chain: the crash repair happens here.
+    let (chain_db, chain_state) =
+        ChainDb::open(&dir, store.clone(), Params::for_chain(config.chain))?;
     let metrics = Arc::new(Metrics::new(store.backend())?);
     let shared = Arc::new(Shared::new(true));
     shared.network.write().peers_max = config.network.max_connections;
@@ -157,6 +165,7 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
     let (peer_tx, peer_rx) = bounded(ch.peer_events);
     let (cmd_tx, cmd_rx) = bounded(ch.p2p_commands);
     let (batch_tx, batch_rx) = bounded(ch.write_batches);
+    let (req_tx, req_rx) = bounded(ch.chain_requests);
     let (prune_tx, prune_rx) = bounded(ch.prune_requests);
     let (probe_tx, probe_rx) = bounded(ch.probe_queue);
     let (rpc_tx, rpc_rx) = bounded(config.rpc.work_queue);
@@ -164,6 +173,7 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
     watch(&metrics, "peer_events", ch.peer_events, &peer_rx);
     watch(&metrics, "p2p_commands", ch.p2p_commands, &cmd_rx);
     watch(&metrics, "write_batches", ch.write_batches, &batch_rx);
+    watch(&metrics, "chain_requests", ch.chain_requests, &req_rx);
     watch(&metrics, "prune_requests", ch.prune_requests, &prune_rx);
     watch(&metrics, "probe_queue", ch.probe_queue, &probe_rx);
     watch(&metrics, "rpc_work_queue", config.rpc.work_queue, &rpc_rx);
@@ -174,11 +184,15 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
     let reactor = Reactor::bind(config.p2p_bind())?;
     let p2p_waker = reactor.waker();
 
+    let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (storage_stop, storage_sig) = stop_pair(None);
     let writer = Writer {
+        committer: chain_db,
         store: store.clone(),
-        batches: batch_rx,
+        jobs: batch_rx,
         prunes: prune_rx,
+        committed: committed.clone(),
+        metrics: metrics.clone(),
         stop: storage_sig,
         heartbeat: beat(Component::Storage),
         shared: shared.clone(),
@@ -191,14 +205,17 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
 
     let (chain_stop, chain_sig) = stop_pair(None);
     let chain = ChainThread {
-        chain: config.chain,
-        store: store.clone(),
+        state: chain_state,
         peer_events: peer_rx,
-        batches: batch_tx,
+        requests: req_rx,
+        jobs: batch_tx,
+        committed,
         stop: chain_sig,
         heartbeat: beat(Component::Chain),
         shared: shared.clone(),
+        metrics: metrics.clone(),
         tick,
+        mine_every: config.debug.mine_every_secs.map(Duration::from_secs_f64),
     };
     let chain_thread = start_thread(Component::Chain, "chain", &fail_tx, move || chain.run())?;
 
@@ -312,6 +329,7 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
     ];
 
     let supervisor = Supervisor {
+        chain_requests: req_tx,
         shared: shared.clone(),
         metrics,
         notifier: Notifier::from_env(),

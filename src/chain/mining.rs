@@ -113,3 +113,31 @@ pub fn grind(header: &mut Header) -> bool {
     }
     false
 }
+
+/// P2WSH of `OP_TRUE`: anyone can spend it with the script as the only witness item. The
+/// test-only miner pays here so it can spend its own coinbases without keys.
+pub fn op_true_payout() -> ScriptBuf {
+    ScriptBuf::new_p2wsh(&op_true_script().wscript_hash())
+}
+
+fn op_true_script() -> ScriptBuf {
+    ScriptBuf::from_bytes(vec![0x51])
+}
+
+/// Spends an `op_true_payout` output back to the same script, paying 1000 sat in fees.
+pub fn spend_op_true(outpoint: OutPoint, value: u64) -> Transaction {
+    Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: outpoint,
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::from_slice(&[op_true_script().as_bytes()]),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(value.saturating_sub(1000)),
+            script_pubkey: op_true_payout(),
+        }],
+    }
+}

@@ -16,4 +16,4 @@ pub mod thread;
 pub mod tx_check;
 pub mod utxo;
 
-pub use thread::{ChainError, ChainThread, PeerEvent};
+pub use thread::{ChainError, ChainRequest, ChainThread, PeerEvent};

@@ -370,19 +370,26 @@ impl ChainDb {
         Ok((db, cs))
     }
 
-    /// Makes `updates` (and any newly stored blocks and changed index entries) durable:
-    /// block and undo bytes first, fsynced, then one atomic commit naming them.
+    /// Makes `updates` (and any newly stored blocks and changed index entries) durable and
+    /// evicts what was written from memory: `prepare` then `commit` on one thread.
     pub fn persist(&mut self, cs: &mut ChainState, updates: &[Update]) -> Result<(), PersistError> {
-        let new_blocks = cs.take_new_blocks();
-        for h in &new_blocks {
-            let block = cs.load_block(h).ok_or_else(|| corrupt("new block", h))?;
-            let pos = self.blk.append(&serialize(&block), &[])?;
+        let job = prepare(cs, updates)?;
+        let written = job.written();
+        self.commit(&job)?;
+        cs.evict(&written);
+        Ok(())
+    }
+
+    /// Writes a job: block and undo bytes first, fsynced, then one atomic commit naming them.
+    pub fn commit(&mut self, job: &PersistJob) -> Result<(), PersistError> {
+        for (h, bytes) in &job.new_blocks {
+            let pos = self.blk.append(bytes, &[])?;
             self.positions.entry(*h).or_default().0 = Some(pos);
         }
         let mut batch = WriteBatch::default();
-        for u in updates {
-            match u {
-                Update::Connected { hash, changes, .. } => {
+        for change in &job.changes {
+            match change {
+                Change::Connected(hash, changes) => {
                     let undo = encode_undo(changes);
                     let pos = self.rev.append(&undo, &undo_checksum(hash, &undo))?;
                     self.positions.entry(*hash).or_default().1 = Some(pos);
@@ -393,8 +400,7 @@ impl ChainDb {
                         batch.put(Table::Coins, coin_key(op), coin_value(c));
                     }
                 }
-                Update::Disconnected { hash, .. } => {
-                    let changes = cs.load_undo(hash).ok_or_else(|| corrupt("undo", hash))?;
+                Change::Disconnected(_, changes) => {
                     for (op, _) in &changes.created {
                         batch.delete(Table::Coins, coin_key(op));
                     }
@@ -406,39 +412,108 @@ impl ChainDb {
         }
         self.blk.sync()?;
         self.rev.sync()?;
-        let mut dirty = cs.take_dirty_entries();
-        dirty.extend(new_blocks.iter().copied());
-        dirty.extend(updates.iter().map(|u| match u {
-            Update::Connected { hash, .. } | Update::Disconnected { hash, .. } => *hash,
-        }));
-        dirty.sort();
-        dirty.dedup();
-        for h in &dirty {
-            let Some(e) = cs.tree().get(h) else { continue };
+        for (h, header, validity) in &job.entries {
             let (block_pos, undo_pos) = self.positions.get(h).copied().unwrap_or_default();
             let rec = IndexRecord {
-                header: e.header,
-                validity: e.validity.clone(),
+                header: *header,
+                validity: validity.clone(),
                 block_pos,
                 undo_pos,
             };
             batch.put(Table::BlockIndex, h.to_byte_array().to_vec(), rec.encode());
         }
-        let (tip, height) = cs.tip();
-        batch.put_meta("tip_hash", tip.to_byte_array().to_vec());
-        batch.put_meta("tip_height", height.to_string().into_bytes());
+        batch.put_meta("tip_hash", job.tip.0.to_byte_array().to_vec());
+        batch.put_meta("tip_height", job.tip.1.to_string().into_bytes());
         batch.put_meta("blk_pos", encode_pos(self.blk.position()));
         batch.put_meta("rev_pos", encode_pos(self.rev.position()));
         self.store.apply(&batch)?;
-        // Now on disk and named by the store: the source serves them from here on.
-        let mut written = new_blocks;
-        written.extend(updates.iter().filter_map(|u| match u {
-            Update::Connected { hash, .. } => Some(*hash),
-            _ => None,
-        }));
-        cs.evict(&written);
         Ok(())
     }
+}
+
+impl crate::storage::writer::Committer for ChainDb {
+    type Job = PersistJob;
+    type Error = PersistError;
+
+    fn commit(&mut self, job: &PersistJob) -> Result<(), PersistError> {
+        ChainDb::commit(self, job)
+    }
+}
+
+/// One UTXO-set change to persist, with the data to apply it.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Block connected: its changes (also its undo data).
+    Connected(BlockHash, BlockChanges),
+    /// Block disconnected: its undo data, to revert.
+    Disconnected(BlockHash, BlockChanges),
+}
+
+/// Everything a commit needs, detached from the chain state so the writer thread can own it.
+#[derive(Debug, Clone)]
+pub struct PersistJob {
+    /// Blocks to append to the block files.
+    pub new_blocks: Vec<(BlockHash, Vec<u8>)>,
+    /// UTXO changes in order.
+    pub changes: Vec<Change>,
+    /// Index entries to (re)write.
+    pub entries: Vec<(BlockHash, Header, Validity)>,
+    /// The tip after this job.
+    pub tip: (BlockHash, u32),
+}
+
+impl PersistJob {
+    /// Hashes whose block or undo data this job writes (evictable from memory once committed).
+    pub fn written(&self) -> Vec<BlockHash> {
+        let mut v: Vec<BlockHash> = self.new_blocks.iter().map(|(h, _)| *h).collect();
+        v.extend(self.changes.iter().filter_map(|c| match c {
+            Change::Connected(h, _) => Some(*h),
+            Change::Disconnected(..) => None,
+        }));
+        v
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.new_blocks.is_empty() && self.changes.is_empty() && self.entries.is_empty()
+    }
+}
+
+/// Collects from the chain state what `updates` and its other changes require on disk.
+pub fn prepare(cs: &mut ChainState, updates: &[Update]) -> Result<PersistJob, PersistError> {
+    let new_hashes = cs.take_new_blocks();
+    let mut new_blocks = Vec::with_capacity(new_hashes.len());
+    for h in &new_hashes {
+        let block = cs.load_block(h).ok_or_else(|| corrupt("new block", h))?;
+        new_blocks.push((*h, serialize(&block)));
+    }
+    let mut changes = Vec::with_capacity(updates.len());
+    for u in updates {
+        changes.push(match u {
+            Update::Connected { hash, changes, .. } => Change::Connected(*hash, changes.clone()),
+            Update::Disconnected { hash, .. } => Change::Disconnected(
+                *hash,
+                cs.load_undo(hash).ok_or_else(|| corrupt("undo", hash))?,
+            ),
+        });
+    }
+    let mut dirty = cs.take_dirty_entries();
+    dirty.extend(new_hashes.iter().copied());
+    dirty.extend(updates.iter().map(|u| match u {
+        Update::Connected { hash, .. } | Update::Disconnected { hash, .. } => *hash,
+    }));
+    dirty.sort();
+    dirty.dedup();
+    let entries = dirty
+        .iter()
+        .filter_map(|h| cs.tree().get(h).map(|e| (*h, e.header, e.validity.clone())))
+        .collect();
+    Ok(PersistJob {
+        new_blocks,
+        changes,
+        entries,
+        tip: cs.tip(),
+    })
 }
 
 #[cfg(test)]

@@ -1,14 +1,22 @@
-//! The chain thread: owns the chain state and applies the rules of its sibling modules.
+//! The chain thread: owns the chain state, serves requests, and hands every change to the
+//! storage writer. The only place consensus decisions are made.
 
-use crate::config::Chain;
+use super::chainstate::{ChainState, Submitted, Update};
+use super::mining::{op_true_payout, spend_op_true};
+use super::persist::{prepare, PersistError, PersistJob};
+use super::reject::Reject;
 use crate::lifecycle::StopSignal;
+use crate::metrics::Metrics;
 use crate::state::{ChainView, Shared};
-use crate::storage::{StorageError, Store, WriteBatch};
+use crate::storage::writer::Sequenced;
 use crate::supervisor::health::{Heartbeat, Status};
+use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf};
 use crossbeam_channel::{select, Receiver, SendTimeoutError, Sender};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the p2p thread tells the chain thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,56 +35,115 @@ pub enum PeerEvent {
     },
 }
 
+/// Requests from RPC (and tests) with a reply channel each.
+#[derive(Debug)]
+pub enum ChainRequest {
+    /// Mine `count` blocks paying `payout` (regtest `generatetoaddress`).
+    Generate {
+        /// Blocks to mine.
+        count: u32,
+        /// Coinbase output script.
+        payout: ScriptBuf,
+        /// The new block hashes, or why mining stopped.
+        reply: Sender<Result<Vec<BlockHash>, Reject>>,
+    },
+    /// Validate and store a block (`submitblock`).
+    SubmitBlock {
+        /// The block.
+        block: Box<Block>,
+        /// The outcome.
+        reply: Sender<Result<Submitted, Reject>>,
+    },
+}
+
 /// Why the chain thread stopped working.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
-    /// The store failed.
-    #[error("chain state unavailable")]
-    Storage(#[from] StorageError),
+    /// Preparing data for the writer failed (unreadable block or undo data).
+    #[error("cannot prepare chain changes for storage")]
+    Persist(#[from] PersistError),
     /// The storage writer exited while the chain still had work for it.
     #[error("storage writer is gone")]
     WriterGone,
-    /// The tip recorded in the store is not readable.
-    #[error("corrupt tip record in store: {0}")]
-    CorruptTip(String),
 }
 
 /// Everything the chain thread owns.
 pub struct ChainThread {
-    /// Which network.
-    pub chain: Chain,
-    /// Read snapshots of the store.
-    pub store: Arc<dyn Store>,
+    /// The chain state, loaded from the store.
+    pub state: ChainState,
     /// Events from the p2p thread.
     pub peer_events: Receiver<PeerEvent>,
-    /// Batches to the writer.
-    pub batches: Sender<WriteBatch>,
+    /// Requests from RPC.
+    pub requests: Receiver<ChainRequest>,
+    /// Jobs to the writer.
+    pub jobs: Sender<Sequenced<PersistJob>>,
+    /// The last sequence number the writer made durable.
+    pub committed: Arc<AtomicU64>,
     /// Shutdown.
     pub stop: StopSignal,
     /// Liveness.
     pub heartbeat: Heartbeat,
     /// Where the chain view is published.
     pub shared: Arc<Shared>,
+    /// Chain metrics.
+    pub metrics: Arc<Metrics>,
     /// How often to beat when idle.
     pub tick: Duration,
+    /// Test-only: mine a block this often.
+    pub mine_every: Option<Duration>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl ChainThread {
-    /// Loads the tip (writing genesis on a fresh store) and processes events until stopped.
-    pub fn run(self) -> Result<(), ChainError> {
-        let view = self.load_tip()?;
-        log::info!(height = view.height; "chain state loaded, tip {}", view.tip_hash);
-        *self.shared.chain.write() = view;
+    /// Serves requests and events until stopped; every change is handed to the writer.
+    pub fn run(mut self) -> Result<(), ChainError> {
+        let mut seq = self.committed.load(Ordering::Acquire);
+        let mut pending: VecDeque<(u64, Vec<BlockHash>)> = VecDeque::new();
+        self.publish();
+        let (tip, height) = self.state.tip();
+        log::info!(height = height; "chain state loaded, tip {tip}");
         self.heartbeat.set_status(Status::Healthy, "");
+        let mut next_mine = self.mine_every.map(|d| Instant::now() + d);
         loop {
             self.heartbeat.beat();
+            self.evict_committed(&mut pending);
+            let wait = next_mine
+                .map(|t| t.saturating_duration_since(Instant::now()).min(self.tick))
+                .unwrap_or(self.tick);
             select! {
+                recv(self.requests) -> req => match req {
+                    Ok(req) => self.handle(req, &mut seq, &mut pending)?,
+                    Err(_) => break,
+                },
                 recv(self.peer_events) -> ev => match ev {
                     Ok(ev) => log::debug!("peer event: {ev:?}"),
                     Err(_) => break,
                 },
                 recv(self.stop.receiver()) -> _ => break,
-                default(self.tick) => {}
+                default(wait) => {}
+            }
+            if let (Some(every), Some(at)) = (self.mine_every, next_mine) {
+                if Instant::now() >= at {
+                    self.auto_mine(&mut seq, &mut pending)?;
+                    next_mine = Some(Instant::now() + every);
+                }
+            }
+        }
+        for req in self.requests.try_iter() {
+            let err = Reject::new("shutting down", "");
+            match req {
+                ChainRequest::Generate { reply, .. } => {
+                    let _ = reply.send(Err(err));
+                }
+                ChainRequest::SubmitBlock { reply, .. } => {
+                    let _ = reply.send(Err(err));
+                }
             }
         }
         let drained = self.peer_events.try_iter().count();
@@ -84,46 +151,156 @@ impl ChainThread {
         Ok(())
     }
 
-    fn load_tip(&self) -> Result<ChainView, ChainError> {
-        if let (Some(hash), Some(height)) = (
-            self.store.get_meta("tip_hash")?,
-            self.store.get_meta("tip_height")?,
-        ) {
-            let tip_hash =
-                String::from_utf8(hash).map_err(|e| ChainError::CorruptTip(e.to_string()))?;
-            let height = String::from_utf8_lossy(&height)
-                .parse()
-                .map_err(|e: std::num::ParseIntError| ChainError::CorruptTip(e.to_string()))?;
-            return Ok(ChainView {
-                initialized: true,
-                height,
-                tip_hash,
-            });
+    fn handle(
+        &mut self,
+        req: ChainRequest,
+        seq: &mut u64,
+        pending: &mut VecDeque<(u64, Vec<BlockHash>)>,
+    ) -> Result<(), ChainError> {
+        match req {
+            ChainRequest::Generate {
+                count,
+                payout,
+                reply,
+            } => {
+                let mut hashes = Vec::new();
+                let mut result = Ok(());
+                for _ in 0..count {
+                    self.heartbeat.beat();
+                    let started = Instant::now();
+                    match self.state.mine(payout.clone(), Vec::new(), unix_now()) {
+                        Ok((block, updates)) => {
+                            self.after_change(&updates, started, seq, pending)?;
+                            hashes.push(block.block_hash());
+                        }
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                let _ = reply.send(result.map(|_| hashes));
+            }
+            ChainRequest::SubmitBlock { block, reply } => {
+                let started = Instant::now();
+                let outcome = self.state.submit_block(*block, unix_now());
+                let result = match outcome {
+                    Ok((submitted, updates)) => {
+                        self.after_change(&updates, started, seq, pending)?;
+                        Ok(submitted)
+                    }
+                    Err(r) => {
+                        // A rejected block may still have changed index entries (marked invalid).
+                        self.after_change(&[], started, seq, pending)?;
+                        Err(r)
+                    }
+                };
+                let _ = reply.send(result);
+            }
         }
-        let genesis = bitcoin::constants::genesis_block(self.chain.bitcoin_network());
-        let tip_hash = genesis.block_hash().to_string();
-        let mut batch = WriteBatch::default();
-        batch.put_meta("tip_hash", tip_hash.clone().into_bytes());
-        batch.put_meta("tip_height", b"0".to_vec());
-        self.send(batch)?;
-        Ok(ChainView {
-            initialized: true,
-            height: 0,
-            tip_hash,
-        })
+        Ok(())
     }
 
-    /// Blocks while the writer's queue is full (backpressure) but keeps beating.
-    fn send(&self, mut batch: WriteBatch) -> Result<(), ChainError> {
+    /// Test-only load: one block, spending the OP_TRUE coinbase from 100 blocks back.
+    fn auto_mine(
+        &mut self,
+        seq: &mut u64,
+        pending: &mut VecDeque<(u64, Vec<BlockHash>)>,
+    ) -> Result<(), ChainError> {
+        let height = self.state.tip().1;
+        let mut txs = Vec::new();
+        if height >= 101 {
+            if let Some(block) = self
+                .state
+                .hash_at(height - 100)
+                .and_then(|h| self.state.block(&h))
+            {
+                let cb = &block.txdata[0];
+                let op = OutPoint::new(cb.compute_txid(), 0);
+                if cb.output[0].script_pubkey == op_true_payout() && self.state.coin(&op).is_some()
+                {
+                    txs.push(spend_op_true(op, cb.output[0].value.to_sat()));
+                }
+            }
+        }
+        let started = Instant::now();
+        match self.state.mine(op_true_payout(), txs, unix_now()) {
+            Ok((_, updates)) => self.after_change(&updates, started, seq, pending),
+            Err(e) => {
+                log::warn!("debug miner: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Records metrics, publishes the view and hands the changes to the writer.
+    fn after_change(
+        &mut self,
+        updates: &[Update],
+        started: Instant,
+        seq: &mut u64,
+        pending: &mut VecDeque<(u64, Vec<BlockHash>)>,
+    ) -> Result<(), ChainError> {
+        let connected = updates
+            .iter()
+            .filter(|u| matches!(u, Update::Connected { .. }))
+            .count() as u64;
+        let disconnected = updates.len() as u64 - connected;
+        if connected > 0 {
+            self.metrics
+                .block_validation_seconds
+                .observe(started.elapsed().as_secs_f64() / connected as f64);
+        }
+        self.metrics.blocks_connected_total.inc_by(connected);
+        self.metrics.blocks_disconnected_total.inc_by(disconnected);
+        if disconnected > 0 {
+            self.metrics.reorgs_total.inc();
+            self.metrics.reorg_depth_blocks.observe(disconnected as f64);
+            log::info!(depth = disconnected; "chain reorganisation");
+        }
+        let job = prepare(&mut self.state, updates)?;
+        self.publish();
+        if job.is_empty() {
+            return Ok(());
+        }
+        *seq += 1;
+        pending.push_back((*seq, job.written()));
+        let mut msg = Sequenced { seq: *seq, job };
         loop {
-            match self.batches.send_timeout(batch, self.tick) {
+            match self.jobs.send_timeout(msg, self.tick) {
                 Ok(()) => return Ok(()),
-                Err(SendTimeoutError::Timeout(b)) => {
+                // The writer is behind: wait (backpressure) but stay live.
+                Err(SendTimeoutError::Timeout(m)) => {
                     self.heartbeat.beat();
-                    batch = b;
+                    self.evict_committed(pending);
+                    msg = m;
                 }
                 Err(SendTimeoutError::Disconnected(_)) => return Err(ChainError::WriterGone),
             }
         }
+    }
+
+    /// Drops in-memory block data the writer has made durable.
+    fn evict_committed(&mut self, pending: &mut VecDeque<(u64, Vec<BlockHash>)>) {
+        let done = self.committed.load(Ordering::Acquire);
+        while pending.front().is_some_and(|(s, _)| *s <= done) {
+            if let Some((_, hashes)) = pending.pop_front() {
+                self.state.evict(&hashes);
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let (tip, height) = self.state.tip();
+        *self.shared.chain.write() = ChainView {
+            initialized: true,
+            height: u64::from(height),
+            tip_hash: tip.to_string(),
+        };
+        self.metrics.chain_height.set(i64::from(height));
+        self.metrics
+            .headers_height
+            .set(i64::from(self.state.tree().best_header().1.height));
+        self.metrics.utxo_count.set(self.state.utxo().len() as i64);
     }
 }

@@ -232,11 +232,15 @@ pub struct DebugConfig {
     pub panic_component: Option<Component>,
     /// Delay before the panic.
     pub panic_after_secs: f64,
+    /// The chain thread mines a block this often (regtest load for crash tests and benchmarks).
+    pub mine_every_secs: Option<f64>,
 }
 
 impl DebugConfig {
     fn is_empty(&self) -> bool {
-        self.stall_component.is_none() && self.panic_component.is_none()
+        self.stall_component.is_none()
+            && self.panic_component.is_none()
+            && self.mine_every_secs.is_none()
     }
 }
 
@@ -474,6 +478,15 @@ impl Config {
         }
         if self.debug.stall_after_secs < 0.0 || self.debug.panic_after_secs < 0.0 {
             return Err(("debug".into(), "delays must not be negative".into()));
+        }
+        if let Some(every) = self.debug.mine_every_secs {
+            positive("debug.mine_every_secs", every)?;
+            if self.chain != Chain::Regtest {
+                return Err((
+                    "debug.mine_every_secs".into(),
+                    "is only allowed on regtest".into(),
+                ));
+            }
         }
         Ok(())
     }

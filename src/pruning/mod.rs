@@ -80,6 +80,7 @@ impl PruningMonitor {
             }
         }
         let used = dir_size(&self.dir.join("blocks"));
+        self.metrics.block_files_bytes.set(used as i64);
         if let Some(req) = decide(&self.config, used) {
             match self.prunes.try_send(req) {
                 // A request already queued covers this one.

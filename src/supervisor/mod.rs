@@ -59,6 +59,8 @@ pub struct Supervisor {
     pub heartbeat_timeout: Duration,
     /// Overall shutdown deadline.
     pub shutdown_timeout: Duration,
+    /// Held so the chain's request channel stays open until shutdown; RPC workers get clones.
+    pub chain_requests: Sender<crate::chain::ChainRequest>,
 }
 
 impl Supervisor {
