@@ -237,3 +237,25 @@ fn regtest_chain_helper_is_deterministic() {
     let b = regtest_chain(&Wallet::new(1), 5);
     assert_eq!(a.tip(), b.tip());
 }
+
+#[test]
+fn an_empty_store_beside_block_files_is_rebuilt_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wallet::new(1);
+    let (mut db, mut cs) = open_chain(dir.path(), Backend::Redb);
+    for _ in 0..115 {
+        mine_and_persist(&mut db, &mut cs, &w);
+    }
+    let (tip, stats) = (cs.tip(), cs.utxo_stats());
+    drop((db, cs));
+    // The store is lost (here: the sled fallback starts empty); the block files remain.
+    std::fs::remove_file(dir.path().join("chainstate.redb")).unwrap();
+    let (_, cs) = open_chain(dir.path(), Backend::Sled);
+    assert_eq!(cs.tip(), tip);
+    assert_eq!(cs.utxo_stats(), stats);
+    assert!(!dir.path().join("blocks.reindex").exists());
+    // And it is an ordinary persisted chain afterwards.
+    drop(cs);
+    let (_, cs) = open_chain(dir.path(), Backend::Sled);
+    assert_eq!(cs.tip(), tip);
+}

@@ -59,3 +59,42 @@ fn sled_backend_on_request() {
     assert!(node.datadir.join("regtest/chainstate.sled").is_dir());
     assert!(!node.datadir.join("regtest/chainstate.redb").exists());
 }
+
+#[test]
+fn fallback_after_corruption_rebuilds_the_chain_from_block_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let mut node = TestNode::start_with(NodeOptions {
+        datadir: Some(datadir.clone()),
+        config: Some("[debug]\nmine_every_secs = 0.01\n".into()),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    common::poll(Duration::from_secs(30), "30 blocks", || {
+        let d = json(&node.get("/health/detailed").ok()?.1);
+        (d["chain"]["height"].as_u64()? >= 30).then_some(())
+    });
+    node.signal(libc::SIGTERM);
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 0);
+    let d_before = std::fs::read(datadir.join("regtest/chainstate.redb")).unwrap();
+    assert!(!d_before.is_empty());
+    // Corrupt the store: overwrite its header region.
+    let mut bytes = d_before;
+    for b in bytes.iter_mut().take(4096) {
+        *b = 0x42;
+    }
+    std::fs::write(datadir.join("regtest/chainstate.redb"), bytes).unwrap();
+
+    let mut again = TestNode::start_with(NodeOptions {
+        datadir: Some(datadir.clone()),
+        ..NodeOptions::default()
+    });
+    again.wait_ready(Duration::from_secs(30));
+    let d = json(&again.get("/health/detailed").unwrap().1);
+    assert_eq!(d["storage"]["backend"], "sled");
+    assert!(
+        d["chain"]["height"].as_u64().unwrap() >= 30,
+        "rebuilt from block files: {d}"
+    );
+    assert!(again.log().contains("reindexing"));
+}

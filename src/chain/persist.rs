@@ -236,6 +236,10 @@ pub struct ChainDb {
     positions: HashMap<BlockHash, (Option<FilePos>, Option<FilePos>)>,
 }
 
+fn has_block_data(blocks_dir: &Path) -> bool {
+    std::fs::metadata(block_files::file_path(blocks_dir, "blk", 0)).is_ok_and(|m| m.len() > 0)
+}
+
 fn read_pos(store: &dyn Store, key: &str) -> Result<(u32, u64), PersistError> {
     match store.get_meta(key)? {
         None => Ok((0, 0)),
@@ -278,6 +282,82 @@ impl ChainDb {
 
     /// `open` with a smaller block-file size (tests of file rollover and pruning).
     pub fn open_with_file_size(
+        dir: &Path,
+        store: Arc<dyn Store>,
+        params: Params,
+        max_file_size: u64,
+    ) -> Result<(ChainDb, ChainState), PersistError> {
+        let blocks_dir = dir.join("blocks");
+        // A store without a tip beside existing block files (a fallback to a new backend, or a
+        // deleted store): rebuild from the files instead of truncating them.
+        let reindex_dir = dir.join("blocks.reindex");
+        if store.get_meta("tip_hash")?.is_none()
+            && has_block_data(&blocks_dir)
+            && !reindex_dir.exists()
+        {
+            log::warn!("store is empty but block files exist: reindexing from them");
+            std::fs::rename(&blocks_dir, &reindex_dir)
+                .map_err(|e| StorageError::io("rename", e))?;
+        }
+        let (mut db, mut cs) = Self::load(dir, store, params, max_file_size)?;
+        if reindex_dir.exists() {
+            db.reindex(&mut cs, &reindex_dir)?;
+            std::fs::remove_dir_all(&reindex_dir).map_err(|e| StorageError::io("remove", e))?;
+        }
+        Ok((db, cs))
+    }
+
+    /// Submits every block found in `old` (file order; children waiting for parents), persisting
+    /// as it goes. Interrupted, it resumes on the next start: known blocks are duplicates.
+    fn reindex(&mut self, cs: &mut ChainState, old: &Path) -> Result<(), PersistError> {
+        let magic = cs.params().chain.bitcoin_network().magic().to_bytes();
+        let files = BlockFiles::open_readonly(old, "blk", magic);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut waiting: HashMap<BlockHash, Vec<Block>> = HashMap::new();
+        let mut count = 0u64;
+        for n in 0.. {
+            if !files.path(n).exists() {
+                break;
+            }
+            for (_, bytes) in files.scan(n)? {
+                let Ok(block) = deserialize::<Block>(&bytes) else {
+                    log::warn!(
+                        "reindex: undecodable record in {} skipped",
+                        files.path(n).display()
+                    );
+                    continue;
+                };
+                let mut queue = vec![block];
+                while let Some(block) = queue.pop() {
+                    let hash = block.block_hash();
+                    match cs.submit_block(block.clone(), now) {
+                        Ok((_, updates)) => {
+                            self.persist(cs, &updates)?;
+                            count += 1;
+                            queue.extend(waiting.remove(&hash).unwrap_or_default());
+                        }
+                        Err(r) if r.reason == "prev-blk-not-found" => {
+                            waiting
+                                .entry(block.header.prev_blockhash)
+                                .or_default()
+                                .push(block);
+                        }
+                        Err(r) => {
+                            log::warn!("reindex: block {hash} rejected: {r}");
+                            self.persist(cs, &[])?;
+                        }
+                    }
+                }
+            }
+        }
+        log::info!(blocks = count, height = cs.tip().1; "reindex from block files complete");
+        Ok(())
+    }
+
+    fn load(
         dir: &Path,
         store: Arc<dyn Store>,
         params: Params,

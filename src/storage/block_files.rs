@@ -121,6 +121,20 @@ impl BlockFiles {
         Ok(files)
     }
 
+    /// A series to read and scan only (reindexing); appending to it is not intended.
+    pub fn open_readonly(dir: &Path, prefix: &'static str, magic: [u8; 4]) -> BlockFiles {
+        BlockFiles {
+            dir: dir.to_owned(),
+            prefix,
+            magic,
+            max_file_size: MAX_FILE_SIZE,
+            current: 0,
+            len: 0,
+            handle: None,
+            new_file: false,
+        }
+    }
+
     /// `<dir>/<prefix>NNNNN.dat`.
     pub fn path(&self, n: u32) -> PathBuf {
         file_path(&self.dir, self.prefix, n)
