@@ -422,3 +422,45 @@ fn duplicate_and_orphan_blocks_are_reported() {
     );
     let _: Header = cs.block(&cs.tip().0).unwrap().header;
 }
+
+#[test]
+fn assumevalid_skips_scripts_of_its_ancestors_only() {
+    let (cs, w) = setup();
+    let other = Wallet::new(2);
+    let (op, prev) = coinbase_utxo(&cs, 1);
+    let forged = w.spend_with(&other, &[(op, prev)], vec![out(COIN, w.p2wpkh())]);
+    let bad = block_with(&cs, w.p2wpkh(), vec![forged], |_| {});
+    let t = bllvm_node::chain::mining::Template {
+        prev: bad.block_hash(),
+        height: 103,
+        time: bad.header.time + 1,
+        bits: bad.header.bits,
+        fees: 0,
+    };
+    let mut child = bllvm_node::chain::mining::build_block(cs.params(), &t, w.p2wpkh(), vec![]);
+    assert!(bllvm_node::chain::mining::grind(&mut child.header));
+
+    // Without assumevalid the forged signature is caught.
+    let mut strict = regtest_chain(&w, 101);
+    let err = strict.submit_block(bad.clone(), NOW).unwrap_err();
+    assert!(err
+        .reason
+        .starts_with("mandatory-script-verify-flag-failed"));
+
+    // With the child as assumevalid (headers first, as in sync), both connect.
+    let mut trusting = regtest_chain(&w, 101);
+    trusting.accept_header(&bad.header, NOW).unwrap();
+    trusting.accept_header(&child.header, NOW).unwrap();
+    trusting.assume_valid = Some(child.block_hash());
+    trusting.submit_block(bad, NOW).unwrap();
+    trusting.submit_block(child.clone(), NOW).unwrap();
+    assert_eq!(trusting.tip(), (child.block_hash(), 103));
+    // Blocks after the assumevalid block are verified again.
+    let (op2, prev2) = coinbase_utxo(&trusting, 2);
+    let forged2 = w.spend_with(&other, &[(op2, prev2)], vec![out(COIN, w.p2wpkh())]);
+    let after = block_with(&trusting, w.p2wpkh(), vec![forged2], |_| {});
+    let err = trusting.submit_block(after, NOW).unwrap_err();
+    assert!(err
+        .reason
+        .starts_with("mandatory-script-verify-flag-failed"));
+}

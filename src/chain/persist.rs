@@ -189,6 +189,30 @@ fn undo_checksum(hash: &BlockHash, undo: &[u8]) -> [u8; 32] {
     sha256d::Hash::from_engine(e).to_byte_array()
 }
 
+/// The header hash covers only the header: the merkle root and the witness commitment are the
+/// checksum of the transactions (Core's blk format has no checksum of its own).
+fn intact(block: &Block) -> bool {
+    let txids: Vec<[u8; 32]> = block
+        .txdata
+        .iter()
+        .map(|tx| tx.compute_txid().to_byte_array())
+        .collect();
+    if super::merkle::root_with_mutation(&txids).0 != block.header.merkle_root.to_byte_array() {
+        return false;
+    }
+    let Some(cb) = block.txdata.first() else {
+        return false;
+    };
+    match super::block_check::witness_commitment_index(cb) {
+        Some(idx) => {
+            let reserved = cb.input[0].witness.nth(0).unwrap_or_default();
+            cb.output[idx].script_pubkey.as_bytes()[6..38]
+                == super::block_check::witness_commitment(block, reserved)
+        }
+        None => true,
+    }
+}
+
 /// Reads block and undo data through the index (any thread).
 struct FileSource {
     store: Arc<dyn Store>,
@@ -212,8 +236,11 @@ impl BlockSource for FileSource {
         let path = block_files::file_path(&self.dir, "blk", pos.file);
         let (bytes, _) = block_files::read_record(&path, self.magic, pos, 0).ok()?;
         let block: Block = deserialize(&bytes).ok()?;
-        // The block hash is the checksum of the header; the merkle root covers the rest.
-        (block.block_hash() == *hash).then_some(block)
+        if block.block_hash() != *hash || !intact(&block) {
+            log::error!("block {hash} in {} is corrupt", path.display());
+            return None;
+        }
+        Some(block)
     }
 
     fn undo(&self, hash: &BlockHash) -> Option<BlockChanges> {
@@ -629,6 +656,21 @@ mod tests {
         };
         assert_eq!(decode_undo(&encode_undo(&changes)).unwrap(), changes);
         assert!(decode_undo(&encode_undo(&changes)[..10]).is_err());
+    }
+
+    #[test]
+    fn a_block_with_changed_transaction_bytes_is_not_intact() {
+        let mut cs = ChainState::new(Params::for_chain(Chain::Regtest));
+        let (mut block, _) = cs
+            .mine(
+                bitcoin::ScriptBuf::from_bytes(vec![0x51]),
+                vec![],
+                1_700_000_000,
+            )
+            .unwrap();
+        assert!(intact(&block));
+        block.txdata[0].output[0].value = bitcoin::Amount::from_sat(1);
+        assert!(!intact(&block));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Config {
     pub rpc: RpcConfig,
     /// Log format and level.
     pub logging: LoggingConfig,
+    /// Block validation.
+    pub validation: ValidationConfig,
     /// Capacities of the bounded channels between threads.
     pub channels: ChannelConfig,
     /// Fault injection for tests; never set in production.
@@ -202,6 +204,15 @@ impl LogLevel {
     }
 }
 
+/// `[validation]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// Core's assumevalid: scripts of this block's ancestors are not verified (hex block hash).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assumevalid: Option<String>,
+}
+
 /// `[channels]`: capacity of each bounded channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -255,6 +266,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             rpc: RpcConfig::default(),
             logging: LoggingConfig::default(),
+            validation: ValidationConfig::default(),
             channels: ChannelConfig::default(),
             debug: DebugConfig::default(),
         }
@@ -464,6 +476,14 @@ impl Config {
                 &format!("rpc.auth.per_method_limits.{method}.burst"),
                 limit.burst as usize,
             )?;
+        }
+        if let Some(h) = &self.validation.assumevalid {
+            if h.parse::<bitcoin::BlockHash>().is_err() {
+                return Err((
+                    "validation.assumevalid".into(),
+                    format!("`{h}` is not a block hash (64 hex digits)"),
+                ));
+            }
         }
         let c = &self.channels;
         for (key, v) in [
