@@ -33,6 +33,20 @@ pub struct Entry {
     pub validity: Validity,
     /// Whether the block's data is stored.
     pub have_data: bool,
+    /// Core's skip pointer: an ancestor at `skip_height(height)`, for O(log n) ancestor lookups.
+    skip: BlockHash,
+}
+
+/// Core's GetSkipHeight: which ancestor an entry's skip pointer names.
+fn skip_height(height: u32) -> u32 {
+    let invert_lowest_one = |n: u32| n & n.wrapping_sub(1);
+    if height < 2 {
+        0
+    } else if height & 1 == 1 {
+        invert_lowest_one(invert_lowest_one(height - 1)) + 1
+    } else {
+        invert_lowest_one(height)
+    }
 }
 
 impl Entry {
@@ -65,6 +79,7 @@ impl HeaderTree {
                 chain_work: header.work(),
                 validity: Validity::Valid,
                 have_data: true,
+                skip: genesis,
             },
         );
         HeaderTree {
@@ -98,12 +113,14 @@ impl HeaderTree {
                 let Some(parent) = tree.entries.get(&header.prev_blockhash) else {
                     return true;
                 };
+                let height = parent.height + 1;
                 let entry = Entry {
                     header: *header,
-                    height: parent.height + 1,
+                    height,
                     chain_work: parent.chain_work + header.work(),
                     validity: validity.clone(),
                     have_data: *have_data,
+                    skip: tree.skip_for(&header.prev_blockhash, height),
                 };
                 tree.entries.insert(hash, entry);
                 false
@@ -156,7 +173,15 @@ impl HeaderTree {
         self.entries.iter()
     }
 
-    /// The ancestor of `hash` at `height` (itself at its own height).
+    /// The skip pointer of a new entry at `height` whose parent is `prev`.
+    fn skip_for(&self, prev: &BlockHash, height: u32) -> BlockHash {
+        self.ancestor(prev, skip_height(height))
+            .map(|(h, _)| h)
+            .unwrap_or(self.genesis)
+    }
+
+    /// The ancestor of `hash` at `height` (itself at its own height); O(log n) via skip
+    /// pointers, walked as Core's GetAncestor walks them.
     pub fn ancestor(&self, hash: &BlockHash, height: u32) -> Option<(BlockHash, &Entry)> {
         let mut h = *hash;
         let mut e = self.entries.get(&h)?;
@@ -164,7 +189,13 @@ impl HeaderTree {
             return None;
         }
         while e.height > height {
-            h = e.header.prev_blockhash;
+            let (sh, shp) = (skip_height(e.height), skip_height(e.height - 1));
+            let use_skip = sh == height || (sh > height && !(shp + 2 < sh && shp >= height));
+            h = if use_skip {
+                e.skip
+            } else {
+                e.header.prev_blockhash
+            };
             e = self.entries.get(&h)?;
         }
         Some((h, e))
@@ -202,12 +233,14 @@ impl HeaderTree {
         check_proof_of_work(header, &self.params)?;
         let anc = |h: u32| self.ancestor(&prev_hash, h).map(|(_, e)| e.header);
         check_header_context(header, &self.params, prev.height, &prev.header, &anc, now)?;
+        let height = prev.height + 1;
         let entry = Entry {
             header: *header,
-            height: prev.height + 1,
+            height,
             chain_work: prev.chain_work + header.work(),
             validity: Validity::Header,
             have_data: false,
+            skip: self.skip_for(&prev_hash, height),
         };
         self.entries.insert(hash, entry);
         self.dirty.insert(hash);
@@ -308,5 +341,92 @@ impl HeaderTree {
         }
         out.push(self.genesis);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::mining::{build_block, grind, Template};
+    use crate::config::Chain;
+
+    /// A regtest header chain of `n` blocks on genesis.
+    fn chain(n: u32) -> (HeaderTree, Vec<BlockHash>) {
+        let params = Params::for_chain(Chain::Regtest);
+        let mut tree = HeaderTree::new(params.clone());
+        let mut hashes = vec![tree.genesis()];
+        for h in 1..=n {
+            let prev = *hashes.last().unwrap();
+            let t = Template {
+                prev,
+                height: h,
+                time: 1_700_000_000 + h,
+                bits: params.pow_limit_bits(),
+                fees: 0,
+            };
+            let mut b = build_block(&params, &t, bitcoin::ScriptBuf::new(), vec![]);
+            assert!(grind(&mut b.header));
+            hashes.push(tree.accept(&b.header, 1_800_000_000).unwrap());
+        }
+        (tree, hashes)
+    }
+
+    #[test]
+    fn skip_heights_match_core() {
+        // GetSkipHeight values from Core's definition.
+        let got: Vec<u32> = (0..12).map(skip_height).collect();
+        assert_eq!(got, vec![0, 0, 0, 1, 0, 1, 4, 1, 0, 1, 8, 1]);
+    }
+
+    #[test]
+    fn ancestor_lookups_agree_with_walking_parents() {
+        let (tree, hashes) = chain(300);
+        for (tip, target) in [
+            (300, 0),
+            (300, 299),
+            (300, 137),
+            (257, 256),
+            (129, 64),
+            (300, 300),
+        ] {
+            assert_eq!(
+                tree.ancestor(&hashes[tip], target).unwrap().0,
+                hashes[target as usize]
+            );
+        }
+        assert!(tree.ancestor(&hashes[10], 11).is_none());
+    }
+
+    #[test]
+    fn locator_steps_back_one_by_one_then_doubles_then_genesis() {
+        let (tree, hashes) = chain(40);
+        let heights: Vec<u32> = tree
+            .locator(&hashes[40])
+            .iter()
+            .map(|h| tree.get(h).unwrap().height)
+            .collect();
+        assert_eq!(
+            heights,
+            vec![40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 29, 25, 17, 1, 0]
+        );
+    }
+
+    #[test]
+    fn invalidity_reaches_descendants_and_reconsider_clears_it() {
+        let (mut tree, hashes) = chain(5);
+        tree.mark_invalid(&hashes[3], "bad-cb-amount");
+        assert_eq!(
+            tree.get(&hashes[3]).unwrap().validity,
+            Validity::Invalid("bad-cb-amount".into())
+        );
+        assert_eq!(
+            tree.get(&hashes[5]).unwrap().validity,
+            Validity::InvalidParent
+        );
+        assert!(tree.get(&hashes[2]).unwrap().is_ok());
+        assert_eq!(tree.best_header().1.height, 2);
+        tree.reconsider(&hashes[4]);
+        assert!(tree.get(&hashes[3]).unwrap().is_ok() && tree.get(&hashes[5]).unwrap().is_ok());
+        assert_eq!(tree.best_header().1.height, 5);
     }
 }

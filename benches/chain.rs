@@ -1,0 +1,146 @@
+//! Chain figures: header validation and block connection per second on a generated regtest
+//! chain (P2WPKH and P2TR spends), with and without script checks, in memory and on redb; RSS.
+//! `cargo bench --bench chain` for 2,000 blocks of ~100 transactions; under `cargo test` a smoke run.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use bitcoin::{Block, OutPoint, TxOut};
+use bllvm_node::chain::chainstate::ChainState;
+use bllvm_node::chain::header_tree::HeaderTree;
+use bllvm_node::chain::params::Params;
+use bllvm_node::chain::persist::ChainDb;
+use bllvm_node::config::Chain;
+use bllvm_node::storage::redb_store::RedbStore;
+use std::sync::Arc;
+use std::time::Instant;
+use support::{coinbase_utxo, out, regtest_chain, Wallet, NOW};
+
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// 101 funding blocks, one fan-out block, then `blocks` blocks of `per_block` 1-in-1-out spends,
+/// alternating P2WPKH and P2TR.
+fn generate(blocks: u32, per_block: usize) -> Vec<Block> {
+    let w = Wallet::new(1);
+    let mut cs = regtest_chain(&w, 101);
+    let (op, prev) = coinbase_utxo(&cs, 1);
+    let each = (prev.value.to_sat() - 10_000) / per_block as u64;
+    let script = |j: usize| if j % 2 == 0 { w.p2tr() } else { w.p2wpkh() };
+    let fan = w.spend(
+        &[(op, prev)],
+        (0..per_block).map(|j| out(each, script(j))).collect(),
+    );
+    let mut utxos: Vec<(OutPoint, TxOut)> = fan
+        .output
+        .iter()
+        .enumerate()
+        .map(|(j, o)| (OutPoint::new(fan.compute_txid(), j as u32), o.clone()))
+        .collect();
+    cs.mine(w.p2wpkh(), vec![fan], NOW).unwrap();
+    for _ in 0..blocks {
+        let txs: Vec<_> = utxos
+            .iter()
+            .enumerate()
+            .map(|(j, (op, prev))| {
+                w.spend(
+                    &[(*op, prev.clone())],
+                    vec![out(prev.value.to_sat() - 500, script(j + 1))],
+                )
+            })
+            .collect();
+        utxos = txs
+            .iter()
+            .map(|t| (OutPoint::new(t.compute_txid(), 0), t.output[0].clone()))
+            .collect();
+        cs.mine(w.p2wpkh(), txs, NOW).unwrap();
+    }
+    (1..=cs.tip().1)
+        .map(|h| cs.block(&cs.hash_at(h).unwrap()).unwrap())
+        .collect()
+}
+
+fn rate(n: usize, t: Instant) -> String {
+    let s = t.elapsed().as_secs_f64();
+    format!("{n} in {s:.2} s = {:.0}/s", n as f64 / s)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (blocks, per_block) = if full { (2000, 100) } else { (20, 10) };
+    let t = Instant::now();
+    let chain = generate(blocks, per_block);
+    let txs: usize = chain.iter().map(|b| b.txdata.len()).sum();
+    let bytes: usize = chain
+        .iter()
+        .map(|b| bitcoin::consensus::serialize(b).len())
+        .sum();
+    println!(
+        "generated {} blocks, {txs} transactions, {:.1} MB in {:.1} s",
+        chain.len(),
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let params = Params::for_chain(Chain::Regtest);
+
+    let mut tree = HeaderTree::new(params.clone());
+    let t = Instant::now();
+    for b in &chain {
+        tree.accept(&b.header, NOW).unwrap();
+    }
+    println!("header validation: {}", rate(chain.len(), t));
+
+    for (label, assume) in [
+        ("with script checks", false),
+        ("without script checks (assumevalid)", true),
+    ] {
+        let mut cs = ChainState::new(params.clone());
+        if assume {
+            for b in &chain {
+                cs.accept_header(&b.header, NOW).unwrap();
+            }
+            cs.assume_valid = chain.last().map(|b| b.block_hash());
+        }
+        let t = Instant::now();
+        for b in &chain {
+            cs.submit_block(b.clone(), NOW).unwrap();
+        }
+        println!(
+            "connect in memory, {label}: {} blocks ({:.1} MB/s)",
+            rate(chain.len(), t),
+            bytes as f64 / 1e6 / t.elapsed().as_secs_f64()
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+    let (mut db, mut cs) = ChainDb::open(dir.path(), store, params.clone()).unwrap();
+    for b in &chain {
+        cs.accept_header(&b.header, NOW).unwrap();
+    }
+    cs.assume_valid = chain.last().map(|b| b.block_hash());
+    let t = Instant::now();
+    for b in &chain {
+        let (_, updates) = cs.submit_block(b.clone(), NOW).unwrap();
+        db.persist(&mut cs, &updates).unwrap();
+    }
+    println!(
+        "connect and persist on redb (fsync per block), no script checks: {} blocks",
+        rate(chain.len(), t)
+    );
+    let (rss, peak) = rss_kib();
+    println!(
+        "RSS {:.0} MiB, peak {:.0} MiB",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+}
