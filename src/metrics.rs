@@ -69,6 +69,8 @@ pub struct Metrics {
     pub reorg_depth_blocks: Histogram,
     /// Unspent outputs.
     pub utxo_count: IntGauge,
+    /// Approximate bytes of the UTXO cache.
+    pub utxo_cache_bytes: IntGauge,
     /// Time of one storage commit (files, fsync, store).
     pub storage_commit_seconds: Histogram,
     /// Bytes in the block and undo files.
@@ -266,6 +268,13 @@ impl Metrics {
             utxo_count: reg(
                 r,
                 IntGauge::new("bllvm_utxo_set_outputs", "Unspent transaction outputs in the UTXO set.")?,
+            )?,
+            utxo_cache_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_utxo_cache_bytes",
+                    "Approximate memory of the UTXO cache (bounded by dbcache_mb).",
+                )?,
             )?,
             storage_commit_seconds: reg(
                 r,

@@ -17,9 +17,13 @@ fn params() -> Params {
     Params::for_chain(Chain::Regtest)
 }
 
+/// Small block files (rollover) and a zero UTXO budget: every committed coin leaves the cache
+/// and must come back from the store.
 fn open_chain(dir: &Path, backend: Backend) -> (ChainDb, ChainState) {
     let store = open(dir, backend, 0).unwrap().store;
-    ChainDb::open_with_file_size(dir, store, params(), 16 * 1024).unwrap()
+    let (db, mut cs) = ChainDb::open_with_file_size(dir, store, params(), 16 * 1024).unwrap();
+    cs.set_utxo_budget(0);
+    (db, cs)
 }
 
 /// Mines one block on `cs` (spending the coinbase 100 blocks back when there is one) and persists it.
@@ -63,9 +67,15 @@ fn restart_keeps_tip_index_and_utxos() {
             mine_and_persist(&mut db, &mut cs, &w);
         }
         let (tip, stats) = (cs.tip(), cs.utxo_stats());
+        assert_eq!(
+            cs.utxo_cache_bytes(),
+            0,
+            "zero budget: nothing stays cached once committed"
+        );
         drop((db, cs));
         let (_, cs) = open_chain(dir.path(), backend);
         assert_eq!(cs.tip(), tip, "{backend:?}");
+        assert_eq!(cs.utxo_count(), stats.count);
         assert_eq!(cs.utxo_stats(), stats, "{backend:?}");
         assert_eq!(reference_of(&cs).utxo_stats(), stats);
         // Small files: the data spans several blk/rev files.

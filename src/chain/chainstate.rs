@@ -8,10 +8,12 @@ use super::mining::{build_block, grind, Template};
 use super::params::Params;
 use super::pow::next_work_required;
 use super::reject::Reject;
-use super::utxo::{apply, connect_block, revert, BlockChanges, Coin, ConnectContext};
+use super::utxo::{connect_block, BlockChanges, Coin, ConnectContext};
+use super::utxo_cache::{CoinSource, UtxoCache};
 use bitcoin::hashes::{sha256d, Hash, HashEngine};
 use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf, Transaction};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A change to the active chain, in the order it happened.
 #[derive(Debug, Clone)]
@@ -98,14 +100,14 @@ pub struct ChainState {
     active: Vec<BlockHash>,
     blocks: HashMap<BlockHash, Block>,
     undo: HashMap<BlockHash, BlockChanges>,
-    utxo: HashMap<OutPoint, Coin>,
+    utxo: UtxoCache,
     arrival: HashMap<BlockHash, u64>,
     next_arrival: u64,
     /// Scripts of this block's ancestors are not checked (Core's assumevalid).
     pub assume_valid: Option<BlockHash>,
     /// Transactions of disconnected blocks, for the mempool.
     pub disconnected_txs: Vec<Transaction>,
-    source: Option<Box<dyn BlockSource>>,
+    source: Option<Arc<dyn BlockSource>>,
     new_blocks: Vec<BlockHash>,
 }
 
@@ -136,7 +138,7 @@ impl ChainState {
             active: vec![hash],
             blocks,
             undo,
-            utxo: HashMap::new(),
+            utxo: UtxoCache::in_memory(),
             arrival: HashMap::new(),
             next_arrival: 0,
             assume_valid: None,
@@ -147,19 +149,19 @@ impl ChainState {
     }
 
     /// A chain state rebuilt from persisted parts: the tree, the active chain (genesis first),
-    /// the UTXO set, and where to read block data.
-    pub fn from_parts(
+    /// and the source of block data and committed coins (`utxo_count` of them).
+    pub fn from_parts<S: BlockSource + CoinSource + 'static>(
         tree: HeaderTree,
         active: Vec<BlockHash>,
-        utxo: HashMap<OutPoint, Coin>,
-        source: Box<dyn BlockSource>,
+        source: Arc<S>,
+        utxo_count: u64,
     ) -> ChainState {
         ChainState {
             tree,
             active,
             blocks: HashMap::new(),
             undo: HashMap::new(),
-            utxo,
+            utxo: UtxoCache::backed(source.clone(), utxo_count, usize::MAX),
             arrival: HashMap::new(),
             next_arrival: 0,
             assume_valid: None,
@@ -196,9 +198,29 @@ impl ChainState {
         }
     }
 
-    /// The UTXO set.
-    pub fn utxo(&self) -> &HashMap<OutPoint, Coin> {
-        &self.utxo
+    /// Unspent outputs in the set.
+    pub fn utxo_count(&self) -> u64 {
+        self.utxo.len()
+    }
+
+    /// Approximate bytes held by the UTXO cache.
+    pub fn utxo_cache_bytes(&self) -> usize {
+        self.utxo.memory_bytes()
+    }
+
+    /// Memory budget of the UTXO cache (`dbcache_mb`).
+    pub fn set_utxo_budget(&mut self, bytes: usize) {
+        self.utxo.set_budget(bytes);
+    }
+
+    /// Closes the UTXO changes of the next persistence job; see [`UtxoCache::seal`].
+    pub fn seal_utxo_generation(&mut self) -> u64 {
+        self.utxo.seal()
+    }
+
+    /// The writer committed UTXO generation `gen`: its entries may leave the cache.
+    pub fn utxo_committed(&mut self, gen: u64) {
+        self.utxo.committed(gen);
     }
 
     /// The active chain, genesis first.
@@ -251,7 +273,7 @@ impl ChainState {
     }
 
     /// An unspent output.
-    pub fn coin(&self, outpoint: &OutPoint) -> Option<&Coin> {
+    pub fn coin(&self, outpoint: &OutPoint) -> Option<Coin> {
         self.utxo.get(outpoint)
     }
 
@@ -381,6 +403,13 @@ impl ChainState {
             .load_block(hash)
             .ok_or_else(|| Reject::new("block-data-missing", format!("{hash}")))?;
         let block = &block;
+        self.utxo.prefetch(
+            block
+                .txdata
+                .iter()
+                .skip(1)
+                .flat_map(|tx| tx.input.iter().map(|i| i.previous_output)),
+        );
         let entry = self
             .tree
             .get(hash)
@@ -404,7 +433,7 @@ impl ChainState {
             verify_scripts,
         };
         let changes = connect_block(block, &ctx, &self.utxo)?;
-        apply(&mut self.utxo, &changes);
+        self.utxo.apply(&changes);
         self.undo.insert(*hash, changes.clone());
         self.active.push(*hash);
         self.tree.set_valid(hash);
@@ -418,7 +447,7 @@ impl ChainState {
     fn disconnect_tip(&mut self) -> Update {
         let (hash, height) = self.tip();
         if let Some(changes) = self.load_undo(&hash) {
-            revert(&mut self.utxo, &changes);
+            self.utxo.revert(&changes);
         }
         if let Some(block) = self.load_block(&hash) {
             self.disconnected_txs
@@ -578,7 +607,9 @@ impl ChainState {
 
     /// Count, total and hash of the UTXO set, ordered as Core's database orders it.
     pub fn utxo_stats(&self) -> UtxoStats {
-        let mut coins: Vec<(&OutPoint, &Coin)> = self.utxo.iter().collect();
+        let mut coins: Vec<(OutPoint, Coin)> = Vec::new();
+        self.utxo
+            .for_each(&mut |op, c| coins.push((*op, c.clone())));
         coins.sort_by(|a, b| {
             a.0.txid
                 .to_byte_array()
@@ -588,7 +619,7 @@ impl ChainState {
         let mut engine = sha256d::Hash::engine();
         let mut total = 0u64;
         for (op, coin) in &coins {
-            engine.input(&bitcoin::consensus::serialize(*op));
+            engine.input(&bitcoin::consensus::serialize(op));
             let code = (coin.height << 1) | u32::from(coin.coinbase);
             engine.input(&code.to_le_bytes());
             engine.input(&bitcoin::consensus::serialize(&coin.output));

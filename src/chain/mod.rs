@@ -15,5 +15,6 @@ pub mod sigops;
 pub mod thread;
 pub mod tx_check;
 pub mod utxo;
+pub mod utxo_cache;
 
 pub use thread::{ChainError, ChainRequest, ChainThread, PeerEvent};

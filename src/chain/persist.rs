@@ -7,6 +7,7 @@ use super::chainstate::{BlockSource, ChainState, Update};
 use super::header_tree::{HeaderTree, Validity};
 use super::params::Params;
 use super::utxo::{BlockChanges, Coin};
+use super::utxo_cache::CoinSource;
 use crate::storage::block_files::{self, BlockFiles, FilePos, MAX_FILE_SIZE};
 use crate::storage::{StorageError, Store, Table, WriteBatch};
 use bitcoin::block::Header;
@@ -230,6 +231,24 @@ impl FileSource {
     }
 }
 
+impl CoinSource for FileSource {
+    fn coin(&self, op: &OutPoint) -> Option<Coin> {
+        let v = self.store.get(Table::Coins, &coin_key(op)).ok()??;
+        decode_coin(&coin_key(op), &v).ok().map(|(_, c)| c)
+    }
+
+    fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin)) {
+        let scanned = self.store.scan(Table::Coins, &mut |k, v| {
+            if let Ok((op, c)) = decode_coin(k, v) {
+                f(op, c);
+            }
+        });
+        if let Err(e) = scanned {
+            log::error!("cannot scan the UTXO set: {e}");
+        }
+    }
+}
+
 impl BlockSource for FileSource {
     fn block(&self, hash: &BlockHash) -> Option<Block> {
         let pos = self.record(hash)?.block_pos?;
@@ -407,7 +426,7 @@ impl ChainDb {
             read_pos(&*store, "rev_pos")?,
         )?;
         let source = || {
-            Box::new(FileSource {
+            Arc::new(FileSource {
                 store: store.clone(),
                 dir: blocks_dir.clone(),
                 magic,
@@ -423,8 +442,7 @@ impl ChainDb {
             let mut cs = ChainState::new(params);
             // Genesis is stored like any block, then served from the files.
             let genesis = cs.tip().0;
-            let mut fresh =
-                ChainState::from_parts(cs.tree().clone(), vec![genesis], HashMap::new(), source());
+            let mut fresh = ChainState::from_parts(cs.tree().clone(), vec![genesis], source(), 0);
             fresh.adopt_block(
                 cs.load_block(&genesis)
                     .ok_or_else(|| corrupt("genesis", "missing"))?,
@@ -460,18 +478,15 @@ impl ChainDb {
             active[height as usize] = h;
             h = tree.get(&h).map(|e| e.header.prev_blockhash).unwrap_or(h);
         }
-        let mut utxo = HashMap::new();
-        let mut bad = None;
-        store.scan(Table::Coins, &mut |k, v| match decode_coin(k, v) {
-            Ok((op, c)) => {
-                utxo.insert(op, c);
+        let utxo_count = match store.get_meta("utxo_count")? {
+            Some(v) if v.len() == 8 => u64::from_le_bytes(v.try_into().unwrap_or([0; 8])),
+            _ => {
+                let mut n = 0u64;
+                store.scan(Table::Coins, &mut |_, _| n += 1)?;
+                n
             }
-            Err(e) => bad = Some(e),
-        })?;
-        if let Some(e) = bad {
-            return Err(e);
-        }
-        let mut cs = ChainState::from_parts(tree, active, utxo, source());
+        };
+        let mut cs = ChainState::from_parts(tree, active, source(), utxo_count);
         // A fresh load has nothing unwritten.
         cs.take_dirty_entries();
         Ok((db, cs))
@@ -484,6 +499,7 @@ impl ChainDb {
         let written = job.written();
         self.commit(&job)?;
         cs.evict(&written);
+        cs.utxo_committed(job.utxo_gen);
         Ok(())
     }
 
@@ -531,6 +547,7 @@ impl ChainDb {
         }
         batch.put_meta("tip_hash", job.tip.0.to_byte_array().to_vec());
         batch.put_meta("tip_height", job.tip.1.to_string().into_bytes());
+        batch.put_meta("utxo_count", job.utxo_count.to_le_bytes().to_vec());
         batch.put_meta("blk_pos", encode_pos(self.blk.position()));
         batch.put_meta("rev_pos", encode_pos(self.rev.position()));
         self.store.apply(&batch)?;
@@ -567,6 +584,10 @@ pub struct PersistJob {
     pub entries: Vec<(BlockHash, Header, Validity)>,
     /// The tip after this job.
     pub tip: (BlockHash, u32),
+    /// The UTXO cache generation whose changes this job carries.
+    pub utxo_gen: u64,
+    /// Unspent outputs after this job.
+    pub utxo_count: u64,
 }
 
 impl PersistJob {
@@ -620,6 +641,8 @@ pub fn prepare(cs: &mut ChainState, updates: &[Update]) -> Result<PersistJob, Pe
         changes,
         entries,
         tip: cs.tip(),
+        utxo_gen: cs.seal_utxo_generation(),
+        utxo_count: cs.utxo_count(),
     })
 }
 

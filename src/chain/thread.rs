@@ -104,7 +104,7 @@ impl ChainThread {
     /// Serves requests and events until stopped; every change is handed to the writer.
     pub fn run(mut self) -> Result<(), ChainError> {
         let mut seq = self.committed.load(Ordering::Acquire);
-        let mut pending: VecDeque<(u64, Vec<BlockHash>)> = VecDeque::new();
+        let mut pending: VecDeque<(u64, Vec<BlockHash>, u64)> = VecDeque::new();
         self.publish();
         let (tip, height) = self.state.tip();
         log::info!(height = height; "chain state loaded, tip {tip}");
@@ -155,7 +155,7 @@ impl ChainThread {
         &mut self,
         req: ChainRequest,
         seq: &mut u64,
-        pending: &mut VecDeque<(u64, Vec<BlockHash>)>,
+        pending: &mut VecDeque<(u64, Vec<BlockHash>, u64)>,
     ) -> Result<(), ChainError> {
         match req {
             ChainRequest::Generate {
@@ -205,7 +205,7 @@ impl ChainThread {
     fn auto_mine(
         &mut self,
         seq: &mut u64,
-        pending: &mut VecDeque<(u64, Vec<BlockHash>)>,
+        pending: &mut VecDeque<(u64, Vec<BlockHash>, u64)>,
     ) -> Result<(), ChainError> {
         let height = self.state.tip().1;
         let mut txs = Vec::new();
@@ -239,7 +239,7 @@ impl ChainThread {
         updates: &[Update],
         started: Instant,
         seq: &mut u64,
-        pending: &mut VecDeque<(u64, Vec<BlockHash>)>,
+        pending: &mut VecDeque<(u64, Vec<BlockHash>, u64)>,
     ) -> Result<(), ChainError> {
         let connected = updates
             .iter()
@@ -264,7 +264,7 @@ impl ChainThread {
             return Ok(());
         }
         *seq += 1;
-        pending.push_back((*seq, job.written()));
+        pending.push_back((*seq, job.written(), job.utxo_gen));
         let mut msg = Sequenced { seq: *seq, job };
         loop {
             match self.jobs.send_timeout(msg, self.tick) {
@@ -281,11 +281,12 @@ impl ChainThread {
     }
 
     /// Drops in-memory block data the writer has made durable.
-    fn evict_committed(&mut self, pending: &mut VecDeque<(u64, Vec<BlockHash>)>) {
+    fn evict_committed(&mut self, pending: &mut VecDeque<(u64, Vec<BlockHash>, u64)>) {
         let done = self.committed.load(Ordering::Acquire);
-        while pending.front().is_some_and(|(s, _)| *s <= done) {
-            if let Some((_, hashes)) = pending.pop_front() {
+        while pending.front().is_some_and(|(s, _, _)| *s <= done) {
+            if let Some((_, hashes, utxo_gen)) = pending.pop_front() {
                 self.state.evict(&hashes);
+                self.state.utxo_committed(utxo_gen);
             }
         }
     }
@@ -301,6 +302,9 @@ impl ChainThread {
         self.metrics
             .headers_height
             .set(i64::from(self.state.tree().best_header().1.height));
-        self.metrics.utxo_count.set(self.state.utxo().len() as i64);
+        self.metrics.utxo_count.set(self.state.utxo_count() as i64);
+        self.metrics
+            .utxo_cache_bytes
+            .set(self.state.utxo_cache_bytes() as i64);
     }
 }

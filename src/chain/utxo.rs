@@ -200,26 +200,6 @@ pub fn connect_block(
     Ok(changes)
 }
 
-/// Applies connect changes to an in-memory set.
-pub fn apply(set: &mut HashMap<OutPoint, Coin>, changes: &BlockChanges) {
-    for (op, _) in &changes.spent {
-        set.remove(op);
-    }
-    for (op, coin) in &changes.created {
-        set.insert(*op, coin.clone());
-    }
-}
-
-/// Reverts connect changes (disconnecting the block).
-pub fn revert(set: &mut HashMap<OutPoint, Coin>, changes: &BlockChanges) {
-    for (op, _) in &changes.created {
-        set.remove(op);
-    }
-    for (op, coin) in changes.spent.iter().rev() {
-        set.insert(*op, coin.clone());
-    }
-}
-
 /// The spent outputs of `tx` from `view`, for script checks outside a block.
 pub fn spent_outputs(tx: &Transaction, view: &dyn UtxoView) -> Option<Vec<TxOut>> {
     tx.input
