@@ -17,6 +17,9 @@ const WITNESS_COMMITMENT_HEADER: [u8; 6] = [0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
 pub fn check_block(block: &Block, params: &Params, check_pow: bool) -> Result<(), Reject> {
     if check_pow {
         check_proof_of_work(&block.header, params)?;
+        if let Some(challenge) = &params.signet_challenge {
+            super::signet::check_solution(block, challenge, &params.genesis.block_hash())?;
+        }
     }
     let txids: Vec<[u8; 32]> = block
         .txdata

@@ -11,6 +11,7 @@ pub mod persist;
 pub mod pow;
 pub mod reject;
 pub mod script;
+pub mod signet;
 pub mod sigops;
 pub mod thread;
 pub mod tx_check;

@@ -54,6 +54,8 @@ pub struct Params {
     pub taproot_height: Option<u32>,
     /// Mainnet blocks Core validates with special script flags.
     pub script_flag_exceptions: Vec<(BlockHash, u32)>,
+    /// Signet: the script every block's solution must satisfy (BIP325).
+    pub signet_challenge: Option<bitcoin::ScriptBuf>,
 }
 
 fn hash(s: &str) -> BlockHash {
@@ -84,6 +86,7 @@ impl Params {
             segwit_height: 1,
             taproot_height: None,
             script_flag_exceptions: Vec::new(),
+            signet_challenge: None,
         };
         match chain {
             Chain::Mainnet => {
@@ -113,6 +116,10 @@ impl Params {
             }
             Chain::Signet => {
                 p.taproot_height = Some(1);
+                p.signet_challenge = Some(
+                    bitcoin::ScriptBuf::from_hex(super::signet::DEFAULT_CHALLENGE_HEX)
+                        .expect("valid challenge constant"),
+                );
             }
             Chain::Regtest => {
                 // Core's current regtest: every soft fork active from the start.
