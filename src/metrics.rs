@@ -75,6 +75,12 @@ pub struct Metrics {
     pub storage_commit_seconds: Histogram,
     /// Bytes in the block and undo files.
     pub block_files_bytes: IntGauge,
+    /// RPC calls by method and outcome.
+    pub rpc_requests_total: IntCounterVec,
+    /// RPC request time by method (`batch` for batches).
+    pub rpc_request_duration_seconds: HistogramVec,
+    /// RPC requests refused before any method ran, by reason.
+    pub rpc_rejections_total: IntCounterVec,
 }
 
 /// Registering a metric failed; only a programming error (duplicate name) causes it.
@@ -289,6 +295,37 @@ impl Metrics {
                     ]),
                 )?,
             )?,
+            rpc_requests_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new("bllvm_rpc_requests_total", "RPC calls by method and outcome."),
+                    &["method", "outcome"],
+                )?,
+            )?,
+            rpc_request_duration_seconds: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "bllvm_rpc_request_duration_seconds",
+                        "RPC request handling time by method.",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0, 30.0,
+                    ]),
+                    &["method"],
+                )?,
+            )?,
+            rpc_rejections_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_rpc_rejections_total",
+                        "RPC requests refused before a method ran, by reason.",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
             block_files_bytes: reg(
                 r,
                 IntGauge::new(
@@ -304,6 +341,9 @@ impl Metrics {
                 m.component_failures_total
                     .with_label_values(&[c.name(), kind]);
             }
+        }
+        for reason in ["auth", "forbidden", "rate", "queue", "timeout"] {
+            m.rpc_rejections_total.with_label_values(&[reason]);
         }
         for outcome in ["sent", "withheld"] {
             m.watchdog_notifications_total.with_label_values(&[outcome]);

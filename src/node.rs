@@ -11,6 +11,9 @@ use crate::lifecycle::stop_pair;
 use crate::metrics::{Metrics, MetricsError};
 use crate::p2p::reactor::{Reactor, ReactorError, ReactorLinks};
 use crate::pruning::PruningMonitor;
+use crate::rpc::allow::AllowList;
+use crate::rpc::auth::{CookieFile, Credentials};
+use crate::rpc::{self, RpcServer};
 use crate::state::Shared;
 use crate::storage::writer::Writer;
 use crate::storage::{self, StorageError, Store};
@@ -38,6 +41,14 @@ pub enum StartError {
         "storage.backend = \"sled\" is not available in this build yet; use \"auto\" or \"redb\""
     )]
     BackendUnavailable,
+    /// The RPC cookie could not be written.
+    #[error("cannot write RPC cookie {path}")]
+    Cookie {
+        /// The cookie file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Chain state.
     #[error("cannot load the chain state")]
     Chain(#[from] PersistError),
@@ -70,6 +81,9 @@ pub fn run(config: Config) -> i32 {
         }
     };
     let code = supervisor.run();
+    // Shutdown step 6: cookie removed, then the lock released.
+    let (cookie, lock) = lock;
+    drop(cookie);
     drop(lock);
     if code == 0 {
         log::info!(exit_code = code; "shutdown complete");
@@ -129,15 +143,29 @@ fn fault_for(config: &Config, c: Component) -> Option<Fault> {
     }
 }
 
-fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
+fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), StartError> {
     // First, so a SIGTERM during start-up is queued for an orderly stop instead of killing us.
     let (sig_tx, sig_rx) = bounded(4);
-    signals::spawn(sig_tx).map_err(|source| StartError::Spawn {
+    signals::spawn(sig_tx.clone()).map_err(|source| StartError::Spawn {
         name: "signals".into(),
         source,
     })?;
     let dir = config.network_dir();
     let lock = datadir::lock(&dir)?;
+    // Core writes the cookie at start and removes it on a clean exit.
+    let (cookie, secret) = CookieFile::create(&dir).map_err(|source| StartError::Cookie {
+        path: dir.join(".cookie"),
+        source,
+    })?;
+    let user_password = config.rpc.user.clone().zip(config.rpc.password.clone());
+    // rpcauth entries were validated by the config loader.
+    let credentials =
+        Credentials::new(Some(secret), user_password, &config.rpc.rpcauth).map_err(|e| {
+            StartError::Cookie {
+                path: dir.join(".cookie"),
+                source: std::io::Error::other(e),
+            }
+        })?;
     log::info!(
         "starting bllvm-node {} on {} in {}",
         env!("CARGO_PKG_VERSION"),
@@ -244,27 +272,42 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
     };
     let p2p_thread = start_thread(Component::P2p, "p2p", &fail_tx, move || reactor.run(links))?;
 
-    let (rpc_stop, rpc_sig) = stop_pair(None);
-    let mut rpc_threads = Vec::new();
-    for i in 0..config.rpc.threads {
-        let (jobs, stop, shared, metrics) = (
-            rpc_rx.clone(),
-            rpc_sig.clone(),
-            shared.clone(),
-            metrics.clone(),
-        );
-        let name = format!("rpc-{i}");
-        rpc_threads.push(start_thread(Component::Http, &name, &fail_tx, move || {
-            http::rpc_worker(jobs, stop, shared, metrics)
-        })?);
-    }
-
     let (http_stop, http_sig) = stop_pair(None);
     let probe_ctx = Arc::new(ProbeContext {
         shared: shared.clone(),
         metrics: metrics.clone(),
         heartbeat_timeout,
     });
+    let rpc_server = Arc::new(RpcServer {
+        methods: rpc::methods::Context {
+            chain: config.chain,
+            chain_requests: req_tx.clone(),
+            signals: sig_tx.clone(),
+            probes: probe_ctx.clone(),
+            timeout: Duration::from_secs_f64(config.rpc.timeout_secs),
+        },
+        credentials,
+        // Validated by the config loader.
+        allow: AllowList(
+            config
+                .rpc
+                .allow_ip
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect(),
+        ),
+        metrics: metrics.clone(),
+        next_id: std::sync::atomic::AtomicU64::new(1),
+    });
+    let (rpc_stop, rpc_sig) = stop_pair(None);
+    let mut rpc_threads = Vec::new();
+    for i in 0..config.rpc.threads {
+        let (jobs, stop, server) = (rpc_rx.clone(), rpc_sig.clone(), rpc_server.clone());
+        let name = format!("rpc-{i}");
+        rpc_threads.push(start_thread(Component::Http, &name, &fail_tx, move || {
+            http::rpc_worker(jobs, stop, server)
+        })?);
+    }
     let mut http_threads = Vec::new();
     for i in 0..http::PROBE_WORKERS {
         let (jobs, stop, ctx) = (probe_rx.clone(), http_sig.clone(), probe_ctx.clone());
@@ -343,5 +386,5 @@ fn start(config: &Config) -> Result<(Supervisor, DatadirLock), StartError> {
         heartbeat_timeout,
         shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_secs),
     };
-    Ok((supervisor, lock))
+    Ok((supervisor, (cookie, lock)))
 }

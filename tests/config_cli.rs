@@ -155,3 +155,24 @@ fn missing_config_file_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("/nonexistent/bllvm.toml"));
 }
+
+/// `config check` only: the start helper's --rpc-bind would override the file's bind.
+fn check_rejects(config: &str, key: &str) {
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), config).unwrap();
+    let out = run(&["config", "check", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{config}");
+    assert!(text(&out.stderr).contains(key), "{}", text(&out.stderr));
+}
+
+#[test]
+fn non_loopback_rpc_needs_allowed_ranges_and_credentials() {
+    check_rejects("[rpc]\nbind = \"0.0.0.0:18443\"\n", "allow_ip");
+    check_rejects(
+        "[rpc]\nbind = \"0.0.0.0:18443\"\nallow_ip = [\"10.0.0.0/8\"]\n",
+        "rpc.user/rpc.password or rpc.rpcauth",
+    );
+    rejected_at_start("[rpc]\nrpcauth = [\"nosalt\"]\n", "rpc.rpcauth");
+    rejected_at_start("[rpc]\nallow_ip = [\"10.0.0.0/40\"]\n", "rpc.allow_ip");
+    rejected_at_start("[rpc]\nuser = \"bob\"\n", "rpc.password");
+}

@@ -161,6 +161,31 @@ fn kubernetes_probe_paths_are_served() {
     }
 }
 
+#[test]
+fn kubernetes_configmap_passes_config_check() {
+    let manifest = read("kubernetes/bllvm-node.yaml");
+    let start = manifest.find("bllvm.toml: |").expect("configmap entry") + "bllvm.toml: |".len();
+    let end = manifest[start..].find("---").map(|e| start + e).unwrap();
+    let toml: String = manifest[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bllvm.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(common::BIN)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 struct Prometheus(Child);
 
 impl Drop for Prometheus {

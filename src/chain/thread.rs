@@ -35,9 +35,13 @@ pub enum PeerEvent {
     },
 }
 
+/// A read of the chain state, run on the chain thread; it sends its own reply.
+pub type Query = Box<dyn FnOnce(&ChainState) + Send>;
+
 /// Requests from RPC (and tests) with a reply channel each.
-#[derive(Debug)]
 pub enum ChainRequest {
+    /// Run a read-only closure against the chain state (RPC reads).
+    Query(Query),
     /// Mine `count` blocks paying `payout` (regtest `generatetoaddress`).
     Generate {
         /// Blocks to mine.
@@ -138,6 +142,8 @@ impl ChainThread {
         for req in self.requests.try_iter() {
             let err = Reject::new("shutting down", "");
             match req {
+                // Dropping the query drops its reply sender: the caller sees the disconnect.
+                ChainRequest::Query(_) => {}
                 ChainRequest::Generate { reply, .. } => {
                     let _ = reply.send(Err(err));
                 }
@@ -158,6 +164,7 @@ impl ChainThread {
         pending: &mut VecDeque<(u64, Vec<BlockHash>, u64)>,
     ) -> Result<(), ChainError> {
         match req {
+            ChainRequest::Query(query) => query(&self.state),
             ChainRequest::Generate {
                 count,
                 payout,

@@ -127,6 +127,18 @@ pub struct RpcConfig {
     pub threads: usize,
     /// RPC requests that may wait for a worker before new ones get 503.
     pub work_queue: usize,
+    /// Longest an RPC call waits for the chain thread.
+    pub timeout_secs: f64,
+    /// Static credentials (in addition to the cookie).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Password of `user`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Core-format `user:salt$hash` entries.
+    pub rpcauth: Vec<String>,
+    /// Client ranges allowed besides loopback (`ADDR` or `ADDR/PREFIX`).
+    pub allow_ip: Vec<String>,
     /// Rate limits and credentials.
     pub auth: RpcAuthConfig,
 }
@@ -310,6 +322,11 @@ impl Default for RpcConfig {
             health_checks_enabled: true,
             threads: 4,
             work_queue: 16,
+            timeout_secs: 30.0,
+            user: None,
+            password: None,
+            rpcauth: Vec::new(),
+            allow_ip: Vec::new(),
             auth: RpcAuthConfig::default(),
         }
     }
@@ -463,6 +480,41 @@ impl Config {
             ));
         }
         at_least_one("rpc.threads", self.rpc.threads)?;
+        positive("rpc.timeout_secs", self.rpc.timeout_secs)?;
+        if self.rpc.user.is_some() != self.rpc.password.is_some() {
+            return Err((
+                "rpc.user".into(),
+                "and rpc.password must be set together".into(),
+            ));
+        }
+        for e in &self.rpc.rpcauth {
+            crate::rpc::auth::parse_rpcauth(e)
+                .map_err(|b| ("rpc.rpcauth".to_string(), b.to_string()))?;
+        }
+        for r in &self.rpc.allow_ip {
+            r.parse::<crate::rpc::allow::Range>()
+                .map_err(|b| ("rpc.allow_ip".to_string(), b.to_string()))?;
+        }
+        if !self.rpc_bind().ip().is_loopback() {
+            if self.rpc.allow_ip.is_empty() {
+                return Err((
+                    "rpc.bind".into(),
+                    format!(
+                        "{} is not loopback: set rpc.allow_ip to the client ranges allowed",
+                        self.rpc_bind()
+                    ),
+                ));
+            }
+            if self.rpc.user.is_none() && self.rpc.rpcauth.is_empty() {
+                return Err((
+                    "rpc.bind".into(),
+                    format!(
+                        "{} is not loopback: set rpc.user/rpc.password or rpc.rpcauth",
+                        self.rpc_bind()
+                    ),
+                ));
+            }
+        }
         at_least_one("rpc.work_queue", self.rpc.work_queue)?;
         let a = &self.rpc.auth;
         positive("rpc.auth.rate_limit_rate", a.rate_limit_rate)?;

@@ -193,9 +193,9 @@ pub fn probe_worker(
 pub fn rpc_worker(
     jobs: Receiver<Job>,
     stop: StopSignal,
-    shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
+    server: Arc<crate::rpc::RpcServer>,
 ) -> Result<(), std::convert::Infallible> {
+    let metrics = server.metrics.clone();
     let handle = |job: &mut Job| {
         let mut body = Vec::new();
         let read = job
@@ -209,8 +209,20 @@ pub fn rpc_worker(
         if body.len() as u64 > crate::rpc::MAX_BODY_BYTES {
             return Reply::error(413, "request body exceeds 32 MiB");
         }
-        shared.rpc_requests.fetch_add(1, Ordering::Relaxed);
-        crate::rpc::handle(&body)
+        let header = |name: &'static str| {
+            job.request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv(name))
+                .map(|h| h.value.as_str().to_owned())
+        };
+        let (authorization, request_id) = (header("Authorization"), header("X-Request-Id"));
+        let meta = crate::rpc::RequestMeta {
+            remote: job.request.remote_addr().copied(),
+            authorization: authorization.as_deref(),
+            request_id: request_id.as_deref(),
+        };
+        server.handle(&meta, &body)
     };
     serve(&jobs, &stop, &metrics, handle, |_| {
         Reply::error(503, "Shutting down")

@@ -1,60 +1,165 @@
-//! JSON-RPC: request handling as functions of a request body. Methods arrive with the RPC issue.
+//! JSON-RPC: protocol, credentials, methods, and the handling of one HTTP request.
+
+pub mod allow;
+pub mod auth;
+pub mod methods;
+pub mod protocol;
 
 use crate::http::reply::Reply;
-use serde_json::{json, Value};
+use crate::metrics::Metrics;
+use protocol::{Body, Call, RpcError, Version};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Largest request body accepted, as Bitcoin Core's limit.
 pub const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 
-/// Answers one JSON-RPC request body with Core's status codes and error objects.
-pub fn handle(body: &[u8]) -> Reply {
-    let request: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(_) => return error_reply(500, None, -32700, "Parse error", false),
-    };
-    let v2 = request.get("jsonrpc").and_then(Value::as_str) == Some("2.0");
-    let id = request.get("id").cloned();
-    let method = request.get("method").and_then(Value::as_str);
-    match method {
-        None => error_reply(400, id, -32600, "Missing method", v2),
-        Some(_) => error_reply(
-            if v2 { 200 } else { 404 },
-            id,
-            -32601,
-            "Method not found",
-            v2,
-        ),
-    }
+/// Core delays failed authentication by this much to slow password guessing.
+pub const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(250);
+
+/// Everything needed to answer RPC requests; shared by the RPC workers.
+pub struct RpcServer {
+    /// Method context.
+    pub methods: methods::Context,
+    /// Accepted credentials.
+    pub credentials: auth::Credentials,
+    /// Who may connect besides loopback.
+    pub allow: allow::AllowList,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Source of generated request ids.
+    pub next_id: AtomicU64,
 }
 
-/// Core's error envelope: 1.0 carries `result: null`; 2.0 carries `jsonrpc` and answers 200.
-pub fn error_reply(status: u16, id: Option<Value>, code: i64, message: &str, v2: bool) -> Reply {
-    let error = json!({ "code": code, "message": message });
-    let id = id.unwrap_or(Value::Null);
-    if v2 {
-        Reply::json(200, &json!({ "jsonrpc": "2.0", "error": error, "id": id }))
-    } else {
-        Reply::json(status, &json!({ "result": null, "error": error, "id": id }))
-    }
+/// What the transport knows about a request.
+pub struct RequestMeta<'a> {
+    /// The client.
+    pub remote: Option<SocketAddr>,
+    /// `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// `X-Request-Id` header, if the client sent one.
+    pub request_id: Option<&'a str>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn malformed_json_is_a_parse_error_with_500() {
-        let r = handle(b"{nope");
-        assert_eq!(r.status, 500);
-        assert!(r.body.contains("-32700"));
+impl RpcServer {
+    /// Answers one HTTP request to `/`.
+    pub fn handle(&self, meta: &RequestMeta<'_>, body: &[u8]) -> Reply {
+        let started = Instant::now();
+        let request_id = meta
+            .request_id
+            .filter(|id| {
+                !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic())
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:016x}", self.next_id.fetch_add(1, Ordering::Relaxed)));
+        let client = meta.remote.map(|a| a.to_string()).unwrap_or_default();
+        let (reply, method, user) = self.answer(meta, body);
+        let reply = reply.with_header("X-Request-Id", request_id.clone());
+        let duration = started.elapsed();
+        log::info!(
+            request_id = request_id.as_str(), method = method, client_addr = client.as_str(),
+            user = user.as_str(), request_size = body.len(), status = reply.status,
+            duration_ms = duration.as_millis() as u64;
+            "rpc request"
+        );
+        self.metrics
+            .rpc_request_duration_seconds
+            .with_label_values(&[method])
+            .observe(duration.as_secs_f64());
+        reply
     }
 
-    #[test]
-    fn unknown_method_follows_core_status_per_version() {
-        let r = handle(br#"{"method":"nope","id":1}"#);
-        assert_eq!(r.status, 404);
-        let r = handle(br#"{"jsonrpc":"2.0","method":"nope","id":1}"#);
-        assert_eq!(r.status, 200);
-        assert!(r.body.contains("-32601"));
+    fn reject(&self, reason: &str) {
+        self.metrics
+            .rpc_rejections_total
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    fn answer(&self, meta: &RequestMeta<'_>, body: &[u8]) -> (Reply, &'static str, String) {
+        if let Some(addr) = meta.remote {
+            if !self.allow.permits(addr.ip()) {
+                self.reject("forbidden");
+                return (Reply::error(403, "Forbidden"), "none", String::new());
+            }
+        }
+        let Some(user) = self.credentials.check(meta.authorization) else {
+            self.reject("auth");
+            std::thread::sleep(AUTH_FAILURE_DELAY);
+            let reply = Reply::error(401, "Unauthorized")
+                .with_header("WWW-Authenticate", "Basic realm=\"jsonrpc\"");
+            return (reply, "none", String::new());
+        };
+        let body = match protocol::parse(body) {
+            Ok(b) => b,
+            Err(e) => {
+                let v = protocol::reply(Some(Value::Null), Version::V1, &Err(e.clone()));
+                return (Reply::json(500, &v.unwrap_or(Value::Null)), "unknown", user);
+            }
+        };
+        match body {
+            Body::Single(call) => {
+                let (id, version, method, outcome) = self.run(call);
+                let status = protocol::http_status(version, &outcome);
+                let reply = match protocol::reply(id, version, &outcome) {
+                    Some(v) => Reply::json(status, &v),
+                    // A 2.0 notification: no body.
+                    None => Reply {
+                        status: 204,
+                        content_type: "application/json",
+                        headers: Vec::new(),
+                        body: String::new(),
+                    },
+                };
+                (reply, method, user)
+            }
+            Body::Batch(calls) => {
+                let replies: Vec<Value> = calls
+                    .into_iter()
+                    .filter_map(|c| {
+                        let (id, version, _, outcome) = self.run(c);
+                        protocol::reply(id, version, &outcome)
+                    })
+                    .collect();
+                (Reply::json(200, &Value::Array(replies)), "batch", user)
+            }
+        }
+    }
+
+    /// Runs one call and records its outcome.
+    fn run(
+        &self,
+        call: Result<Call, (Option<Value>, Version, RpcError)>,
+    ) -> (
+        Option<Value>,
+        Version,
+        &'static str,
+        Result<Value, RpcError>,
+    ) {
+        match call {
+            Err((id, version, e)) => (id, version, "unknown", Err(e)),
+            Ok(c) => {
+                let label = methods::label(&c.method);
+                let outcome = methods::dispatch(&self.methods, &c.method, &c.params);
+                self.methods
+                    .probes
+                    .shared
+                    .rpc_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                let kind = match &outcome {
+                    Ok(_) => "success",
+                    Err(e) if e.code == protocol::code::METHOD_NOT_FOUND => "not_found",
+                    Err(_) => "error",
+                };
+                self.metrics
+                    .rpc_requests_total
+                    .with_label_values(&[label, kind])
+                    .inc();
+                (c.id, c.version, label, outcome)
+            }
+        }
     }
 }

@@ -1,0 +1,374 @@
+//! Blockchain reads: pure functions of the chain state and the parameters.
+
+use crate::chain::chainstate::{ChainState, TipStatus};
+use crate::config::Chain;
+use crate::rpc::protocol::{code, Args, Params, RpcError};
+use bitcoin::consensus::encode::serialize_hex;
+use bitcoin::{Block, BlockHash, OutPoint, Txid};
+use serde_json::{json, Map, Value};
+use std::str::FromStr;
+
+fn not_found() -> RpcError {
+    RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block not found")
+}
+
+/// Parses a 64-hex block hash parameter.
+pub fn parse_hash(v: &Value, name: &str) -> Result<BlockHash, RpcError> {
+    let s = v.as_str().ok_or_else(|| {
+        RpcError::new(
+            code::TYPE_ERROR,
+            format!("{name} must be a hexadecimal string"),
+        )
+    })?;
+    BlockHash::from_str(s).map_err(|_| {
+        RpcError::new(
+            code::INVALID_PARAMETER,
+            format!("{name} must be of length 64 (not {}, for '{s}')", s.len()),
+        )
+    })
+}
+
+/// Core's network names in RPC results.
+pub fn chain_name(chain: Chain) -> &'static str {
+    match chain {
+        Chain::Mainnet => "main",
+        Chain::Testnet3 => "test",
+        Chain::Testnet4 => "testnet4",
+        Chain::Signet => "signet",
+        Chain::Regtest => "regtest",
+    }
+}
+
+fn work_hex(cs: &ChainState, hash: &BlockHash) -> String {
+    cs.tree()
+        .get(hash)
+        .map(|e| bitcoin::hex::DisplayHex::to_lower_hex_string(&e.chain_work.to_be_bytes()[..]))
+        .unwrap_or_default()
+}
+
+/// The header fields shared by getblockheader and getblock.
+fn header_fields(
+    cs: &ChainState,
+    hash: &BlockHash,
+    n_tx: Option<usize>,
+) -> Option<Map<String, Value>> {
+    let e = cs.tree().get(hash)?;
+    let (_, tip_height) = cs.tip();
+    let active = cs.hash_at(e.height) == Some(*hash);
+    let h = &e.header;
+    let mut m = Map::new();
+    m.insert("hash".into(), hash.to_string().into());
+    m.insert(
+        "confirmations".into(),
+        if active {
+            json!(i64::from(tip_height) - i64::from(e.height) + 1)
+        } else {
+            json!(-1)
+        },
+    );
+    m.insert("height".into(), e.height.into());
+    m.insert("version".into(), h.version.to_consensus().into());
+    m.insert(
+        "versionHex".into(),
+        format!("{:08x}", h.version.to_consensus()).into(),
+    );
+    m.insert("merkleroot".into(), h.merkle_root.to_string().into());
+    m.insert("time".into(), h.time.into());
+    m.insert("mediantime".into(), cs.tree().median_time_past(hash).into());
+    m.insert("nonce".into(), h.nonce.into());
+    m.insert(
+        "bits".into(),
+        format!("{:08x}", h.bits.to_consensus()).into(),
+    );
+    m.insert("difficulty".into(), h.target().difficulty_float().into());
+    m.insert("chainwork".into(), work_hex(cs, hash).into());
+    m.insert("nTx".into(), n_tx.unwrap_or(0).into());
+    if e.height > 0 {
+        m.insert(
+            "previousblockhash".into(),
+            h.prev_blockhash.to_string().into(),
+        );
+    }
+    if let Some(next) = active.then(|| cs.hash_at(e.height + 1)).flatten() {
+        m.insert("nextblockhash".into(), next.to_string().into());
+    }
+    Some(m)
+}
+
+/// `getblockcount`.
+pub fn getblockcount(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    Args::new(p, &[])?;
+    Ok(cs.tip().1.into())
+}
+
+/// `getbestblockhash`.
+pub fn getbestblockhash(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    Args::new(p, &[])?;
+    Ok(cs.tip().0.to_string().into())
+}
+
+/// `getblockhash height`.
+pub fn getblockhash(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(p, &["height"])?;
+    a.required(0)?;
+    let height = a.int(0)?.unwrap_or(-1);
+    u32::try_from(height)
+        .ok()
+        .and_then(|h| cs.hash_at(h))
+        .map(|h| h.to_string().into())
+        .ok_or_else(|| RpcError::new(code::INVALID_PARAMETER, "Block height out of range"))
+}
+
+/// `getblockheader blockhash (verbose=true)`.
+pub fn getblockheader(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(p, &["blockhash", "verbose"])?;
+    let hash = parse_hash(a.required(0)?, "blockhash")?;
+    let verbose = a
+        .get(1)
+        .map(|v| v.as_bool().unwrap_or(true))
+        .unwrap_or(true);
+    let e = cs.tree().get(&hash).ok_or_else(not_found)?;
+    if !verbose {
+        return Ok(serialize_hex(&e.header).into());
+    }
+    let n_tx = cs.block(&hash).map(|b| b.txdata.len());
+    Ok(Value::Object(
+        header_fields(cs, &hash, n_tx).ok_or_else(not_found)?,
+    ))
+}
+
+fn tx_json(tx: &bitcoin::Transaction, chain: Chain) -> Value {
+    let network = chain.bitcoin_network();
+    let vin: Vec<Value> = tx
+        .input
+        .iter()
+        .map(|i| {
+            let mut m = Map::new();
+            if tx.is_coinbase() {
+                m.insert("coinbase".into(), bitcoin::hex::DisplayHex::to_lower_hex_string(i.script_sig.as_bytes()).into());
+            } else {
+                m.insert("txid".into(), i.previous_output.txid.to_string().into());
+                m.insert("vout".into(), i.previous_output.vout.into());
+                m.insert(
+                    "scriptSig".into(),
+                    json!({"asm": i.script_sig.to_asm_string(), "hex": bitcoin::hex::DisplayHex::to_lower_hex_string(i.script_sig.as_bytes())}),
+                );
+            }
+            if !i.witness.is_empty() {
+                let items: Vec<String> = i.witness.iter().map(|w| bitcoin::hex::DisplayHex::to_lower_hex_string(w)).collect();
+                m.insert("txinwitness".into(), items.into());
+            }
+            m.insert("sequence".into(), i.sequence.0.into());
+            Value::Object(m)
+        })
+        .collect();
+    let vout: Vec<Value> = tx
+        .output
+        .iter()
+        .enumerate()
+        .map(|(n, o)| json!({"value": o.value.to_btc(), "n": n, "scriptPubKey": script_json(&o.script_pubkey, network)}))
+        .collect();
+    json!({
+        "txid": tx.compute_txid().to_string(),
+        "hash": tx.compute_wtxid().to_string(),
+        "version": tx.version.0,
+        "size": tx.total_size(),
+        "vsize": tx.vsize(),
+        "weight": tx.weight().to_wu(),
+        "locktime": tx.lock_time.to_consensus_u32(),
+        "vin": vin,
+        "vout": vout,
+        "hex": serialize_hex(tx),
+    })
+}
+
+/// Core's scriptPubKey object.
+pub fn script_json(script: &bitcoin::Script, network: bitcoin::Network) -> Value {
+    let kind = if script.is_p2pkh() {
+        "pubkeyhash"
+    } else if script.is_p2sh() {
+        "scripthash"
+    } else if script.is_p2wpkh() {
+        "witness_v0_keyhash"
+    } else if script.is_p2wsh() {
+        "witness_v0_scripthash"
+    } else if script.is_p2tr() {
+        "witness_v1_taproot"
+    } else if script.is_op_return() {
+        "nulldata"
+    } else if script.is_p2pk() {
+        "pubkey"
+    } else if script.is_multisig() {
+        "multisig"
+    } else {
+        "nonstandard"
+    };
+    let mut m = Map::new();
+    m.insert("asm".into(), script.to_asm_string().into());
+    m.insert(
+        "hex".into(),
+        bitcoin::hex::DisplayHex::to_lower_hex_string(script.as_bytes()).into(),
+    );
+    if let Ok(addr) = bitcoin::Address::from_script(script, network) {
+        m.insert("address".into(), addr.to_string().into());
+    }
+    m.insert("type".into(), kind.into());
+    Value::Object(m)
+}
+
+/// `getblock blockhash (verbosity=1)`; verbosity may be a boolean, as Core's legacy form.
+pub fn getblock(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(p, &["blockhash", "verbosity"])?;
+    let hash = parse_hash(a.required(0)?, "blockhash")?;
+    let verbosity = match a.get(1) {
+        None => 1,
+        Some(Value::Bool(b)) => i64::from(*b),
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| RpcError::new(code::TYPE_ERROR, "verbosity must be a number"))?,
+    };
+    cs.tree().get(&hash).ok_or_else(not_found)?;
+    let block: Block = cs
+        .block(&hash)
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Block not available (pruned data)"))?;
+    if verbosity <= 0 {
+        return Ok(serialize_hex(&block).into());
+    }
+    let mut m = header_fields(cs, &hash, Some(block.txdata.len())).ok_or_else(not_found)?;
+    let stripped = block.txdata.iter().map(|t| t.base_size()).sum::<usize>()
+        + 80
+        + bitcoin::VarInt(block.txdata.len() as u64).size();
+    m.insert("strippedsize".into(), stripped.into());
+    m.insert("size".into(), block.total_size().into());
+    m.insert("weight".into(), block.weight().to_wu().into());
+    let txs: Vec<Value> = if verbosity == 1 {
+        block
+            .txdata
+            .iter()
+            .map(|t| t.compute_txid().to_string().into())
+            .collect()
+    } else {
+        block
+            .txdata
+            .iter()
+            .map(|t| tx_json(t, cs.params().chain))
+            .collect()
+    };
+    m.insert("tx".into(), txs.into());
+    Ok(Value::Object(m))
+}
+
+/// `getchaintips`.
+pub fn getchaintips(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    Args::new(p, &[])?;
+    let tips: Vec<Value> = cs
+        .chain_tips()
+        .into_iter()
+        .map(|t| {
+            let status = match t.status {
+                TipStatus::Active => "active",
+                TipStatus::ValidFork => "valid-fork",
+                TipStatus::ValidHeaders => "valid-headers",
+                TipStatus::HeadersOnly => "headers-only",
+                TipStatus::Invalid => "invalid",
+            };
+            json!({"height": t.height, "hash": t.hash.to_string(), "branchlen": t.branch_len, "status": status})
+        })
+        .collect();
+    Ok(tips.into())
+}
+
+/// `getdifficulty`.
+pub fn getdifficulty(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    Args::new(p, &[])?;
+    let tip = cs.tip().0;
+    Ok(cs
+        .tree()
+        .get(&tip)
+        .map(|e| e.header.target().difficulty_float())
+        .unwrap_or(0.0)
+        .into())
+}
+
+/// `getblockchaininfo`.
+pub fn getblockchaininfo(
+    cs: &ChainState,
+    p: &Params,
+    size_on_disk: u64,
+) -> Result<Value, RpcError> {
+    Args::new(p, &[])?;
+    let (tip, height) = cs.tip();
+    let e = cs.tree().get(&tip).ok_or_else(not_found)?;
+    let headers = cs.tree().best_header().1.height;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Core's rule: in IBD while the tip is older than a day.
+    let ibd = u64::from(e.header.time) + 24 * 3600 < now;
+    Ok(json!({
+        "chain": chain_name(cs.params().chain),
+        "blocks": height,
+        "headers": headers,
+        "bestblockhash": tip.to_string(),
+        "difficulty": e.header.target().difficulty_float(),
+        "time": e.header.time,
+        "mediantime": cs.tree().median_time_past(&tip),
+        "verificationprogress": if headers == 0 { 1.0 } else { f64::from(height) / f64::from(headers) },
+        "initialblockdownload": ibd,
+        "chainwork": work_hex(cs, &tip),
+        "size_on_disk": size_on_disk,
+        "pruned": false,
+        "warnings": [],
+    }))
+}
+
+/// `gettxout txid n (include_mempool=true)`: `null` when spent or unknown.
+pub fn gettxout(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(p, &["txid", "n", "include_mempool"])?;
+    let txid = a
+        .str(0)?
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument txid"))?;
+    let txid = Txid::from_str(txid)
+        .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "txid must be of length 64"))?;
+    let n = a
+        .int(1)?
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument n"))?;
+    let n = u32::try_from(n).map_err(|_| RpcError::new(code::INVALID_PARAMETER, "Invalid n"))?;
+    let Some(coin) = cs.coin(&OutPoint::new(txid, n)) else {
+        return Ok(Value::Null);
+    };
+    let (tip, height) = cs.tip();
+    Ok(json!({
+        "bestblock": tip.to_string(),
+        "confirmations": height - coin.height + 1,
+        "value": coin.output.value.to_btc(),
+        "scriptPubKey": script_json(&coin.output.script_pubkey, cs.params().chain.bitcoin_network()),
+        "coinbase": coin.coinbase,
+    }))
+}
+
+/// `gettxoutsetinfo`: counts, total and Core's hash_serialized_3 construction.
+pub fn gettxoutsetinfo(cs: &ChainState, p: &Params, disk_size: u64) -> Result<Value, RpcError> {
+    let a = Args::new(p, &["hash_type", "hash_or_height", "use_index"])?;
+    if let Some(t) = a.str(0)? {
+        if t != "hash_serialized_3" {
+            return Err(RpcError::new(
+                code::INVALID_PARAMETER,
+                format!("{t} is not a valid hash_type"),
+            ));
+        }
+    }
+    let stats = cs.utxo_stats();
+    let (tip, height) = cs.tip();
+    Ok(json!({
+        "height": height,
+        "bestblock": tip.to_string(),
+        "txouts": stats.count,
+        "bogosize": stats.count * 50,
+        "hash_serialized_3": stats.hash.to_string(),
+        "total_amount": bitcoin::Amount::from_sat(stats.total).to_btc(),
+        "transactions": stats.count,
+        "disk_size": disk_size,
+    }))
+}

@@ -1,0 +1,320 @@
+//! RPC methods: a table from name to a function of the request and a read view of the node.
+//! Chain reads run on the chain thread as queries; node reads use the shared views.
+
+pub mod blockchain;
+
+use super::protocol::{code, Args, Params, RpcError};
+use crate::chain::chainstate::{ChainState, Submitted};
+use crate::chain::ChainRequest;
+use crate::config::Chain;
+use crate::http::probes::{self, ProbeContext};
+use crate::supervisor::signals::Signal;
+use crossbeam_channel::{bounded, Sender};
+use serde_json::{json, Value};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What methods may read and whom they may ask.
+pub struct Context {
+    /// The network.
+    pub chain: Chain,
+    /// Requests to the chain thread.
+    pub chain_requests: Sender<ChainRequest>,
+    /// Signals to the supervisor (`stop`).
+    pub signals: Sender<Signal>,
+    /// Shared views and metrics (health, metrics, uptime).
+    pub probes: Arc<ProbeContext>,
+    /// Longest wait for the chain thread.
+    pub timeout: Duration,
+}
+
+/// Every method name; also the bounded label set of the RPC metrics.
+pub const METHODS: &[&str] = &[
+    "getbestblockhash",
+    "getblock",
+    "getblockchaininfo",
+    "getblockcount",
+    "getblockhash",
+    "getblockheader",
+    "getchaintips",
+    "getdifficulty",
+    "gettxout",
+    "gettxoutsetinfo",
+    "generatetoaddress",
+    "submitblock",
+    "getmininginfo",
+    "getnetworkinfo",
+    "getconnectioncount",
+    "getpeerinfo",
+    "getnettotals",
+    "uptime",
+    "stop",
+    "help",
+    "getrpcinfo",
+    "gethealth",
+    "getmetrics",
+];
+
+/// The metric label of a method name: itself if known, else `unknown`.
+pub fn label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+type ChainFn = fn(&ChainState, &Params) -> Result<Value, RpcError>;
+
+/// Runs `f` on the chain thread and waits for its answer (at most `ctx.timeout`).
+fn on_chain<T: Send + 'static>(
+    ctx: &Context,
+    f: impl FnOnce(&ChainState) -> T + Send + 'static,
+) -> Result<T, RpcError> {
+    let (tx, rx) = bounded(1);
+    let query = Box::new(move |cs: &ChainState| {
+        let _ = tx.send(f(cs));
+    });
+    ctx.chain_requests
+        .send_timeout(ChainRequest::Query(query), ctx.timeout)
+        .map_err(|_| RpcError::new(code::MISC_ERROR, "chain is busy or stopping; try again"))?;
+    rx.recv_timeout(ctx.timeout)
+        .map_err(|_| RpcError::new(code::MISC_ERROR, "request timed out waiting for the chain"))
+}
+
+fn read(ctx: &Context, f: ChainFn, params: &Params) -> Result<Value, RpcError> {
+    let params = params.clone();
+    on_chain(ctx, move |cs| f(cs, &params))?
+}
+
+/// Answers one call.
+pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcError> {
+    use blockchain as b;
+    match method {
+        "getbestblockhash" => read(ctx, b::getbestblockhash, params),
+        "getblock" => read(ctx, b::getblock, params),
+        "getblockcount" => read(ctx, b::getblockcount, params),
+        "getblockhash" => read(ctx, b::getblockhash, params),
+        "getblockheader" => read(ctx, b::getblockheader, params),
+        "getchaintips" => read(ctx, b::getchaintips, params),
+        "getdifficulty" => read(ctx, b::getdifficulty, params),
+        "gettxout" => read(ctx, b::gettxout, params),
+        "getblockchaininfo" => {
+            let size = ctx.probes.shared.storage.read().size_bytes;
+            let params = params.clone();
+            on_chain(ctx, move |cs| b::getblockchaininfo(cs, &params, size))?
+        }
+        "gettxoutsetinfo" => {
+            let size = ctx.probes.shared.storage.read().size_bytes;
+            let params = params.clone();
+            on_chain(ctx, move |cs| b::gettxoutsetinfo(cs, &params, size))?
+        }
+        "generatetoaddress" => generatetoaddress(ctx, params),
+        "submitblock" => submitblock(ctx, params),
+        "getmininginfo" => getmininginfo(ctx, params),
+        "getnetworkinfo" => getnetworkinfo(ctx, params),
+        "getconnectioncount" => {
+            Args::new(params, &[])?;
+            Ok(ctx.probes.shared.network.read().peers_connected.into())
+        }
+        "getpeerinfo" => {
+            Args::new(params, &[])?;
+            // The P2P issue fills this; until then the node has no peers.
+            Ok(json!([]))
+        }
+        "getnettotals" => {
+            Args::new(params, &[])?;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            Ok(json!({"totalbytesrecv": 0, "totalbytessent": 0, "timemillis": now_ms}))
+        }
+        "uptime" => {
+            Args::new(params, &[])?;
+            Ok(ctx.probes.shared.started.elapsed().as_secs().into())
+        }
+        "stop" => {
+            Args::new(params, &["wait"])?;
+            ctx.signals
+                .try_send(Signal::Terminate("stop RPC"))
+                .map_err(|_| RpcError::new(code::MISC_ERROR, "shutdown already in progress"))?;
+            Ok("bllvm-node stopping".into())
+        }
+        "help" => {
+            let a = Args::new(params, &["command"])?;
+            match a.str(0)? {
+                Some(m) if METHODS.contains(&m) => {
+                    Ok(format!("{m}: see Bitcoin Core's help for {m}").into())
+                }
+                Some(m) => Ok(format!("help: unknown command: {m}").into()),
+                None => Ok(METHODS.join("\n").into()),
+            }
+        }
+        "getrpcinfo" => {
+            Args::new(params, &[])?;
+            Ok(json!({"active_commands": [], "logpath": ""}))
+        }
+        "gethealth" => {
+            Args::new(params, &[])?;
+            let eval = ctx
+                .probes
+                .shared
+                .vitals
+                .evaluate(Instant::now(), ctx.probes.heartbeat_timeout);
+            Ok(probes::detailed(&eval, &ctx.probes))
+        }
+        "getmetrics" => {
+            Args::new(params, &[])?;
+            let m = &ctx.probes.metrics;
+            Ok(json!({
+                "uptime_seconds": ctx.probes.shared.started.elapsed().as_secs(),
+                "chain_height": m.chain_height.get(),
+                "headers_height": m.headers_height.get(),
+                "blocks_connected_total": m.blocks_connected_total.get(),
+                "reorgs_total": m.reorgs_total.get(),
+                "utxo_set_outputs": m.utxo_count.get(),
+                "utxo_cache_bytes": m.utxo_cache_bytes.get(),
+                "peers_connected": m.peers_connected.get(),
+                "rpc_requests_processed": ctx.probes.shared.rpc_requests.load(std::sync::atomic::Ordering::Relaxed),
+                "health_status": m.health_status.get(),
+            }))
+        }
+        _ => Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found")),
+    }
+}
+
+fn generatetoaddress(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(params, &["nblocks", "address", "maxtries"])?;
+    if ctx.chain != Chain::Regtest {
+        return Err(RpcError::new(
+            code::MISC_ERROR,
+            "generatetoaddress is only available on regtest",
+        ));
+    }
+    let n = a
+        .int(0)?
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument nblocks"))?;
+    let n = u32::try_from(n)
+        .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "nblocks must not be negative"))?;
+    let addr = a
+        .str(1)?
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument address"))?;
+    let payout = bitcoin::Address::from_str(addr)
+        .ok()
+        .and_then(|x| x.require_network(ctx.chain.bitcoin_network()).ok())
+        .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Error: Invalid address"))?
+        .script_pubkey();
+    let (tx, rx) = bounded(1);
+    ctx.chain_requests
+        .send_timeout(
+            ChainRequest::Generate {
+                count: n,
+                payout,
+                reply: tx,
+            },
+            ctx.timeout,
+        )
+        .map_err(|_| RpcError::new(code::MISC_ERROR, "chain is busy or stopping; try again"))?;
+    // Mining many blocks may take longer than a read: allow a second per block on top.
+    let wait = ctx.timeout + Duration::from_secs(u64::from(n));
+    match rx.recv_timeout(wait) {
+        Ok(Ok(hashes)) => Ok(hashes
+            .iter()
+            .map(|h| Value::from(h.to_string()))
+            .collect::<Vec<_>>()
+            .into()),
+        Ok(Err(r)) => Err(RpcError::new(code::MISC_ERROR, r.to_string())),
+        Err(_) => Err(RpcError::new(
+            code::MISC_ERROR,
+            "request timed out waiting for the chain",
+        )),
+    }
+}
+
+fn submitblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(params, &["hexdata", "dummy"])?;
+    let hex = a
+        .str(0)?
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument hexdata"))?;
+    let bytes: Vec<u8> = bitcoin::hex::FromHex::from_hex(hex)
+        .map_err(|_| RpcError::new(code::DESERIALIZATION_ERROR, "Block decode failed"))?;
+    let block: bitcoin::Block = bitcoin::consensus::deserialize(&bytes)
+        .map_err(|_| RpcError::new(code::DESERIALIZATION_ERROR, "Block decode failed"))?;
+    if block.txdata.first().is_none_or(|t| !t.is_coinbase()) {
+        return Err(RpcError::new(
+            code::DESERIALIZATION_ERROR,
+            "Block does not start with a coinbase",
+        ));
+    }
+    let (tx, rx) = bounded(1);
+    ctx.chain_requests
+        .send_timeout(
+            ChainRequest::SubmitBlock {
+                block: Box::new(block),
+                reply: tx,
+            },
+            ctx.timeout,
+        )
+        .map_err(|_| RpcError::new(code::MISC_ERROR, "chain is busy or stopping; try again"))?;
+    // Core's BIP22 answers: null when accepted, otherwise a reason string.
+    match rx.recv_timeout(ctx.timeout) {
+        Ok(Ok(Submitted::Active)) => Ok(Value::Null),
+        Ok(Ok(Submitted::Duplicate)) => Ok("duplicate".into()),
+        Ok(Ok(Submitted::SideBranch)) => Ok("inconclusive".into()),
+        Ok(Err(r)) if r.reason == "prev-blk-not-found" => Ok("prev-blk-not-found".into()),
+        Ok(Err(r)) => Ok(r.reason.into()),
+        Err(_) => Err(RpcError::new(
+            code::MISC_ERROR,
+            "request timed out waiting for the chain",
+        )),
+    }
+}
+
+fn getmininginfo(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
+    Args::new(params, &[])?;
+    let chain = ctx.chain;
+    on_chain(ctx, move |cs| {
+        let (tip, height) = cs.tip();
+        let difficulty = cs
+            .tree()
+            .get(&tip)
+            .map(|e| e.header.target().difficulty_float())
+            .unwrap_or(0.0);
+        json!({
+            "blocks": height,
+            "difficulty": difficulty,
+            "networkhashps": 0,
+            "pooledtx": 0,
+            "chain": blockchain::chain_name(chain),
+            "warnings": [],
+        })
+    })
+}
+
+/// The Bitcoin Core release whose RPC and P2P behaviour the node matches (clients gate on it).
+pub const CORE_VERSION: u32 = 290000;
+
+fn getnetworkinfo(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
+    Args::new(params, &[])?;
+    let net = ctx.probes.shared.network.read().clone();
+    Ok(json!({
+        "version": CORE_VERSION,
+        "subversion": format!("/bllvm-node:{}/", env!("CARGO_PKG_VERSION")),
+        "protocolversion": 70016,
+        "localservices": "0000000000000409",
+        "localservicesnames": ["NETWORK", "WITNESS", "NETWORK_LIMITED"],
+        "localrelay": true,
+        "timeoffset": 0,
+        "networkactive": true,
+        "connections": net.peers_connected,
+        "connections_in": 0,
+        "connections_out": net.peers_connected,
+        "networks": [],
+        "relayfee": 0.00001,
+        "incrementalfee": 0.00001,
+        "localaddresses": [],
+        "warnings": [],
+    }))
+}

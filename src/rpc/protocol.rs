@@ -1,0 +1,375 @@
+//! JSON-RPC as Bitcoin Core speaks it: 1.0 (errors answered with HTTP 500/404/400) and 2.0
+//! (HTTP 200, `jsonrpc` member, notifications), single or batch. Pure functions.
+
+use serde_json::{json, Map, Value};
+
+/// Core's error codes.
+pub mod code {
+    /// Invalid JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Not a request object.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// Unknown method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Wrong parameters (Core uses it for wrong arity).
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// Internal error.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// Unexpected type or general failure.
+    pub const MISC_ERROR: i64 = -1;
+    /// Wrong type of a parameter.
+    pub const TYPE_ERROR: i64 = -3;
+    /// Invalid address or key.
+    pub const INVALID_ADDRESS_OR_KEY: i64 = -5;
+    /// Invalid, missing or duplicate parameter.
+    pub const INVALID_PARAMETER: i64 = -8;
+    /// Error parsing or validating a structure.
+    pub const DESERIALIZATION_ERROR: i64 = -22;
+    /// General verification error.
+    pub const VERIFY_ERROR: i64 = -25;
+    /// Transaction or block rejected.
+    pub const VERIFY_REJECTED: i64 = -26;
+    /// Already in the chain.
+    pub const VERIFY_ALREADY_IN_CHAIN: i64 = -27;
+    /// Still starting up.
+    pub const IN_WARMUP: i64 = -28;
+}
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    /// Core's code.
+    pub code: i64,
+    /// Message.
+    pub message: String,
+}
+
+impl RpcError {
+    /// An error with `code` and `message`.
+    pub fn new(code: i64, message: impl Into<String>) -> RpcError {
+        RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({ "code": self.code, "message": self.message })
+    }
+}
+
+/// Which protocol a request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Core's default (and 1.1 from older clients).
+    V1,
+    /// `"jsonrpc": "2.0"`.
+    V2,
+}
+
+/// Parameters as given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Params {
+    /// `[a, b]` (or absent).
+    Positional(Vec<Value>),
+    /// `{"name": value}`.
+    Named(Map<String, Value>),
+}
+
+/// One call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// `id`, `None` for a 2.0 notification.
+    pub id: Option<Value>,
+    /// Method name.
+    pub method: String,
+    /// Parameters.
+    pub params: Params,
+    /// Protocol version.
+    pub version: Version,
+}
+
+/// A parsed body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// One request object.
+    Single(Result<Call, (Option<Value>, Version, RpcError)>),
+    /// An array of them.
+    Batch(Vec<Result<Call, (Option<Value>, Version, RpcError)>>),
+}
+
+/// Parses a request body; `Err` is a parse error of the whole body.
+pub fn parse(body: &[u8]) -> Result<Body, RpcError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| RpcError::new(code::PARSE_ERROR, "Parse error"))?;
+    match v {
+        Value::Array(items) => Ok(Body::Batch(items.into_iter().map(parse_call).collect())),
+        obj @ Value::Object(_) => Ok(Body::Single(parse_call(obj))),
+        _ => Err(RpcError::new(
+            code::PARSE_ERROR,
+            "Top-level object parse error",
+        )),
+    }
+}
+
+fn parse_call(v: Value) -> Result<Call, (Option<Value>, Version, RpcError)> {
+    let Value::Object(mut obj) = v else {
+        return Err((
+            Some(Value::Null),
+            Version::V1,
+            RpcError::new(code::INVALID_REQUEST, "Invalid Request object"),
+        ));
+    };
+    let version = match obj.get("jsonrpc") {
+        Some(Value::String(s)) if s == "2.0" => Version::V2,
+        Some(Value::String(s)) if s == "1.0" || s == "1.1" => Version::V1,
+        None => Version::V1,
+        Some(_) => {
+            return Err((
+                obj.get("id").cloned(),
+                Version::V1,
+                RpcError::new(code::INVALID_REQUEST, "JSON-RPC version not supported"),
+            ))
+        }
+    };
+    let id = match (obj.remove("id"), version) {
+        (Some(id), _) => Some(id),
+        // 1.0 has no notifications: a missing id is answered with null.
+        (None, Version::V1) => Some(Value::Null),
+        (None, Version::V2) => None,
+    };
+    let method = match obj.remove("method") {
+        Some(Value::String(m)) => m,
+        Some(_) => {
+            return Err((
+                id,
+                version,
+                RpcError::new(code::INVALID_REQUEST, "Method must be a string"),
+            ))
+        }
+        None => {
+            return Err((
+                id,
+                version,
+                RpcError::new(code::INVALID_REQUEST, "Missing method"),
+            ))
+        }
+    };
+    let params = match obj.remove("params") {
+        None | Some(Value::Null) => Params::Positional(Vec::new()),
+        Some(Value::Array(a)) => Params::Positional(a),
+        Some(Value::Object(o)) => Params::Named(o),
+        Some(_) => {
+            return Err((
+                id,
+                version,
+                RpcError::new(code::INVALID_REQUEST, "Params must be an array or object"),
+            ))
+        }
+    };
+    Ok(Call {
+        id,
+        method,
+        params,
+        version,
+    })
+}
+
+/// The reply object for one call (`None` for a 2.0 notification).
+pub fn reply(
+    id: Option<Value>,
+    version: Version,
+    outcome: &Result<Value, RpcError>,
+) -> Option<Value> {
+    let id = id?;
+    Some(match (version, outcome) {
+        (Version::V1, Ok(r)) => json!({ "result": r, "error": null, "id": id }),
+        (Version::V1, Err(e)) => json!({ "result": null, "error": e.to_json(), "id": id }),
+        (Version::V2, Ok(r)) => json!({ "jsonrpc": "2.0", "result": r, "id": id }),
+        (Version::V2, Err(e)) => json!({ "jsonrpc": "2.0", "error": e.to_json(), "id": id }),
+    })
+}
+
+/// HTTP status of a single (non-batch) reply, as Core sets it.
+pub fn http_status(version: Version, outcome: &Result<Value, RpcError>) -> u16 {
+    match (version, outcome) {
+        (_, Ok(_)) | (Version::V2, Err(_)) => 200,
+        (Version::V1, Err(e)) if e.code == code::INVALID_REQUEST => 400,
+        (Version::V1, Err(e)) if e.code == code::METHOD_NOT_FOUND => 404,
+        (Version::V1, Err(_)) => 500,
+    }
+}
+
+/// Reads positional or named parameters by position and name, as Core's RPCHelpMan does.
+pub struct Args<'a> {
+    params: &'a Params,
+    names: &'static [&'static str],
+}
+
+impl<'a> Args<'a> {
+    /// Checks arity and names against the method's parameter list.
+    pub fn new(params: &'a Params, names: &'static [&'static str]) -> Result<Args<'a>, RpcError> {
+        match params {
+            Params::Positional(a) if a.len() > names.len() => Err(RpcError::new(
+                code::MISC_ERROR,
+                format!(
+                    "too many arguments: {} given, at most {} accepted",
+                    a.len(),
+                    names.len()
+                ),
+            )),
+            Params::Named(m) => match m.keys().find(|k| !names.contains(&k.as_str())) {
+                Some(k) => Err(RpcError::new(
+                    code::INVALID_PARAMETER,
+                    format!("Unknown named parameter {k}"),
+                )),
+                None => Ok(Args { params, names }),
+            },
+            _ => Ok(Args { params, names }),
+        }
+    }
+
+    /// The `i`-th parameter, if given and not null.
+    pub fn get(&self, i: usize) -> Option<&'a Value> {
+        let v = match self.params {
+            Params::Positional(a) => a.get(i),
+            Params::Named(m) => self.names.get(i).and_then(|n| m.get(*n)),
+        };
+        v.filter(|v| !v.is_null())
+    }
+
+    /// A required parameter.
+    pub fn required(&self, i: usize) -> Result<&'a Value, RpcError> {
+        self.get(i).ok_or_else(|| {
+            RpcError::new(
+                code::MISC_ERROR,
+                format!(
+                    "Missing required argument {}",
+                    self.names.get(i).unwrap_or(&"?")
+                ),
+            )
+        })
+    }
+
+    /// An integer parameter.
+    pub fn int(&self, i: usize) -> Result<Option<i64>, RpcError> {
+        self.get(i)
+            .map(|v| {
+                v.as_i64().ok_or_else(|| {
+                    RpcError::new(
+                        code::TYPE_ERROR,
+                        format!(
+                            "JSON value of type {} is not of expected type number",
+                            type_name(v)
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// A string parameter.
+    pub fn str(&self, i: usize) -> Result<Option<&'a str>, RpcError> {
+        self.get(i)
+            .map(|v| {
+                v.as_str().ok_or_else(|| {
+                    RpcError::new(
+                        code::TYPE_ERROR,
+                        format!(
+                            "JSON value of type {} is not of expected type string",
+                            type_name(v)
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Core's JSON type names in type errors.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_ids_and_params() {
+        let Body::Single(Ok(c)) = parse(br#"{"method":"x","params":[1],"id":7}"#).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.version, c.id, c.params),
+            (
+                Version::V1,
+                Some(json!(7)),
+                Params::Positional(vec![json!(1)])
+            )
+        );
+        let Body::Single(Ok(c)) =
+            parse(br#"{"jsonrpc":"2.0","method":"x","params":{"a":1}}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((c.version, c.id), (Version::V2, None));
+        assert!(matches!(c.params, Params::Named(_)));
+        assert_eq!(parse(b"{").unwrap_err().code, code::PARSE_ERROR);
+        let Body::Batch(items) = parse(br#"[{"method":"a","id":1}, 5]"#).unwrap() else {
+            panic!()
+        };
+        assert!(items[0].is_ok() && items[1].is_err());
+    }
+
+    #[test]
+    fn status_codes_follow_core() {
+        let nf = Err(RpcError::new(code::METHOD_NOT_FOUND, "Method not found"));
+        assert_eq!(http_status(Version::V1, &nf), 404);
+        assert_eq!(http_status(Version::V2, &nf), 200);
+        assert_eq!(
+            http_status(
+                Version::V1,
+                &Err(RpcError::new(code::INVALID_PARAMETER, ""))
+            ),
+            500
+        );
+        assert_eq!(
+            reply(None, Version::V2, &Ok(json!(1))),
+            None,
+            "notifications get no reply"
+        );
+        assert_eq!(
+            reply(Some(json!(1)), Version::V1, &Ok(json!(5))).unwrap(),
+            json!({"result":5,"error":null,"id":1})
+        );
+    }
+
+    #[test]
+    fn args_by_position_or_name() {
+        const NAMES: &[&str] = &["height", "verbose"];
+        let named = Params::Named(serde_json::from_str(r#"{"verbose":true}"#).unwrap());
+        let a = Args::new(&named, NAMES).unwrap();
+        assert_eq!(a.get(1), Some(&json!(true)));
+        assert!(a.required(0).is_err());
+        let bad = Params::Named(serde_json::from_str(r#"{"nope":1}"#).unwrap());
+        assert_eq!(
+            Args::new(&bad, NAMES).err().unwrap().code,
+            code::INVALID_PARAMETER
+        );
+        let too_many = Params::Positional(vec![json!(1), json!(2), json!(3)]);
+        assert!(Args::new(&too_many, NAMES).is_err());
+        let wrong = Params::Positional(vec![json!("x")]);
+        assert_eq!(
+            Args::new(&wrong, NAMES).unwrap().int(0).unwrap_err().code,
+            code::TYPE_ERROR
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! JSON-RPC against a real node: every implemented method through an independent client
+//! (bitcoincore-rpc, cookie auth), and the protocol and auth edges over raw HTTP.
+
+mod common;
+
+use base64::Engine;
+use bitcoin::hashes::Hash;
+use bitcoincore_rpc::{Auth, Client, RpcApi};
+use common::{http_full, json, NodeOptions, TestNode};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+fn address() -> bitcoin::Address {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).unwrap();
+    let pk = bitcoin::CompressedPublicKey(sk.public_key(&secp));
+    bitcoin::Address::p2wpkh(&pk, bitcoin::Network::Regtest)
+}
+
+fn cookie_path(node: &TestNode) -> std::path::PathBuf {
+    node.datadir.join("regtest/.cookie")
+}
+
+fn client(node: &TestNode) -> Client {
+    Client::new(
+        &format!("http://{}", node.rpc),
+        Auth::CookieFile(cookie_path(node)),
+    )
+    .unwrap()
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+fn cookie_auth(node: &TestNode) -> String {
+    let c = std::fs::read_to_string(cookie_path(node)).unwrap();
+    let (u, p) = c.split_once(':').unwrap();
+    basic(u, p)
+}
+
+fn post(node: &TestNode, auth: &str, body: &str) -> (u16, Vec<(String, String)>, String) {
+    http_full(node.rpc, "POST", "/", &[("Authorization", auth)], body).unwrap()
+}
+
+#[test]
+fn methods_through_an_independent_client() {
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(10));
+    let mode = std::fs::metadata(cookie_path(&node))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "cookie is private");
+    let rpc = client(&node);
+
+    let hashes = rpc.generate_to_address(101, &address()).unwrap();
+    assert_eq!(hashes.len(), 101);
+    assert_eq!(rpc.get_block_count().unwrap(), 101);
+    assert_eq!(rpc.get_best_block_hash().unwrap(), hashes[100]);
+    assert_eq!(rpc.get_block_hash(1).unwrap(), hashes[0]);
+
+    let info = rpc.get_block_header_info(&hashes[0]).unwrap();
+    assert_eq!((info.height, info.confirmations), (1, 101));
+    assert_eq!(info.next_block_hash, Some(hashes[1]));
+    let header = rpc.get_block_header(&hashes[0]).unwrap();
+    assert_eq!(header.block_hash(), hashes[0]);
+    let block = rpc.get_block(&hashes[0]).unwrap();
+    assert_eq!(block.block_hash(), hashes[0]);
+    let binfo = rpc.get_block_info(&hashes[0]).unwrap();
+    assert_eq!(binfo.tx, vec![block.txdata[0].compute_txid()]);
+    assert_eq!(binfo.height, 1);
+
+    let chain = rpc.get_blockchain_info().unwrap();
+    assert_eq!(chain.chain, bitcoin::Network::Regtest);
+    assert_eq!((chain.blocks, chain.headers), (101, 101));
+    assert_eq!(chain.best_block_hash, hashes[100]);
+    let tips = rpc.get_chain_tips().unwrap();
+    assert_eq!(tips.len(), 1);
+    assert!(rpc.get_difficulty().unwrap() > 0.0);
+
+    let cb = block.txdata[0].compute_txid();
+    let out = rpc
+        .get_tx_out(&cb, 0, None)
+        .unwrap()
+        .expect("unspent coinbase");
+    assert_eq!(out.value, bitcoin::Amount::from_btc(50.0).unwrap());
+    assert_eq!(out.confirmations, 101);
+    assert!(rpc.get_tx_out(&cb, 7, None).unwrap().is_none());
+    let set = rpc.get_tx_out_set_info(None, None, None).unwrap();
+    assert_eq!((set.height, set.tx_outs), (101, 101));
+    assert_eq!(
+        set.total_amount,
+        bitcoin::Amount::from_btc(101.0 * 50.0).unwrap()
+    );
+
+    let net = rpc.get_network_info().unwrap();
+    assert_eq!(net.version, 290000);
+    assert!(net.subversion.contains("bllvm-node"));
+    assert_eq!(rpc.get_connection_count().unwrap(), 0);
+    assert!(rpc.get_peer_info().unwrap().is_empty());
+    assert!(rpc.uptime().unwrap() < 600);
+
+    // submitblock: a block built with the library on the node's tip, then again.
+    let params = bllvm_node::chain::params::Params::for_chain(bllvm_node::config::Chain::Regtest);
+    let tip = rpc.get_block_header(&hashes[100]).unwrap();
+    let t = bllvm_node::chain::mining::Template {
+        prev: hashes[100],
+        height: 102,
+        time: tip.time + 1,
+        bits: tip.bits,
+        fees: 0,
+    };
+    let mut new =
+        bllvm_node::chain::mining::build_block(&params, &t, address().script_pubkey(), vec![]);
+    assert!(bllvm_node::chain::mining::grind(&mut new.header));
+    let hex = bitcoin::consensus::encode::serialize_hex(&new);
+    assert_eq!(
+        rpc.call::<Value>("submitblock", &[hex.clone().into()])
+            .unwrap(),
+        Value::Null
+    );
+    assert_eq!(
+        rpc.call::<Value>("submitblock", &[hex.into()]).unwrap(),
+        "duplicate"
+    );
+    assert_eq!(rpc.get_best_block_hash().unwrap(), new.block_hash());
+    let mut bad = new.clone();
+    bad.header.prev_blockhash = bitcoin::BlockHash::all_zeros();
+    assert!(bllvm_node::chain::mining::grind(&mut bad.header));
+    let hex = bitcoin::consensus::encode::serialize_hex(&bad);
+    assert_eq!(
+        rpc.call::<Value>("submitblock", &[hex.into()]).unwrap(),
+        "prev-blk-not-found"
+    );
+
+    let health: Value = rpc.call("gethealth", &[]).unwrap();
+    assert_eq!(health["chain"]["height"], 102);
+    let metrics: Value = rpc.call("getmetrics", &[]).unwrap();
+    assert_eq!(metrics["chain_height"], 102);
+
+    // stop: a clean exit, and the cookie is gone.
+    assert!(rpc.stop().unwrap().contains("stopping"));
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 0);
+    assert!(!cookie_path(&node).exists(), "cookie removed on clean exit");
+}
+
+#[test]
+fn protocol_versions_batches_and_errors_follow_core() {
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(10));
+    let auth = cookie_auth(&node);
+
+    // 1.0: errors carry HTTP 500 (404 for an unknown method); 2.0: HTTP 200.
+    let (code, _, body) = post(
+        &node,
+        &auth,
+        r#"{"method":"getblockcount","params":[],"id":1}"#,
+    );
+    assert_eq!(
+        (code, json(&body)),
+        (200, serde_json::json!({"result":0,"error":null,"id":1}))
+    );
+    let (code, _, body) = post(&node, &auth, r#"{"method":"nosuch","id":2}"#);
+    assert_eq!(code, 404);
+    assert_eq!(json(&body)["error"]["code"], -32601);
+    let (code, _, body) = post(
+        &node,
+        &auth,
+        r#"{"jsonrpc":"2.0","method":"nosuch","id":3}"#,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)["jsonrpc"], "2.0");
+    assert_eq!(json(&body)["error"]["code"], -32601);
+    let (code, _, body) = post(
+        &node,
+        &auth,
+        r#"{"jsonrpc":"2.0","method":"getblockcount","id":4}"#,
+    );
+    assert_eq!(
+        (code, json(&body)["result"].clone()),
+        (200, serde_json::json!(0))
+    );
+    // A 2.0 notification gets no body.
+    let (code, _, body) = post(
+        &node,
+        &auth,
+        r#"{"jsonrpc":"2.0","method":"getblockcount"}"#,
+    );
+    assert_eq!((code, body.as_str()), (204, ""));
+
+    // Malformed JSON, wrong parameter types, named parameters, Core's legacy boolean verbosity.
+    let (code, _, body) = post(&node, &auth, "{not json");
+    assert_eq!(
+        (code, json(&body)["error"]["code"].clone()),
+        (500, serde_json::json!(-32700))
+    );
+    let (code, _, body) = post(
+        &node,
+        &auth,
+        r#"{"method":"getblockhash","params":["x"],"id":5}"#,
+    );
+    assert_eq!(
+        (code, json(&body)["error"]["code"].clone()),
+        (500, serde_json::json!(-3))
+    );
+    let (_, _, body) = post(
+        &node,
+        &auth,
+        r#"{"method":"getblockhash","params":{"height":0},"id":6}"#,
+    );
+    let genesis = json(&body)["result"].as_str().unwrap().to_owned();
+    let (_, _, body) = post(
+        &node,
+        &auth,
+        &format!(r#"{{"method":"getblock","params":["{genesis}", false],"id":7}}"#),
+    );
+    assert!(
+        json(&body)["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("01000000"),
+        "verbosity false = hex"
+    );
+    let (_, _, body) = post(
+        &node,
+        &auth,
+        r#"{"method":"getblockhash","params":[5],"id":8}"#,
+    );
+    assert_eq!(json(&body)["error"]["code"], -8);
+    let (_, _, body) = post(
+        &node,
+        &auth,
+        r#"{"method":"getblockheader","params":["00"],"id":9}"#,
+    );
+    assert_eq!(json(&body)["error"]["code"], -8);
+
+    // Batch: one HTTP 200 with a reply per call, in order, errors included.
+    let (code, _, body) = post(
+        &node,
+        &auth,
+        r#"[{"method":"getblockcount","id":"a"},{"method":"nosuch","id":"b"},{"jsonrpc":"2.0","method":"uptime","id":"c"}]"#,
+    );
+    assert_eq!(code, 200);
+    let replies = json(&body);
+    assert_eq!(replies.as_array().unwrap().len(), 3);
+    assert_eq!(replies[0]["id"], "a");
+    assert_eq!(replies[1]["error"]["code"], -32601);
+    assert_eq!(replies[2]["jsonrpc"], "2.0");
+
+    // Request ids: honoured when given, generated otherwise.
+    let (_, headers, _) = http_full(
+        node.rpc,
+        "POST",
+        "/",
+        &[("Authorization", &auth), ("X-Request-Id", "trace-42")],
+        r#"{"method":"uptime","id":1}"#,
+    )
+    .unwrap();
+    assert!(headers.contains(&("x-request-id".into(), "trace-42".into())));
+    assert!(node.log().contains("request_id=trace-42"));
+
+    // Oversized body: refused with a clear status, node still serving.
+    let big = format!(
+        r#"{{"method":"uptime","params":["{}"]}}"#,
+        "x".repeat(33 * 1024 * 1024)
+    );
+    let (code, _, _) = post(&node, &auth, &big);
+    assert_eq!(code, 413);
+    assert_eq!(node.get("/health").unwrap().0, 200);
+}
+
+#[test]
+fn authentication_modes() {
+    // rpcauth for alice/secret with salt "s4lt": hex(hmac_sha256("s4lt", "secret")).
+    let hash = {
+        use bitcoin::hashes::{hmac, sha256, HashEngine};
+        let mut e = hmac::HmacEngine::<sha256::Hash>::new(b"s4lt");
+        e.input(b"secret");
+        bitcoin::hex::DisplayHex::to_lower_hex_string(
+            &hmac::Hmac::<sha256::Hash>::from_engine(e).to_byte_array()[..],
+        )
+    };
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(format!(
+            "[rpc]\nuser = \"bob\"\npassword = \"hunter2\"\nrpcauth = [\"alice:s4lt${hash}\"]\n"
+        )),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let call = r#"{"method":"getblockcount","id":1}"#;
+    // No credentials: 401 with the challenge header, after Core's delay.
+    let (code, headers, _) = http_full(node.rpc, "POST", "/", &[], call).unwrap();
+    assert_eq!(code, 401);
+    assert!(headers.contains(&("www-authenticate".into(), "Basic realm=\"jsonrpc\"".into())));
+    assert_eq!(post(&node, &basic("bob", "wrong"), call).0, 401);
+    assert_eq!(post(&node, &basic("alice", "wrong"), call).0, 401);
+    assert_eq!(post(&node, &basic("bob", "hunter2"), call).0, 200);
+    assert_eq!(post(&node, &basic("alice", "secret"), call).0, 200);
+    assert_eq!(post(&node, &cookie_auth(&node), call).0, 200);
+    // Health and metrics need no credentials.
+    assert_eq!(node.get("/health").unwrap().0, 200);
+    let (_, metrics) = node.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("bllvm_rpc_rejections_total{reason=\"auth\"} 3"),
+        "{metrics}"
+    );
+}
