@@ -7,7 +7,7 @@ pub mod protocol;
 
 use crate::http::reply::Reply;
 use crate::metrics::Metrics;
-use protocol::{Body, Call, RpcError, Version};
+use protocol::{Body, Parsed, RpcError, Version};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,7 +132,7 @@ impl RpcServer {
     /// Runs one call and records its outcome.
     fn run(
         &self,
-        call: Result<Call, (Option<Value>, Version, RpcError)>,
+        call: Parsed,
     ) -> (
         Option<Value>,
         Version,
@@ -140,7 +140,7 @@ impl RpcServer {
         Result<Value, RpcError>,
     ) {
         match call {
-            Err((id, version, e)) => (id, version, "unknown", Err(e)),
+            Err(b) => (b.id, b.version, "unknown", Err(b.error)),
             Ok(c) => {
                 let label = methods::label(&c.method);
                 let outcome = methods::dispatch(&self.methods, &c.method, &c.params);

@@ -89,13 +89,27 @@ pub struct Call {
     pub version: Version,
 }
 
+/// A request object that is not a valid call: the id and version to answer with, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadCall {
+    /// Id to answer with.
+    pub id: Option<Value>,
+    /// Version to answer with.
+    pub version: Version,
+    /// The error.
+    pub error: RpcError,
+}
+
+/// One element of a body: a call, or why it is not one.
+pub type Parsed = Result<Call, BadCall>;
+
 /// A parsed body.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     /// One request object.
-    Single(Result<Call, (Option<Value>, Version, RpcError)>),
+    Single(Parsed),
     /// An array of them.
-    Batch(Vec<Result<Call, (Option<Value>, Version, RpcError)>>),
+    Batch(Vec<Parsed>),
 }
 
 /// Parses a request body; `Err` is a parse error of the whole body.
@@ -112,24 +126,25 @@ pub fn parse(body: &[u8]) -> Result<Body, RpcError> {
     }
 }
 
-fn parse_call(v: Value) -> Result<Call, (Option<Value>, Version, RpcError)> {
+fn parse_call(v: Value) -> Parsed {
+    let bad = |id, version, error| Err(BadCall { id, version, error });
     let Value::Object(mut obj) = v else {
-        return Err((
+        return bad(
             Some(Value::Null),
             Version::V1,
             RpcError::new(code::INVALID_REQUEST, "Invalid Request object"),
-        ));
+        );
     };
     let version = match obj.get("jsonrpc") {
         Some(Value::String(s)) if s == "2.0" => Version::V2,
         Some(Value::String(s)) if s == "1.0" || s == "1.1" => Version::V1,
         None => Version::V1,
         Some(_) => {
-            return Err((
+            return bad(
                 obj.get("id").cloned(),
                 Version::V1,
                 RpcError::new(code::INVALID_REQUEST, "JSON-RPC version not supported"),
-            ))
+            )
         }
     };
     let id = match (obj.remove("id"), version) {
@@ -141,18 +156,18 @@ fn parse_call(v: Value) -> Result<Call, (Option<Value>, Version, RpcError)> {
     let method = match obj.remove("method") {
         Some(Value::String(m)) => m,
         Some(_) => {
-            return Err((
+            return bad(
                 id,
                 version,
                 RpcError::new(code::INVALID_REQUEST, "Method must be a string"),
-            ))
+            )
         }
         None => {
-            return Err((
+            return bad(
                 id,
                 version,
                 RpcError::new(code::INVALID_REQUEST, "Missing method"),
-            ))
+            )
         }
     };
     let params = match obj.remove("params") {
@@ -160,11 +175,11 @@ fn parse_call(v: Value) -> Result<Call, (Option<Value>, Version, RpcError)> {
         Some(Value::Array(a)) => Params::Positional(a),
         Some(Value::Object(o)) => Params::Named(o),
         Some(_) => {
-            return Err((
+            return bad(
                 id,
                 version,
                 RpcError::new(code::INVALID_REQUEST, "Params must be an array or object"),
-            ))
+            )
         }
     };
     Ok(Call {

@@ -155,7 +155,7 @@ fn tx_json(tx: &bitcoin::Transaction, chain: Chain) -> Value {
                 );
             }
             if !i.witness.is_empty() {
-                let items: Vec<String> = i.witness.iter().map(|w| bitcoin::hex::DisplayHex::to_lower_hex_string(w)).collect();
+                let items: Vec<String> = i.witness.iter().map(bitcoin::hex::DisplayHex::to_lower_hex_string).collect();
                 m.insert("txinwitness".into(), items.into());
             }
             m.insert("sequence".into(), i.sequence.0.into());
