@@ -310,3 +310,49 @@ fn authentication_modes() {
         "{metrics}"
     );
 }
+
+#[test]
+fn rate_limits_answer_429_with_retry_after_and_health_still_answers() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(
+            "[rpc.auth]\nrate_limit_rate = 0.5\nrate_limit_burst = 3\n\
+             [rpc.auth.per_method_limits]\ngetblockcount = { rate = 0.1, burst = 1 }\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let auth = cookie_auth(&node);
+    // Per method: one getblockcount, then 429 naming that limit.
+    assert_eq!(
+        post(&node, &auth, r#"{"method":"getblockcount","id":1}"#).0,
+        200
+    );
+    let (code, headers, body) = post(&node, &auth, r#"{"method":"getblockcount","id":2}"#);
+    assert_eq!(code, 429);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "retry-after" && v.parse::<u64>().unwrap() >= 1));
+    assert!(json(&body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("getblockcount"));
+    // Per IP (burst 3): the third request takes the last token, the fourth is refused
+    // before authentication.
+    assert_eq!(post(&node, &auth, r#"{"method":"uptime","id":3}"#).0, 200);
+    let (code, _, body) = post(&node, &auth, r#"{"method":"uptime","id":4}"#);
+    assert_eq!(code, 429);
+    assert!(json(&body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("per-ip"));
+    // Probes are not rate limited.
+    for _ in 0..20 {
+        assert_eq!(node.get("/health").unwrap().0, 200);
+    }
+    let (_, metrics) = node.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("bllvm_rpc_rejections_total{reason=\"rate\"} 2"),
+        "{metrics}"
+    );
+}

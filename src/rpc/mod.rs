@@ -4,6 +4,7 @@ pub mod allow;
 pub mod auth;
 pub mod methods;
 pub mod protocol;
+pub mod rate_limit;
 
 use crate::http::reply::Reply;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub struct RpcServer {
     pub metrics: Arc<Metrics>,
     /// Source of generated request ids.
     pub next_id: AtomicU64,
+    /// Token buckets; held only for the check, never across I/O.
+    pub limiter: parking_lot::Mutex<rate_limit::RateLimiter>,
 }
 
 /// What the transport knows about a request.
@@ -72,6 +75,18 @@ impl RpcServer {
         reply
     }
 
+    /// HTTP 429 with `Retry-After` and a JSON-RPC error naming the limit.
+    fn too_many(&self, l: &rate_limit::Limited) -> Reply {
+        self.reject("rate");
+        let secs = l.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let err = RpcError::new(
+            protocol::code::MISC_ERROR,
+            format!("rate limit exceeded: {}", l.limit),
+        );
+        let v = protocol::reply(Some(Value::Null), Version::V1, &Err(err)).unwrap_or(Value::Null);
+        Reply::json(429, &v).with_header("Retry-After", secs.to_string())
+    }
+
     fn reject(&self, reason: &str) {
         self.metrics
             .rpc_rejections_total
@@ -84,6 +99,10 @@ impl RpcServer {
             if !self.allow.permits(addr.ip()) {
                 self.reject("forbidden");
                 return (Reply::error(403, "Forbidden"), "none", String::new());
+            }
+            let admitted = self.limiter.lock().admit_ip(addr.ip(), Instant::now());
+            if let Err(l) = admitted {
+                return (self.too_many(&l), "none", String::new());
             }
         }
         let Some(user) = self.credentials.check(meta.authorization) else {
@@ -100,6 +119,22 @@ impl RpcServer {
                 return (Reply::json(500, &v.unwrap_or(Value::Null)), "unknown", user);
             }
         };
+        let names: Vec<&str> = match &body {
+            Body::Single(Ok(c)) => vec![c.method.as_str()],
+            Body::Single(Err(_)) => vec![],
+            Body::Batch(calls) => calls
+                .iter()
+                .filter_map(|c| c.as_ref().ok())
+                .map(|c| c.method.as_str())
+                .collect(),
+        };
+        let admitted = self
+            .limiter
+            .lock()
+            .admit_calls(&user, &names, Instant::now());
+        if let Err(l) = admitted {
+            return (self.too_many(&l), "none", user);
+        }
         match body {
             Body::Single(call) => {
                 let (id, version, method, outcome) = self.run(call);
