@@ -356,3 +356,80 @@ fn rate_limits_answer_429_with_retry_after_and_health_still_answers() {
         "{metrics}"
     );
 }
+
+#[test]
+fn overload_gets_503_at_once_while_probes_answer() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some("[rpc]\nthreads = 1\nwork_queue = 1\n".into()),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let auth = cookie_auth(&node);
+    let addr = node.rpc;
+    let queue_depth = |node: &TestNode| -> Option<u64> {
+        let (_, m) = node.get("/metrics").ok()?;
+        m.lines()
+            .find(|l| l.starts_with("bllvm_channel_depth{channel=\"rpc_work_queue\"}"))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    // The only worker mines many blocks (real work, seconds long).
+    let a = auth.clone();
+    let _busy = std::thread::spawn(move || {
+        let body = format!(
+            r#"{{"method":"generatetoaddress","params":[100000,"{}"],"id":1}}"#,
+            address()
+        );
+        let _ = http_full(addr, "POST", "/", &[("Authorization", &a)], &body);
+    });
+    common::poll(
+        Duration::from_secs(10),
+        "the worker to be busy mining",
+        || {
+            let (_, m) = node.get("/metrics").ok()?;
+            m.contains("bllvm_blocks_connected_total").then_some(())?;
+            let height = json(&node.get("/health/detailed").ok()?.1)["chain"]["height"].as_u64()?;
+            (height > 0).then_some(())
+        },
+    );
+    // A second request waits in the queue of one...
+    let b = auth.clone();
+    let _queued = std::thread::spawn(move || {
+        let _ = http_full(
+            addr,
+            "POST",
+            "/",
+            &[("Authorization", &b)],
+            r#"{"method":"uptime","id":2}"#,
+        );
+    });
+    common::poll(Duration::from_secs(10), "a request queued", || {
+        (queue_depth(&node)? == 1).then_some(())
+    });
+    // ...so a third is refused at once, as Core's "Work queue depth exceeded".
+    let t = std::time::Instant::now();
+    let (code, _, body) = post(&node, &auth, r#"{"method":"uptime","id":3}"#);
+    let refused_in = t.elapsed();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("Work queue depth exceeded"));
+    // Probes keep answering during the overload.
+    let mut lat = Vec::new();
+    for path in ["/health", "/metrics"].iter().cycle().take(100) {
+        let t = std::time::Instant::now();
+        assert_eq!(node.get(path).unwrap().0, 200);
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    eprintln!(
+        "overload: 503 in {refused_in:?}; probes during it p50 {:?} p99 {:?}",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+    let (_, metrics) = node.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("bllvm_http_requests_total{path=\"/\",status=\"503\"} 1"),
+        "{metrics}"
+    );
+}
