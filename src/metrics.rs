@@ -81,6 +81,8 @@ pub struct Metrics {
     pub rpc_request_duration_seconds: HistogramVec,
     /// RPC requests refused before any method ran, by reason.
     pub rpc_rejections_total: IntCounterVec,
+    /// Circuit breaker per method: 0 closed, 1 open, 2 half-open.
+    pub rpc_breaker_state: IntGaugeVec,
 }
 
 /// Registering a metric failed; only a programming error (duplicate name) causes it.
@@ -326,6 +328,16 @@ impl Metrics {
                     &["reason"],
                 )?,
             )?,
+            rpc_breaker_state: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "bllvm_rpc_breaker_state",
+                        "Circuit breaker per RPC method: 0 closed, 1 open, 2 half-open.",
+                    ),
+                    &["method"],
+                )?,
+            )?,
             block_files_bytes: reg(
                 r,
                 IntGauge::new(
@@ -342,7 +354,10 @@ impl Metrics {
                     .with_label_values(&[c.name(), kind]);
             }
         }
-        for reason in ["auth", "forbidden", "rate", "queue", "timeout"] {
+        for method in crate::rpc::methods::METHODS {
+            m.rpc_breaker_state.with_label_values(&[method]).set(0);
+        }
+        for reason in ["auth", "forbidden", "rate", "queue", "timeout", "breaker"] {
             m.rpc_rejections_total.with_label_values(&[reason]);
         }
         for outcome in ["sent", "withheld"] {

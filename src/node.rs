@@ -285,6 +285,18 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
             signals: sig_tx.clone(),
             probes: probe_ctx.clone(),
             timeout: Duration::from_secs_f64(config.rpc.timeout_secs),
+            method_timeouts: config
+                .rpc
+                .method_timeout_secs
+                .iter()
+                .map(|(m, t)| (m.clone(), Duration::from_secs_f64(*t)))
+                .collect(),
+            fault: config.debug.fail_rpc_method.clone().map(|m| {
+                (
+                    m,
+                    std::sync::atomic::AtomicU32::new(config.debug.fail_rpc_calls),
+                )
+            }),
         },
         credentials,
         // Validated by the config loader.
@@ -299,6 +311,7 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
         metrics: metrics.clone(),
         next_id: std::sync::atomic::AtomicU64::new(1),
         limiter: parking_lot::Mutex::new(rpc::rate_limit::RateLimiter::new(&config.rpc.auth)),
+        breakers: rpc::Breakers::new(&config.rpc.breaker),
     });
     let (rpc_stop, rpc_sig) = stop_pair(None);
     let mut rpc_threads = Vec::new();

@@ -55,6 +55,8 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// Whether JSON-RPC is served on the HTTP port.
     pub rpc_enabled: bool,
+    /// RPC circuit breakers that are not closed: method -> state.
+    pub rpc_breakers: RwLock<std::collections::BTreeMap<&'static str, &'static str>>,
 }
 
 /// The readiness facts, as `/health/ready` reports them.
@@ -98,6 +100,7 @@ impl Shared {
             rpc_requests: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             rpc_enabled,
+            rpc_breakers: RwLock::new(std::collections::BTreeMap::new()),
         }
     }
 }

@@ -433,3 +433,121 @@ fn overload_gets_503_at_once_while_probes_answer() {
         "{metrics}"
     );
 }
+
+fn metric(node: &TestNode, line_start: &str) -> Option<String> {
+    let (_, m) = node.get("/metrics").ok()?;
+    m.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(str::to_owned)
+}
+
+#[test]
+fn circuit_breaker_opens_on_failures_then_half_opens_and_closes() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(
+            "[rpc.breaker]\nmin_calls = 3\nfailure_ratio = 0.5\ncooldown_secs = 0.5\nhalf_open_trials = 1\n\
+             [debug]\nfail_rpc_method = \"getdifficulty\"\nfail_rpc_calls = 4\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let auth = cookie_auth(&node);
+    let call = r#"{"method":"getdifficulty","id":1}"#;
+    // Bad parameters are the client's fault: they never trip a breaker.
+    for _ in 0..5 {
+        let (_, _, body) = post(
+            &node,
+            &auth,
+            r#"{"method":"getblockhash","params":["x"],"id":1}"#,
+        );
+        assert_eq!(json(&body)["error"]["code"], -3);
+    }
+    assert_eq!(
+        metric(&node, "bllvm_rpc_breaker_state{method=\"getblockhash\"}").unwrap(),
+        "0"
+    );
+    // Three internal failures open it...
+    for _ in 0..3 {
+        let (code, _, body) = post(&node, &auth, call);
+        assert_eq!(
+            (code, json(&body)["error"]["code"].clone()),
+            (500, serde_json::json!(-32603))
+        );
+    }
+    // ...and the next call fails fast without running.
+    let (_, _, body) = post(&node, &auth, call);
+    assert!(json(&body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("circuit breaker open"));
+    assert_eq!(
+        metric(&node, "bllvm_rpc_breaker_state{method=\"getdifficulty\"}").unwrap(),
+        "1"
+    );
+    let d = json(&node.get("/health/detailed").unwrap().1);
+    assert_eq!(d["rpc"]["breakers"]["getdifficulty"], "open");
+    // After the cooldown one trial goes through; the injected fault has one failure left: reopened.
+    let failed_trial = common::poll(Duration::from_secs(10), "a half-open trial", || {
+        let (_, _, body) = post(&node, &auth, call);
+        let v = json(&body);
+        (v["error"]["code"] == -32603).then_some(v)
+    });
+    assert!(failed_trial["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("fault injected"));
+    // The next trial succeeds: closed again.
+    common::poll(Duration::from_secs(10), "the breaker to close", || {
+        let (code, _, _) = post(&node, &auth, call);
+        (code == 200).then_some(())
+    });
+    assert_eq!(
+        metric(&node, "bllvm_rpc_breaker_state{method=\"getdifficulty\"}").unwrap(),
+        "0"
+    );
+    let d = json(&node.get("/health/detailed").unwrap().1);
+    assert_eq!(d["rpc"]["breakers"], serde_json::json!({}));
+    assert!(node
+        .log()
+        .contains("circuit breaker for getdifficulty: closed -> open"));
+}
+
+#[test]
+fn a_timed_out_call_gets_an_error_and_its_work_stops() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some("[rpc.method_timeout_secs]\ngeneratetoaddress = 0.3\n".into()),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let auth = cookie_auth(&node);
+    let body = format!(
+        r#"{{"method":"generatetoaddress","params":[1000000,"{}"],"id":1}}"#,
+        address()
+    );
+    let (code, _, reply) = post(&node, &auth, &body);
+    assert_eq!(code, 500);
+    assert!(json(&reply)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("timed out"));
+    common::poll(Duration::from_secs(10), "mining to stop", || {
+        node.log().contains("generate cancelled").then_some(())
+    });
+    let log = node.log();
+    assert!(
+        log.contains("rpc generatetoaddress still running after 0.1s"),
+        "warning at half the timeout"
+    );
+    // Stopped means stopped: the height no longer moves.
+    let h1 = json(&node.get("/health/detailed").unwrap().1)["chain"]["height"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(post(&node, &auth, r#"{"method":"uptime","id":2}"#).0, 200);
+    let h2 = json(&node.get("/health/detailed").unwrap().1)["chain"]["height"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(h1, h2);
+    assert!(h1 < 1_000_000);
+}

@@ -50,6 +50,8 @@ pub enum ChainRequest {
         payout: ScriptBuf,
         /// The new block hashes, or why mining stopped.
         reply: Sender<Result<Vec<BlockHash>, Reject>>,
+        /// Set by the requester on timeout: mining stops before the next block.
+        cancel: Arc<std::sync::atomic::AtomicBool>,
     },
     /// Validate and store a block (`submitblock`).
     SubmitBlock {
@@ -169,10 +171,16 @@ impl ChainThread {
                 count,
                 payout,
                 reply,
+                cancel,
             } => {
                 let mut hashes = Vec::new();
                 let mut result = Ok(());
                 for _ in 0..count {
+                    if cancel.load(Ordering::Acquire) || self.stop.requested() {
+                        log::info!(mined = hashes.len(); "generate cancelled");
+                        result = Err(Reject::new("cancelled", "timed out or shutting down"));
+                        break;
+                    }
                     self.heartbeat.beat();
                     let started = Instant::now();
                     match self.state.mine(payout.clone(), Vec::new(), unix_now()) {

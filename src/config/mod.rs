@@ -129,6 +129,10 @@ pub struct RpcConfig {
     pub work_queue: usize,
     /// Longest an RPC call waits for the chain thread.
     pub timeout_secs: f64,
+    /// Per-method overrides of `timeout_secs`.
+    pub method_timeout_secs: BTreeMap<String, f64>,
+    /// Per-method circuit breakers.
+    pub breaker: BreakerConfig,
     /// Static credentials (in addition to the cookie).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -141,6 +145,37 @@ pub struct RpcConfig {
     pub allow_ip: Vec<String>,
     /// Rate limits and credentials.
     pub auth: RpcAuthConfig,
+}
+
+/// `[rpc.breaker]`: when a method's failures open its breaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Whether breakers apply.
+    pub enabled: bool,
+    /// Sliding window of outcomes.
+    pub window_secs: f64,
+    /// Fewest calls in the window before the failure ratio counts.
+    pub min_calls: usize,
+    /// Failure ratio (internal errors and timeouts) that opens the breaker.
+    pub failure_ratio: f64,
+    /// How long an open breaker fails calls fast.
+    pub cooldown_secs: f64,
+    /// Trial calls when half-open; all must succeed to close.
+    pub half_open_trials: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            enabled: true,
+            window_secs: 60.0,
+            min_calls: 10,
+            failure_ratio: 0.5,
+            cooldown_secs: 30.0,
+            half_open_trials: 2,
+        }
+    }
 }
 
 /// `[rpc.auth]`: rate limiting.
@@ -257,6 +292,10 @@ pub struct DebugConfig {
     pub panic_after_secs: f64,
     /// The chain thread mines a block this often (regtest load for crash tests and benchmarks).
     pub mine_every_secs: Option<f64>,
+    /// This RPC method fails with an internal error for its next `fail_rpc_calls` calls.
+    pub fail_rpc_method: Option<String>,
+    /// How many calls of `fail_rpc_method` fail.
+    pub fail_rpc_calls: u32,
 }
 
 impl DebugConfig {
@@ -264,6 +303,7 @@ impl DebugConfig {
         self.stall_component.is_none()
             && self.panic_component.is_none()
             && self.mine_every_secs.is_none()
+            && self.fail_rpc_method.is_none()
     }
 }
 
@@ -323,6 +363,8 @@ impl Default for RpcConfig {
             threads: 4,
             work_queue: 16,
             timeout_secs: 30.0,
+            method_timeout_secs: BTreeMap::new(),
+            breaker: BreakerConfig::default(),
             user: None,
             password: None,
             rpcauth: Vec::new(),
@@ -481,6 +523,20 @@ impl Config {
         }
         at_least_one("rpc.threads", self.rpc.threads)?;
         positive("rpc.timeout_secs", self.rpc.timeout_secs)?;
+        for (m, t) in &self.rpc.method_timeout_secs {
+            positive(&format!("rpc.method_timeout_secs.{m}"), *t)?;
+        }
+        let b = &self.rpc.breaker;
+        positive("rpc.breaker.window_secs", b.window_secs)?;
+        positive("rpc.breaker.cooldown_secs", b.cooldown_secs)?;
+        at_least_one("rpc.breaker.min_calls", b.min_calls)?;
+        at_least_one("rpc.breaker.half_open_trials", b.half_open_trials as usize)?;
+        if !(b.failure_ratio > 0.0 && b.failure_ratio <= 1.0) {
+            return Err((
+                "rpc.breaker.failure_ratio".into(),
+                format!("must be in (0, 1], got {}", b.failure_ratio),
+            ));
+        }
         if self.rpc.user.is_some() != self.rpc.password.is_some() {
             return Err((
                 "rpc.user".into(),

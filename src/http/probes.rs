@@ -129,6 +129,7 @@ pub fn detailed(eval: &Evaluation, ctx: &ProbeContext) -> Value {
         "rpc": {
             "enabled": ctx.shared.rpc_enabled,
             "requests_processed": ctx.shared.rpc_requests.load(Ordering::Relaxed),
+            "breakers": ctx.shared.rpc_breakers.read().clone(),
         },
         "components": components,
     })

@@ -2,6 +2,7 @@
 
 pub mod allow;
 pub mod auth;
+pub mod circuit_breaker;
 pub mod methods;
 pub mod protocol;
 pub mod rate_limit;
@@ -35,6 +36,35 @@ pub struct RpcServer {
     pub next_id: AtomicU64,
     /// Token buckets; held only for the check, never across I/O.
     pub limiter: parking_lot::Mutex<rate_limit::RateLimiter>,
+    /// Circuit breakers per method.
+    pub breakers: Breakers,
+}
+
+/// A breaker per known method (unknown names have none); the lock is never held across a call.
+pub struct Breakers {
+    enabled: bool,
+    map: parking_lot::Mutex<std::collections::HashMap<&'static str, circuit_breaker::Breaker>>,
+}
+
+impl Breakers {
+    /// Breakers with `[rpc.breaker]` settings.
+    pub fn new(cfg: &crate::config::BreakerConfig) -> Breakers {
+        let settings = circuit_breaker::Settings {
+            window: Duration::from_secs_f64(cfg.window_secs),
+            min_calls: cfg.min_calls,
+            failure_ratio: cfg.failure_ratio,
+            cooldown: Duration::from_secs_f64(cfg.cooldown_secs),
+            trials: cfg.half_open_trials,
+        };
+        let map = methods::METHODS
+            .iter()
+            .map(|m| (*m, circuit_breaker::Breaker::new(settings)))
+            .collect();
+        Breakers {
+            enabled: cfg.enabled,
+            map: parking_lot::Mutex::new(map),
+        }
+    }
 }
 
 /// What the transport knows about a request.
@@ -73,6 +103,55 @@ impl RpcServer {
             .with_label_values(&[method])
             .observe(duration.as_secs_f64());
         reply
+    }
+
+    fn breaker_allows(&self, method: &'static str) -> bool {
+        if !self.breakers.enabled {
+            return true;
+        }
+        let mut map = self.breakers.map.lock();
+        let Some(b) = map.get_mut(method) else {
+            return true;
+        };
+        let allowed = b.allow(Instant::now());
+        self.publish_breaker(method, b.state());
+        allowed
+    }
+
+    fn breaker_record(&self, method: &'static str, failed: bool) {
+        if !self.breakers.enabled {
+            return;
+        }
+        let mut map = self.breakers.map.lock();
+        if let Some(b) = map.get_mut(method) {
+            let before = b.state();
+            b.record(Instant::now(), failed);
+            let after = b.state();
+            if before.name() != after.name() {
+                log::warn!(
+                    "circuit breaker for {method}: {} -> {}",
+                    before.name(),
+                    after.name()
+                );
+            }
+            self.publish_breaker(method, after);
+        }
+    }
+
+    fn publish_breaker(&self, method: &'static str, state: circuit_breaker::State) {
+        self.metrics
+            .rpc_breaker_state
+            .with_label_values(&[method])
+            .set(state.gauge());
+        let mut view = self.methods.probes.shared.rpc_breakers.write();
+        match state {
+            circuit_breaker::State::Closed => {
+                view.remove(method);
+            }
+            s => {
+                view.insert(method, s.name());
+            }
+        }
     }
 
     /// HTTP 429 with `Retry-After` and a JSON-RPC error naming the limit.
@@ -178,7 +257,18 @@ impl RpcServer {
             Err(b) => (b.id, b.version, "unknown", Err(b.error)),
             Ok(c) => {
                 let label = methods::label(&c.method);
+                if !self.breaker_allows(label) {
+                    self.reject("breaker");
+                    let e = RpcError::new(
+                        protocol::code::MISC_ERROR,
+                        format!(
+                            "circuit breaker open for {label}: recent calls failed; retry later"
+                        ),
+                    );
+                    return (c.id, c.version, label, Err(e));
+                }
                 let outcome = methods::dispatch(&self.methods, &c.method, &c.params);
+                self.breaker_record(label, matches!(&outcome, Err(e) if e.internal));
                 self.methods
                     .probes
                     .shared

@@ -42,14 +42,25 @@ pub struct RpcError {
     pub code: i64,
     /// Message.
     pub message: String,
+    /// The node failed (internal error, timeout), not the request: circuit breakers count it.
+    pub internal: bool,
 }
 
 impl RpcError {
-    /// An error with `code` and `message`.
+    /// A request error with `code` and `message`.
     pub fn new(code: i64, message: impl Into<String>) -> RpcError {
         RpcError {
             code,
             message: message.into(),
+            internal: false,
+        }
+    }
+
+    /// A failure of the node (internal error, timeout).
+    pub fn internal(code: i64, message: impl Into<String>) -> RpcError {
+        RpcError {
+            internal: true,
+            ..RpcError::new(code, message)
         }
     }
 

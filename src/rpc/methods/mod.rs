@@ -27,6 +27,48 @@ pub struct Context {
     pub probes: Arc<ProbeContext>,
     /// Longest wait for the chain thread.
     pub timeout: Duration,
+    /// Per-method overrides of `timeout`.
+    pub method_timeouts: std::collections::BTreeMap<String, Duration>,
+    /// Test-only: this method fails with an internal error for its next N calls.
+    pub fault: Option<(String, std::sync::atomic::AtomicU32)>,
+}
+
+impl Context {
+    fn timeout_for(&self, method: &str) -> Duration {
+        self.method_timeouts
+            .get(method)
+            .copied()
+            .unwrap_or(self.timeout)
+    }
+}
+
+/// Waits for `rx` up to `timeout`, warning at half of it.
+fn wait<T>(
+    rx: &crossbeam_channel::Receiver<T>,
+    timeout: Duration,
+    what: &str,
+) -> Result<T, RpcError> {
+    let half = timeout / 2;
+    match rx.recv_timeout(half) {
+        Ok(v) => return Ok(v),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            return Err(RpcError::internal(
+                code::MISC_ERROR,
+                "the chain is stopping",
+            ))
+        }
+        Err(_) => log::warn!(
+            "rpc {what} still running after {:.1}s (timeout {:.1}s)",
+            half.as_secs_f64(),
+            timeout.as_secs_f64()
+        ),
+    }
+    rx.recv_timeout(timeout - half).map_err(|_| {
+        RpcError::internal(
+            code::MISC_ERROR,
+            format!("request timed out after {:.1}s", timeout.as_secs_f64()),
+        )
+    })
 }
 
 /// Every method name; also the bounded label set of the RPC metrics.
@@ -70,45 +112,67 @@ type ChainFn = fn(&ChainState, &Params) -> Result<Value, RpcError>;
 /// Runs `f` on the chain thread and waits for its answer (at most `ctx.timeout`).
 fn on_chain<T: Send + 'static>(
     ctx: &Context,
+    method: &str,
     f: impl FnOnce(&ChainState) -> T + Send + 'static,
 ) -> Result<T, RpcError> {
+    let timeout = ctx.timeout_for(method);
     let (tx, rx) = bounded(1);
     let query = Box::new(move |cs: &ChainState| {
         let _ = tx.send(f(cs));
     });
     ctx.chain_requests
-        .send_timeout(ChainRequest::Query(query), ctx.timeout)
-        .map_err(|_| RpcError::new(code::MISC_ERROR, "chain is busy or stopping; try again"))?;
-    rx.recv_timeout(ctx.timeout)
-        .map_err(|_| RpcError::new(code::MISC_ERROR, "request timed out waiting for the chain"))
+        .send_timeout(ChainRequest::Query(query), timeout)
+        .map_err(|_| {
+            RpcError::internal(code::MISC_ERROR, "chain is busy or stopping; try again")
+        })?;
+    wait(&rx, timeout, method)
 }
 
-fn read(ctx: &Context, f: ChainFn, params: &Params) -> Result<Value, RpcError> {
+fn read(ctx: &Context, method: &str, f: ChainFn, params: &Params) -> Result<Value, RpcError> {
     let params = params.clone();
-    on_chain(ctx, move |cs| f(cs, &params))?
+    on_chain(ctx, method, move |cs| f(cs, &params))?
 }
 
 /// Answers one call.
 pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcError> {
     use blockchain as b;
+    if let Some((m, left)) = &ctx.fault {
+        let take = |n: u32| n.checked_sub(1);
+        if m == method
+            && left
+                .fetch_update(
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                    take,
+                )
+                .is_ok()
+        {
+            return Err(RpcError::internal(
+                code::INTERNAL_ERROR,
+                format!("debug fault injected in {method}"),
+            ));
+        }
+    }
     match method {
-        "getbestblockhash" => read(ctx, b::getbestblockhash, params),
-        "getblock" => read(ctx, b::getblock, params),
-        "getblockcount" => read(ctx, b::getblockcount, params),
-        "getblockhash" => read(ctx, b::getblockhash, params),
-        "getblockheader" => read(ctx, b::getblockheader, params),
-        "getchaintips" => read(ctx, b::getchaintips, params),
-        "getdifficulty" => read(ctx, b::getdifficulty, params),
-        "gettxout" => read(ctx, b::gettxout, params),
+        "getbestblockhash" => read(ctx, method, b::getbestblockhash, params),
+        "getblock" => read(ctx, method, b::getblock, params),
+        "getblockcount" => read(ctx, method, b::getblockcount, params),
+        "getblockhash" => read(ctx, method, b::getblockhash, params),
+        "getblockheader" => read(ctx, method, b::getblockheader, params),
+        "getchaintips" => read(ctx, method, b::getchaintips, params),
+        "getdifficulty" => read(ctx, method, b::getdifficulty, params),
+        "gettxout" => read(ctx, method, b::gettxout, params),
         "getblockchaininfo" => {
             let size = ctx.probes.shared.storage.read().size_bytes;
             let params = params.clone();
-            on_chain(ctx, move |cs| b::getblockchaininfo(cs, &params, size))?
+            on_chain(ctx, method, move |cs| {
+                b::getblockchaininfo(cs, &params, size)
+            })?
         }
         "gettxoutsetinfo" => {
             let size = ctx.probes.shared.storage.read().size_bytes;
             let params = params.clone();
-            on_chain(ctx, move |cs| b::gettxoutsetinfo(cs, &params, size))?
+            on_chain(ctx, method, move |cs| b::gettxoutsetinfo(cs, &params, size))?
         }
         "generatetoaddress" => generatetoaddress(ctx, params),
         "submitblock" => submitblock(ctx, params),
@@ -207,29 +271,31 @@ fn generatetoaddress(ctx: &Context, params: &Params) -> Result<Value, RpcError> 
         .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Error: Invalid address"))?
         .script_pubkey();
     let (tx, rx) = bounded(1);
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timeout = ctx.timeout_for("generatetoaddress");
+    let request = ChainRequest::Generate {
+        count: n,
+        payout,
+        reply: tx,
+        cancel: cancel.clone(),
+    };
     ctx.chain_requests
-        .send_timeout(
-            ChainRequest::Generate {
-                count: n,
-                payout,
-                reply: tx,
-            },
-            ctx.timeout,
-        )
-        .map_err(|_| RpcError::new(code::MISC_ERROR, "chain is busy or stopping; try again"))?;
-    // Mining many blocks may take longer than a read: allow a second per block on top.
-    let wait = ctx.timeout + Duration::from_secs(u64::from(n));
-    match rx.recv_timeout(wait) {
+        .send_timeout(request, timeout)
+        .map_err(|_| {
+            RpcError::internal(code::MISC_ERROR, "chain is busy or stopping; try again")
+        })?;
+    match wait(&rx, timeout, "generatetoaddress") {
         Ok(Ok(hashes)) => Ok(hashes
             .iter()
             .map(|h| Value::from(h.to_string()))
             .collect::<Vec<_>>()
             .into()),
         Ok(Err(r)) => Err(RpcError::new(code::MISC_ERROR, r.to_string())),
-        Err(_) => Err(RpcError::new(
-            code::MISC_ERROR,
-            "request timed out waiting for the chain",
-        )),
+        Err(e) => {
+            // The work stops too: the chain thread checks this between blocks.
+            cancel.store(true, std::sync::atomic::Ordering::Release);
+            Err(e)
+        }
     }
 }
 
@@ -249,33 +315,29 @@ fn submitblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
         ));
     }
     let (tx, rx) = bounded(1);
+    let timeout = ctx.timeout_for("submitblock");
+    let request = ChainRequest::SubmitBlock {
+        block: Box::new(block),
+        reply: tx,
+    };
     ctx.chain_requests
-        .send_timeout(
-            ChainRequest::SubmitBlock {
-                block: Box::new(block),
-                reply: tx,
-            },
-            ctx.timeout,
-        )
-        .map_err(|_| RpcError::new(code::MISC_ERROR, "chain is busy or stopping; try again"))?;
+        .send_timeout(request, timeout)
+        .map_err(|_| {
+            RpcError::internal(code::MISC_ERROR, "chain is busy or stopping; try again")
+        })?;
     // Core's BIP22 answers: null when accepted, otherwise a reason string.
-    match rx.recv_timeout(ctx.timeout) {
-        Ok(Ok(Submitted::Active)) => Ok(Value::Null),
-        Ok(Ok(Submitted::Duplicate)) => Ok("duplicate".into()),
-        Ok(Ok(Submitted::SideBranch)) => Ok("inconclusive".into()),
-        Ok(Err(r)) if r.reason == "prev-blk-not-found" => Ok("prev-blk-not-found".into()),
-        Ok(Err(r)) => Ok(r.reason.into()),
-        Err(_) => Err(RpcError::new(
-            code::MISC_ERROR,
-            "request timed out waiting for the chain",
-        )),
+    match wait(&rx, timeout, "submitblock")? {
+        Ok(Submitted::Active) => Ok(Value::Null),
+        Ok(Submitted::Duplicate) => Ok("duplicate".into()),
+        Ok(Submitted::SideBranch) => Ok("inconclusive".into()),
+        Err(r) => Ok(r.reason.into()),
     }
 }
 
 fn getmininginfo(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
     Args::new(params, &[])?;
     let chain = ctx.chain;
-    on_chain(ctx, move |cs| {
+    on_chain(ctx, "getmininginfo", move |cs| {
         let (tip, height) = cs.tip();
         let difficulty = cs
             .tree()
