@@ -70,6 +70,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
             count: 25,
             payout,
             reply,
+            cancel: Default::default(),
         })
         .unwrap();
     let hashes = answer
