@@ -2,6 +2,7 @@
 //! (bitcoincore-rpc, cookie auth), and the protocol and auth edges over raw HTTP.
 
 mod common;
+mod support;
 
 use base64::Engine;
 use bitcoin::hashes::Hash;
@@ -550,4 +551,108 @@ fn a_timed_out_call_gets_an_error_and_its_work_stops() {
         .unwrap();
     assert_eq!(h1, h2);
     assert!(h1 < 1_000_000);
+}
+
+#[test]
+fn chain_maintenance_templates_and_raw_transactions_through_the_client() {
+    use bitcoincore_rpc::json::{GetBlockTemplateModes, GetBlockTemplateRules};
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(10));
+    let rpc = client(&node);
+    let w = support::Wallet::new(1);
+    let addr = bitcoin::Address::from_script(&w.p2wpkh(), bitcoin::Network::Regtest).unwrap();
+    let hashes = rpc.generate_to_address(101, &addr).unwrap();
+
+    // invalidateblock / reconsiderblock move the tip, persisted like any change.
+    rpc.invalidate_block(&hashes[100]).unwrap();
+    assert_eq!(rpc.get_block_count().unwrap(), 100);
+    rpc.reconsider_block(&hashes[100]).unwrap();
+    assert_eq!(rpc.get_best_block_hash().unwrap(), hashes[100]);
+    assert!(rpc
+        .invalidate_block(&bitcoin::BlockHash::all_zeros())
+        .is_err());
+    assert_eq!(
+        rpc.call::<Value>("verifychain", &[4.into(), 0.into()])
+            .unwrap(),
+        Value::Bool(true)
+    );
+    let prune = rpc
+        .call::<Value>("pruneblockchain", &[10.into()])
+        .unwrap_err()
+        .to_string();
+    assert!(prune.contains("not in prune mode"), "{prune}");
+
+    let t = rpc
+        .get_block_template(
+            GetBlockTemplateModes::Template,
+            &[GetBlockTemplateRules::SegWit],
+            &[],
+        )
+        .unwrap();
+    assert_eq!((t.height, t.previous_block_hash), (102, hashes[100]));
+    assert_eq!(t.coinbase_value, bitcoin::Amount::from_btc(50.0).unwrap());
+    assert!(!t.default_witness_commitment.is_empty());
+    let mining = rpc.get_mining_info().unwrap();
+    assert_eq!(mining.blocks, 101);
+
+    // Raw transactions: by block hash (no transaction index), decoding, and broadcasting.
+    let block1 = rpc.get_block(&hashes[0]).unwrap();
+    let cb = &block1.txdata[0];
+    assert_eq!(
+        &rpc.get_raw_transaction(&cb.compute_txid(), Some(&hashes[0]))
+            .unwrap(),
+        cb
+    );
+    let info = rpc
+        .get_raw_transaction_info(&cb.compute_txid(), Some(&hashes[0]))
+        .unwrap();
+    assert_eq!(
+        (info.blockhash, info.confirmations),
+        (Some(hashes[0]), Some(101))
+    );
+    assert!(rpc.get_raw_transaction(&cb.compute_txid(), None).is_err());
+    let prev = cb.output[0].clone();
+    let op = bitcoin::OutPoint::new(cb.compute_txid(), 0);
+    let spend = w.spend(
+        &[(op, prev.clone())],
+        vec![support::out(49 * 100_000_000, w.p2tr())],
+    );
+    assert_eq!(
+        rpc.decode_raw_transaction(&spend, None).unwrap().txid,
+        spend.compute_txid()
+    );
+    let forged = w.spend_with(
+        &support::Wallet::new(9),
+        &[(op, prev)],
+        vec![support::out(1, w.p2tr())],
+    );
+    let err = rpc.send_raw_transaction(&forged).unwrap_err().to_string();
+    assert!(err.contains("mandatory-script-verify-flag-failed"), "{err}");
+    let err = rpc.send_raw_transaction(&spend).unwrap_err().to_string();
+    assert!(err.contains("no mempool"), "{err}");
+    let err = rpc.send_raw_transaction(cb).unwrap_err().to_string();
+    assert!(err.contains("coinbase"), "{err}");
+    assert_eq!(rpc.get_mempool_info().unwrap().size, 0);
+    assert!(rpc.get_raw_mempool().unwrap().is_empty());
+
+    // generateblock mines the given raw transaction.
+    let hex = bitcoin::consensus::encode::serialize_hex(&spend);
+    let mined: Value = rpc
+        .call(
+            "generateblock",
+            &[addr.to_string().into(), vec![Value::from(hex)].into()],
+        )
+        .unwrap();
+    let hash: bitcoin::BlockHash = mined["hash"].as_str().unwrap().parse().unwrap();
+    assert_eq!(rpc.get_best_block_hash().unwrap(), hash);
+    assert!(rpc
+        .get_tx_out(&spend.compute_txid(), 0, None)
+        .unwrap()
+        .is_some());
+    assert!(rpc
+        .get_tx_out(&cb.compute_txid(), 0, None)
+        .unwrap()
+        .is_none());
+    let err = rpc.send_raw_transaction(&spend).unwrap_err().to_string();
+    assert!(err.contains("already in block chain"), "{err}");
 }

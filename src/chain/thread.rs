@@ -38,8 +38,14 @@ pub enum PeerEvent {
 /// A read of the chain state, run on the chain thread; it sends its own reply.
 pub type Query = Box<dyn FnOnce(&ChainState) + Send>;
 
+/// A change of the chain state (invalidateblock, generateblock, ...), run on the chain thread;
+/// it sends its own reply and returns the updates for the writer to persist.
+pub type Mutation = Box<dyn FnOnce(&mut ChainState) -> Vec<Update> + Send>;
+
 /// Requests from RPC (and tests) with a reply channel each.
 pub enum ChainRequest {
+    /// Change the chain state; the updates are persisted like any other.
+    Mutate(Mutation),
     /// Run a read-only closure against the chain state (RPC reads).
     Query(Query),
     /// Mine `count` blocks paying `payout` (regtest `generatetoaddress`).
@@ -145,7 +151,7 @@ impl ChainThread {
             let err = Reject::new("shutting down", "");
             match req {
                 // Dropping the query drops its reply sender: the caller sees the disconnect.
-                ChainRequest::Query(_) => {}
+                ChainRequest::Query(_) | ChainRequest::Mutate(_) => {}
                 ChainRequest::Generate { reply, .. } => {
                     let _ = reply.send(Err(err));
                 }
@@ -167,6 +173,11 @@ impl ChainThread {
     ) -> Result<(), ChainError> {
         match req {
             ChainRequest::Query(query) => query(&self.state),
+            ChainRequest::Mutate(mutation) => {
+                let started = Instant::now();
+                let updates = mutation(&mut self.state);
+                self.after_change(&updates, started, seq, pending)?;
+            }
             ChainRequest::Generate {
                 count,
                 payout,

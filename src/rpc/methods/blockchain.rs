@@ -137,7 +137,8 @@ pub fn getblockheader(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
     ))
 }
 
-fn tx_json(tx: &bitcoin::Transaction, chain: Chain) -> Value {
+/// Core's decoded transaction object (with `hex`).
+pub fn tx_json(tx: &bitcoin::Transaction, chain: Chain) -> Value {
     let network = chain.bitcoin_network();
     let vin: Vec<Value> = tx
         .input
@@ -371,4 +372,184 @@ pub fn gettxoutsetinfo(cs: &ChainState, p: &Params, disk_size: u64) -> Result<Va
         "transactions": stats.count,
         "disk_size": disk_size,
     }))
+}
+
+/// `verifychain (checklevel nblocks)`: re-reads and re-checks the last blocks and their undo data.
+pub fn verifychain(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(p, &["checklevel", "nblocks"])?;
+    let level = a.int(0)?.unwrap_or(3);
+    if !(0..=4).contains(&level) {
+        return Err(RpcError::new(
+            code::INVALID_PARAMETER,
+            "checklevel must be 0-4",
+        ));
+    }
+    let (_, tip) = cs.tip();
+    let n = match a.int(1)?.unwrap_or(6) {
+        n if n <= 0 => tip,
+        n => (n as u32).min(tip),
+    };
+    for h in (tip + 1 - n)..=tip {
+        let Some(hash) = cs.hash_at(h) else {
+            return Ok(false.into());
+        };
+        let Some(block) = cs.block(&hash) else {
+            return Ok(false.into());
+        };
+        if level >= 1 && crate::chain::block_check::check_block(&block, cs.params(), true).is_err()
+        {
+            log::error!("verifychain: block {hash} at {h} fails its checks");
+            return Ok(false.into());
+        }
+        if level >= 2 && h > 0 && cs.load_undo(&hash).is_none() {
+            log::error!("verifychain: undo data of {hash} at {h} unreadable");
+            return Ok(false.into());
+        }
+    }
+    Ok(true.into())
+}
+
+/// `getblocktemplate {"rules": ["segwit"]}`: BIP22/23 fields for a block on the tip.
+pub fn getblocktemplate(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(p, &["template_request"])?;
+    let rules = a
+        .get(0)
+        .and_then(|r| r.get("rules"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !rules.iter().any(|r| r == "segwit") {
+        return Err(RpcError::new(
+            code::INVALID_PARAMETER,
+            "getblocktemplate must be called with the segwit rule set (call with {\"rules\": [\"segwit\"]})",
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let t = cs.template(now, 0);
+    let mtp = cs.tree().median_time_past(&t.prev);
+    let empty =
+        crate::chain::mining::build_block(cs.params(), &t, bitcoin::ScriptBuf::new(), vec![]);
+    let commitment =
+        crate::chain::block_check::witness_commitment_index(&empty.txdata[0]).map(|i| {
+            bitcoin::hex::DisplayHex::to_lower_hex_string(
+                empty.txdata[0].output[i].script_pubkey.as_bytes(),
+            )
+        });
+    let target = bitcoin::Target::from_compact(t.bits).to_be_bytes();
+    let mut m = json!({
+        "capabilities": ["proposal"],
+        "version": 0x2000_0000,
+        "rules": ["csv", "!segwit", "taproot"],
+        "vbavailable": {},
+        "vbrequired": 0,
+        "previousblockhash": t.prev.to_string(),
+        "transactions": [],
+        "coinbaseaux": {},
+        "coinbasevalue": cs.params().subsidy(t.height),
+        "longpollid": format!("{}{}", t.prev, 0),
+        "target": bitcoin::hex::DisplayHex::to_lower_hex_string(&target[..]),
+        "mintime": mtp + 1,
+        "mutable": ["time", "transactions", "prevblock"],
+        "noncerange": "00000000ffffffff",
+        "sigoplimit": 80000,
+        "sizelimit": 4000000,
+        "weightlimit": 4000000,
+        "curtime": t.time,
+        "bits": format!("{:08x}", t.bits.to_consensus()),
+        "height": t.height,
+    });
+    if let (Some(c), Some(obj)) = (commitment, m.as_object_mut()) {
+        obj.insert("default_witness_commitment".into(), c.into());
+    }
+    Ok(m)
+}
+
+/// `getrawtransaction txid (verbose blockhash)`: without a transaction index, a block hash is needed.
+pub fn getrawtransaction(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(p, &["txid", "verbose", "blockhash"])?;
+    let txid = a
+        .str(0)?
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument txid"))?;
+    let txid = Txid::from_str(txid)
+        .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "txid must be of length 64"))?;
+    let verbose = match a.get(1) {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => v.as_i64().unwrap_or(0) > 0,
+    };
+    let Some(hash) = a.get(2) else {
+        return Err(RpcError::new(
+            code::INVALID_ADDRESS_OR_KEY,
+            "No such mempool transaction. Use -txindex or provide a block hash to enable blockchain transaction queries. Use gettransaction for wallet transactions.",
+        ));
+    };
+    let hash = parse_hash(hash, "blockhash")?;
+    let e = cs
+        .tree()
+        .get(&hash)
+        .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Block hash not found"))?;
+    let block = cs
+        .block(&hash)
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Block not available"))?;
+    let tx = block
+        .txdata
+        .iter()
+        .find(|t| t.compute_txid() == txid)
+        .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "No such transaction found in the provided block. Use gettransaction for wallet transactions."))?;
+    if !verbose {
+        return Ok(serialize_hex(tx).into());
+    }
+    let (_, tip) = cs.tip();
+    let active = cs.hash_at(e.height) == Some(hash);
+    let mut v = tx_json(tx, cs.params().chain);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("in_active_chain".into(), active.into());
+        o.insert("blockhash".into(), hash.to_string().into());
+        o.insert(
+            "confirmations".into(),
+            if active {
+                (tip - e.height + 1).into()
+            } else {
+                0.into()
+            },
+        );
+        o.insert("time".into(), e.header.time.into());
+        o.insert("blocktime".into(), e.header.time.into());
+    }
+    Ok(v)
+}
+
+/// `sendrawtransaction hex`: validated against the UTXO set. With no mempool and no relay yet,
+/// a valid transaction cannot be broadcast, which is answered as a clear error.
+pub fn sendrawtransaction(cs: &ChainState, tx: &bitcoin::Transaction) -> Result<Value, RpcError> {
+    use crate::chain::{script, tx_check};
+    tx_check::check_transaction(tx).map_err(|r| RpcError::new(code::VERIFY_REJECTED, r.reason))?;
+    if tx.is_coinbase() {
+        return Err(RpcError::new(code::VERIFY_REJECTED, "coinbase"));
+    }
+    let txid = tx.compute_txid();
+    if (0..tx.output.len() as u32).any(|n| cs.coin(&OutPoint::new(txid, n)).is_some()) {
+        return Err(RpcError::new(
+            code::VERIFY_ALREADY_IN_CHAIN,
+            "Transaction already in block chain",
+        ));
+    }
+    let spent: Option<Vec<_>> = tx
+        .input
+        .iter()
+        .map(|i| cs.coin(&i.previous_output).map(|c| c.output))
+        .collect();
+    let spent =
+        spent.ok_or_else(|| RpcError::new(code::VERIFY_ERROR, "bad-txns-inputs-missingorspent"))?;
+    let (tip, height) = cs.tip();
+    let flags = script::block_flags(cs.params(), height + 1, &tip);
+    script::verify_inputs(tx, &spent, flags)
+        .map_err(|r| RpcError::new(code::VERIFY_REJECTED, r.reason))?;
+    Err(RpcError::new(
+        code::MISC_ERROR,
+        format!("transaction {txid} is valid, but this node has no mempool or transaction relay yet, so it cannot be broadcast"),
+    ))
 }
