@@ -83,6 +83,8 @@ pub struct Metrics {
     pub rpc_rejections_total: IntCounterVec,
     /// Circuit breaker per method: 0 closed, 1 open, 2 half-open.
     pub rpc_breaker_state: IntGaugeVec,
+    /// RPC calls being answered now.
+    pub rpc_in_flight: IntGauge,
 }
 
 /// Registering a metric failed; only a programming error (duplicate name) causes it.
@@ -337,6 +339,10 @@ impl Metrics {
                     ),
                     &["method"],
                 )?,
+            )?,
+            rpc_in_flight: reg(
+                r,
+                IntGauge::new("bllvm_rpc_in_flight", "RPC calls being answered now.")?,
             )?,
             block_files_bytes: reg(
                 r,

@@ -312,6 +312,7 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
         next_id: std::sync::atomic::AtomicU64::new(1),
         limiter: parking_lot::Mutex::new(rpc::rate_limit::RateLimiter::new(&config.rpc.auth)),
         breakers: rpc::Breakers::new(&config.rpc.breaker),
+        active: parking_lot::Mutex::new(Vec::new()),
     });
     let (rpc_stop, rpc_sig) = stop_pair(None);
     let mut rpc_threads = Vec::new();

@@ -139,6 +139,13 @@ fn methods_through_an_independent_client() {
         "prev-blk-not-found"
     );
 
+    rpc.ping().unwrap();
+    let totals = rpc.get_net_totals().unwrap();
+    assert_eq!(totals.total_bytes_recv, 0);
+    let info: Value = rpc.call("getrpcinfo", &[]).unwrap();
+    assert_eq!(info["active_commands"][0]["method"], "getrpcinfo");
+    let help: Value = rpc.call("help", &[]).unwrap();
+    assert!(help.as_str().unwrap().contains("getblockchaininfo"));
     let health: Value = rpc.call("gethealth", &[]).unwrap();
     assert_eq!(health["chain"]["height"], 102);
     let metrics: Value = rpc.call("getmetrics", &[]).unwrap();

@@ -126,6 +126,12 @@ impl Dispatcher {
         match queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+                if route == Route::Rpc {
+                    self.metrics
+                        .rpc_rejections_total
+                        .with_label_values(&["queue"])
+                        .inc();
+                }
                 respond(job, Reply::error(503, full_message), &self.metrics)
             }
         }

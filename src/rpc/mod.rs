@@ -38,6 +38,8 @@ pub struct RpcServer {
     pub limiter: parking_lot::Mutex<rate_limit::RateLimiter>,
     /// Circuit breakers per method.
     pub breakers: Breakers,
+    /// Calls running now, for `getrpcinfo`: (method, started).
+    pub active: parking_lot::Mutex<Vec<(&'static str, Instant)>>,
 }
 
 /// A breaker per known method (unknown names have none); the lock is never held across a call.
@@ -103,6 +105,19 @@ impl RpcServer {
             .with_label_values(&[method])
             .observe(duration.as_secs_f64());
         reply
+    }
+
+    /// Core's getrpcinfo: the commands running now.
+    fn rpcinfo(&self) -> Value {
+        let now = Instant::now();
+        let mut active: Vec<Value> = self
+            .active
+            .lock()
+            .iter()
+            .map(|(m, t)| serde_json::json!({"method": m, "duration": now.duration_since(*t).as_micros() as u64}))
+            .collect();
+        active.push(serde_json::json!({"method": "getrpcinfo", "duration": 0}));
+        serde_json::json!({"active_commands": active, "logpath": ""})
     }
 
     fn breaker_allows(&self, method: &'static str) -> bool {
@@ -267,7 +282,23 @@ impl RpcServer {
                     );
                     return (c.id, c.version, label, Err(e));
                 }
-                let outcome = methods::dispatch(&self.methods, &c.method, &c.params);
+                let outcome = if c.method == "getrpcinfo" {
+                    Ok(self.rpcinfo())
+                } else {
+                    self.metrics.rpc_in_flight.inc();
+                    let started = Instant::now();
+                    self.active.lock().push((label, started));
+                    let outcome = methods::dispatch(&self.methods, &c.method, &c.params);
+                    let mut active = self.active.lock();
+                    if let Some(i) = active
+                        .iter()
+                        .position(|(m, t)| *m == label && *t == started)
+                    {
+                        active.swap_remove(i);
+                    }
+                    self.metrics.rpc_in_flight.dec();
+                    outcome
+                };
                 self.breaker_record(label, matches!(&outcome, Err(e) if e.internal));
                 self.methods
                     .probes

@@ -107,6 +107,7 @@ pub const METHODS: &[&str] = &[
     "sendrawtransaction",
     "getmempoolinfo",
     "getrawmempool",
+    "ping",
 ];
 
 /// The metric label of a method name: itself if known, else `unknown`.
@@ -302,7 +303,20 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
-            Ok(json!({"totalbytesrecv": 0, "totalbytessent": 0, "timemillis": now_ms}))
+            // Byte counts arrive with the P2P issue; Core's shape, with no upload target set.
+            Ok(json!({
+                "totalbytesrecv": 0,
+                "totalbytessent": 0,
+                "timemillis": now_ms,
+                "uploadtarget": {
+                    "timeframe": 86400,
+                    "target": 0,
+                    "target_reached": false,
+                    "serve_historical_blocks": true,
+                    "bytes_left_in_cycle": 0,
+                    "time_left_in_cycle": 0,
+                },
+            }))
         }
         "uptime" => {
             Args::new(params, &[])?;
@@ -325,9 +339,10 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
                 None => Ok(METHODS.join("\n").into()),
             }
         }
-        "getrpcinfo" => {
+        "ping" => {
             Args::new(params, &[])?;
-            Ok(json!({"active_commands": [], "logpath": ""}))
+            // Core queues a ping to every peer; with no peers there is nothing to send.
+            Ok(Value::Null)
         }
         "gethealth" => {
             Args::new(params, &[])?;
