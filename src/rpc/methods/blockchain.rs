@@ -217,8 +217,16 @@ pub fn script_json(script: &bitcoin::Script, network: bitcoin::Network) -> Value
     Value::Object(m)
 }
 
-/// `getblock blockhash (verbosity=1)`; verbosity may be a boolean, as Core's legacy form.
-pub fn getblock(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+/// What `getblock` needs from the chain thread: the block and its header fields.
+pub struct BlockData {
+    block: Block,
+    fields: Map<String, Value>,
+    verbosity: i64,
+    chain: Chain,
+}
+
+/// `getblock` on the chain thread: only the lookups (formatting happens in the RPC worker).
+pub fn getblock_data(cs: &ChainState, p: &Params) -> Result<BlockData, RpcError> {
     let a = Args::new(p, &["blockhash", "verbosity"])?;
     let hash = parse_hash(a.required(0)?, "blockhash")?;
     let verbosity = match a.get(1) {
@@ -232,16 +240,33 @@ pub fn getblock(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
     let block: Block = cs
         .block(&hash)
         .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Block not available (pruned data)"))?;
+    let fields = header_fields(cs, &hash, Some(block.txdata.len())).ok_or_else(not_found)?;
+    Ok(BlockData {
+        block,
+        fields,
+        verbosity,
+        chain: cs.params().chain,
+    })
+}
+
+/// `getblock blockhash (verbosity=1)` formatted off the chain thread; verbosity may be a
+/// boolean, as Core's legacy form.
+pub fn getblock_format(d: BlockData) -> Value {
+    let BlockData {
+        block,
+        mut fields,
+        verbosity,
+        chain,
+    } = d;
     if verbosity <= 0 {
-        return Ok(serialize_hex(&block).into());
+        return serialize_hex(&block).into();
     }
-    let mut m = header_fields(cs, &hash, Some(block.txdata.len())).ok_or_else(not_found)?;
     let stripped = block.txdata.iter().map(|t| t.base_size()).sum::<usize>()
         + 80
         + bitcoin::VarInt(block.txdata.len() as u64).size();
-    m.insert("strippedsize".into(), stripped.into());
-    m.insert("size".into(), block.total_size().into());
-    m.insert("weight".into(), block.weight().to_wu().into());
+    fields.insert("strippedsize".into(), stripped.into());
+    fields.insert("size".into(), block.total_size().into());
+    fields.insert("weight".into(), block.weight().to_wu().into());
     let txs: Vec<Value> = if verbosity == 1 {
         block
             .txdata
@@ -249,14 +274,10 @@ pub fn getblock(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
             .map(|t| t.compute_txid().to_string().into())
             .collect()
     } else {
-        block
-            .txdata
-            .iter()
-            .map(|t| tx_json(t, cs.params().chain))
-            .collect()
+        block.txdata.iter().map(|t| tx_json(t, chain)).collect()
     };
-    m.insert("tx".into(), txs.into());
-    Ok(Value::Object(m))
+    fields.insert("tx".into(), txs.into());
+    Value::Object(fields)
 }
 
 /// `getchaintips`.

@@ -200,7 +200,11 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
     }
     match method {
         "getbestblockhash" => read(ctx, method, b::getbestblockhash, params),
-        "getblock" => read(ctx, method, b::getblock, params),
+        "getblock" => {
+            let params = params.clone();
+            let data = on_chain(ctx, method, move |cs| b::getblock_data(cs, &params))??;
+            Ok(b::getblock_format(data))
+        }
         "getblockcount" => read(ctx, method, b::getblockcount, params),
         "getblockhash" => read(ctx, method, b::getblockhash, params),
         "getblockheader" => read(ctx, method, b::getblockheader, params),
