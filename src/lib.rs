@@ -2,6 +2,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod clock;
 pub mod component;
 pub mod config;
 pub mod datadir;

@@ -172,10 +172,7 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
         config.chain,
         dir.display()
     );
-    let now_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now_unix = crate::clock::unix_now() as u64;
     let opened = storage::open::open(&dir, config.storage.backend, now_unix)?;
     let store: Arc<dyn Store> = opened.store;
     let fallback_reason = opened.fallback_reason;

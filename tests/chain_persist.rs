@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{coinbase_utxo, out, regtest_chain, Wallet, NOW};
+use support::{coinbase_utxo, out, regtest_chain, Rng, Wallet, NOW};
 
 fn params() -> Params {
     Params::for_chain(Chain::Regtest)
@@ -138,18 +138,6 @@ fn crash_child() {
     for _ in 0..10_000 {
         mine_and_persist(&mut db, &mut cs, &w);
         println!("height {}", cs.tip().1);
-    }
-}
-
-/// xorshift64*: a fixed-seed generator, so every run kills at the same points.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 

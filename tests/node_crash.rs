@@ -2,6 +2,7 @@
 //! consistent chain, identical to a reference that replays the same blocks without crashing.
 
 mod common;
+mod support;
 
 use bllvm_node::chain::chainstate::ChainState;
 use bllvm_node::chain::params::Params;
@@ -11,18 +12,7 @@ use bllvm_node::storage::open::open;
 use common::{json, poll, NodeOptions, TestNode};
 use std::path::Path;
 use std::time::Duration;
-
-/// xorshift64*: fixed seed, same kill points every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+use support::Rng;
 
 fn height(node: &TestNode) -> Option<u64> {
     let (_, body) = node.get("/health/detailed").ok()?;

@@ -358,10 +358,7 @@ impl ChainDb {
     fn reindex(&mut self, cs: &mut ChainState, old: &Path) -> Result<(), PersistError> {
         let magic = cs.params().chain.bitcoin_network().magic().to_bytes();
         let files = BlockFiles::open_readonly(old, "blk", magic);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = crate::clock::unix_now();
         let mut waiting: HashMap<BlockHash, Vec<Block>> = HashMap::new();
         let mut count = 0u64;
         for n in 0.. {

@@ -5,6 +5,7 @@ use super::chainstate::{ChainState, Submitted, Update};
 use super::mining::{op_true_payout, spend_op_true};
 use super::persist::{prepare, PersistError, PersistJob};
 use super::reject::Reject;
+use crate::clock::unix_now;
 use crate::lifecycle::StopSignal;
 use crate::metrics::Metrics;
 use crate::state::{ChainView, Shared};
@@ -16,7 +17,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// What the p2p thread tells the chain thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,13 +104,6 @@ pub struct ChainThread {
     pub tick: Duration,
     /// Test-only: mine a block this often.
     pub mine_every: Option<Duration>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl ChainThread {

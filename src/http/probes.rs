@@ -7,7 +7,7 @@ use crate::state::Shared;
 use crate::supervisor::health::{Evaluation, Status};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// What the probe workers read.
 pub struct ProbeContext {
@@ -54,10 +54,7 @@ fn code(status: Status) -> u16 {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::clock::unix_now() as u64
 }
 
 fn health(eval: &Evaluation) -> Reply {

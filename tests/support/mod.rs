@@ -166,3 +166,16 @@ pub fn block_with(
     assert!(grind(&mut block.header));
     block
 }
+
+/// xorshift64*: a fixed-seed generator, so tests that pick random moments pick the same ones.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}

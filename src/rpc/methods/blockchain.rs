@@ -322,10 +322,7 @@ pub fn getblockchaininfo(
     let (tip, height) = cs.tip();
     let e = cs.tree().get(&tip).ok_or_else(not_found)?;
     let headers = cs.tree().best_header().1.height;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::clock::unix_now() as u64;
     // Core's rule: in IBD while the tip is older than a day.
     let ibd = u64::from(e.header.time) + 24 * 3600 < now;
     Ok(json!({
@@ -445,10 +442,7 @@ pub fn getblocktemplate(cs: &ChainState, p: &Params) -> Result<Value, RpcError> 
             "getblocktemplate must be called with the segwit rule set (call with {\"rules\": [\"segwit\"]})",
         ));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::clock::unix_now();
     let t = cs.template(now, 0);
     let mtp = cs.tree().median_time_past(&t.prev);
     let empty =

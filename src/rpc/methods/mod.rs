@@ -303,10 +303,7 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
         }
         "getnettotals" => {
             Args::new(params, &[])?;
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
+            let now_ms = crate::clock::unix_now_millis();
             // Byte counts arrive with the P2P issue; Core's shape, with no upload target set.
             Ok(json!({
                 "totalbytesrecv": 0,
@@ -471,10 +468,7 @@ fn generateblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
         })?);
     }
     mutate(ctx, "generateblock", move |cs| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = crate::clock::unix_now();
         match cs.mine(payout, txs, now) {
             Ok((block, updates)) => (Ok(json!({"hash": block.block_hash().to_string()})), updates),
             Err(r) => (
