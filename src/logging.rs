@@ -3,22 +3,26 @@
 use crate::config::{LogFormat, LogLevel};
 use log::kv::{Key, Value, VisitSource};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
-/// Installs the global logger. Precedence: `--log-level`, then `RUST_LOG`, then the config file.
-pub fn init(format: LogFormat, config_level: LogLevel, flag_level: Option<LogLevel>) {
+/// Debug categories (Core's `logging` RPC): the node's components.
+pub const CATEGORIES: [&str; 7] = [
+    "supervisor",
+    "http",
+    "rpc",
+    "p2p",
+    "chain",
+    "storage",
+    "pruning",
+];
+
+static DEBUG: [AtomicBool; CATEGORIES.len()] = [const { AtomicBool::new(false) }; CATEGORIES.len()];
+static BASE_LEVEL: OnceLock<log::LevelFilter> = OnceLock::new();
+
+fn builder(format: LogFormat) -> env_logger::Builder {
     let mut builder = env_logger::Builder::new();
     builder.target(env_logger::Target::Stderr);
-    match (flag_level, std::env::var("RUST_LOG").ok()) {
-        (Some(level), _) => {
-            builder.filter_level(level.filter());
-        }
-        (None, Some(spec)) if !spec.is_empty() => {
-            builder.parse_filters(&spec);
-        }
-        _ => {
-            builder.filter_level(config_level.filter());
-        }
-    }
     match format {
         LogFormat::Text => builder.format(|buf, record| {
             let ts = buf.timestamp_millis();
@@ -46,8 +50,113 @@ pub fn init(format: LogFormat, config_level: LogLevel, flag_level: Option<LogLev
             writeln!(buf, "{}", serde_json::Value::Object(obj))
         }),
     };
+    builder
+}
+
+/// The configured logger, plus a debug-level twin used only for categories switched on at
+/// runtime, so RUST_LOG-style filters keep working for everything else.
+struct Switchable {
+    base: env_logger::Logger,
+    debug: env_logger::Logger,
+}
+
+fn category(record_component: &str) -> Option<usize> {
+    let name = match record_component {
+        c if c.starts_with("rpc") => "rpc",
+        c if c.starts_with("probe") => "http",
+        c => c,
+    };
+    CATEGORIES.iter().position(|c| *c == name)
+}
+
+impl log::Log for Switchable {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        self.base.enabled(m)
+            || (m.level() <= log::Level::Debug && DEBUG.iter().any(|d| d.load(Ordering::Relaxed)))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.base.matches(record) {
+            self.base.log(record);
+        } else if record.level() <= log::Level::Debug
+            && category(&component(record)).is_some_and(|i| DEBUG[i].load(Ordering::Relaxed))
+        {
+            self.debug.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.base.flush();
+    }
+}
+
+/// Installs the global logger. Precedence: `--log-level`, then `RUST_LOG`, then the config file.
+pub fn init(format: LogFormat, config_level: LogLevel, flag_level: Option<LogLevel>) {
+    let mut base = builder(format);
+    match (flag_level, std::env::var("RUST_LOG").ok()) {
+        (Some(level), _) => {
+            base.filter_level(level.filter());
+        }
+        (None, Some(spec)) if !spec.is_empty() => {
+            base.parse_filters(&spec);
+        }
+        _ => {
+            base.filter_level(config_level.filter());
+        }
+    }
+    let base = base.build();
+    let debug = builder(format)
+        .filter_level(log::LevelFilter::Debug)
+        .build();
+    let level = base.filter();
     // A second init (tests calling run twice in one process) keeps the first logger.
-    let _ = builder.try_init();
+    if log::set_boxed_logger(Box::new(Switchable { base, debug })).is_ok() {
+        let _ = BASE_LEVEL.set(level);
+        log::set_max_level(level);
+    }
+}
+
+/// Core's `logging`: switches debug output of categories on (`include`) and off (`exclude`);
+/// "all"/"1" and "none"/"0" name every category. Returns each category's state, or the unknown name.
+pub fn set_debug_categories(
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<(&'static str, bool)>, String> {
+    let resolve = |names: &[String]| -> Result<Vec<usize>, String> {
+        let mut out = Vec::new();
+        for n in names {
+            match n.as_str() {
+                "all" | "1" => out.extend(0..CATEGORIES.len()),
+                "none" | "0" => {}
+                other => out.push(
+                    CATEGORIES
+                        .iter()
+                        .position(|c| *c == other)
+                        .ok_or_else(|| other.to_owned())?,
+                ),
+            }
+        }
+        Ok(out)
+    };
+    let (inc, exc) = (resolve(include)?, resolve(exclude)?);
+    for i in inc {
+        DEBUG[i].store(true, Ordering::Relaxed);
+    }
+    for i in exc {
+        DEBUG[i].store(false, Ordering::Relaxed);
+    }
+    let any = DEBUG.iter().any(|d| d.load(Ordering::Relaxed));
+    let base = BASE_LEVEL.get().copied().unwrap_or(log::LevelFilter::Info);
+    log::set_max_level(if any {
+        base.max(log::LevelFilter::Debug)
+    } else {
+        base
+    });
+    Ok(CATEGORIES
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, DEBUG[i].load(Ordering::Relaxed)))
+        .collect())
 }
 
 /// The thread name; tiny_http's and other libraries' unnamed threads fall back to the crate.

@@ -663,3 +663,37 @@ fn chain_maintenance_templates_and_raw_transactions_through_the_client() {
     let err = rpc.send_raw_transaction(&spend).unwrap_err().to_string();
     assert!(err.contains("already in block chain"), "{err}");
 }
+
+#[test]
+fn logging_switches_debug_categories_at_runtime() {
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(10));
+    let rpc = client(&node);
+    let states: Value = rpc
+        .call("logging", &[vec![Value::from("chain")].into()])
+        .unwrap();
+    assert_eq!(states["chain"], true);
+    assert_eq!(states["p2p"], false);
+    // The p2p thread logs each inbound connection at debug level, then the chain thread logs
+    // the event it received: only the chain's line may appear.
+    drop(std::net::TcpStream::connect(node.p2p).unwrap());
+    common::poll(Duration::from_secs(10), "chain debug output", || {
+        node.log().contains("peer event: Connected").then_some(())
+    });
+    assert!(
+        !node.log().contains("inbound connection from"),
+        "p2p debug stays off"
+    );
+    let states: Value = rpc
+        .call(
+            "logging",
+            &[Value::Array(vec![]), vec![Value::from("all")].into()],
+        )
+        .unwrap();
+    assert!(states.as_object().unwrap().values().all(|v| v == false));
+    let err = rpc
+        .call::<Value>("logging", &[vec![Value::from("nosuch")].into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown logging category nosuch"), "{err}");
+}

@@ -108,6 +108,7 @@ pub const METHODS: &[&str] = &[
     "getmempoolinfo",
     "getrawmempool",
     "ping",
+    "logging",
 ];
 
 /// The metric label of a method name: itself if known, else `unknown`.
@@ -339,6 +340,35 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
                 Some(m) => Ok(format!("help: unknown command: {m}").into()),
                 None => Ok(METHODS.join("\n").into()),
             }
+        }
+        "logging" => {
+            let a = Args::new(params, &["include", "exclude"])?;
+            let list = |i: usize| -> Result<Vec<String>, RpcError> {
+                match a.get(i) {
+                    None => Ok(Vec::new()),
+                    Some(Value::Array(items)) => Ok(items
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()),
+                    Some(_) => Err(RpcError::new(
+                        code::TYPE_ERROR,
+                        "include and exclude must be arrays",
+                    )),
+                }
+            };
+            let states =
+                crate::logging::set_debug_categories(&list(0)?, &list(1)?).map_err(|c| {
+                    RpcError::new(
+                        code::INVALID_PARAMETER,
+                        format!("unknown logging category {c}"),
+                    )
+                })?;
+            Ok(Value::Object(
+                states
+                    .into_iter()
+                    .map(|(c, on)| (c.to_owned(), on.into()))
+                    .collect(),
+            ))
         }
         "ping" => {
             Args::new(params, &[])?;
