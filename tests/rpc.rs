@@ -697,3 +697,27 @@ fn logging_switches_debug_categories_at_runtime() {
         .to_string();
     assert!(err.contains("unknown logging category nosuch"), "{err}");
 }
+
+#[test]
+fn long_chain_reads_stop_at_their_timeout() {
+    // A 200-block chain and a verifychain timeout far shorter than re-checking it takes.
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some("[rpc.method_timeout_secs]\nverifychain = 0.001\n".into()),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let rpc = client(&node);
+    rpc.generate_to_address(200, &address()).unwrap();
+    let err = rpc
+        .call::<Value>("verifychain", &[4.into(), 0.into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("timed out"), "{err}");
+    // The work itself stopped part-way instead of running on after the caller gave up.
+    common::poll(Duration::from_secs(10), "verifychain to stop", || {
+        node.log()
+            .contains("verifychain stopped at its deadline")
+            .then_some(())
+    });
+    assert_eq!(rpc.get_block_count().unwrap(), 200);
+}

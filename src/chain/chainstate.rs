@@ -607,9 +607,24 @@ impl ChainState {
 
     /// Count, total and hash of the UTXO set, ordered as Core's database orders it.
     pub fn utxo_stats(&self) -> UtxoStats {
+        self.utxo_stats_until(&|| false).expect("never cancelled")
+    }
+
+    /// `utxo_stats` that gives up (`None`) once `cancelled` says so; checked as coins are
+    /// gathered and hashed (the store's own scan underneath is not interrupted).
+    pub fn utxo_stats_until(&self, cancelled: &dyn Fn() -> bool) -> Option<UtxoStats> {
         let mut coins: Vec<(OutPoint, Coin)> = Vec::new();
-        self.utxo
-            .for_each(&mut |op, c| coins.push((*op, c.clone())));
+        let mut stop = false;
+        self.utxo.for_each(&mut |op, c| {
+            if stop || (coins.len() % 4096 == 0 && cancelled()) {
+                stop = true;
+                return;
+            }
+            coins.push((*op, c.clone()));
+        });
+        if stop {
+            return None;
+        }
         coins.sort_by(|a, b| {
             a.0.txid
                 .to_byte_array()
@@ -618,17 +633,20 @@ impl ChainState {
         });
         let mut engine = sha256d::Hash::engine();
         let mut total = 0u64;
-        for (op, coin) in &coins {
+        for (i, (op, coin)) in coins.iter().enumerate() {
+            if i % 4096 == 0 && cancelled() {
+                return None;
+            }
             engine.input(&bitcoin::consensus::serialize(op));
             let code = (coin.height << 1) | u32::from(coin.coinbase);
             engine.input(&code.to_le_bytes());
             engine.input(&bitcoin::consensus::serialize(&coin.output));
             total += coin.output.value.to_sat();
         }
-        UtxoStats {
+        Some(UtxoStats {
             count: coins.len() as u64,
             total,
             hash: sha256d::Hash::from_engine(engine),
-        }
+        })
     }
 }

@@ -367,8 +367,13 @@ pub fn gettxout(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
     }))
 }
 
-/// `gettxoutsetinfo`: counts, total and Core's hash_serialized_3 construction.
-pub fn gettxoutsetinfo(cs: &ChainState, p: &Params, disk_size: u64) -> Result<Value, RpcError> {
+/// `gettxoutsetinfo`: counts, total and Core's hash_serialized_3 construction; stops at `deadline`.
+pub fn gettxoutsetinfo(
+    cs: &ChainState,
+    p: &Params,
+    disk_size: u64,
+    deadline: std::time::Instant,
+) -> Result<Value, RpcError> {
     let a = Args::new(p, &["hash_type", "hash_or_height", "use_index"])?;
     if let Some(t) = a.str(0)? {
         if t != "hash_serialized_3" {
@@ -378,7 +383,9 @@ pub fn gettxoutsetinfo(cs: &ChainState, p: &Params, disk_size: u64) -> Result<Va
             ));
         }
     }
-    let stats = cs.utxo_stats();
+    let stats = cs
+        .utxo_stats_until(&|| std::time::Instant::now() > deadline)
+        .ok_or_else(timed_out)?;
     let (tip, height) = cs.tip();
     Ok(json!({
         "height": height,
@@ -392,8 +399,17 @@ pub fn gettxoutsetinfo(cs: &ChainState, p: &Params, disk_size: u64) -> Result<Va
     }))
 }
 
-/// `verifychain (checklevel nblocks)`: re-reads and re-checks the last blocks and their undo data.
-pub fn verifychain(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
+fn timed_out() -> RpcError {
+    RpcError::internal(code::MISC_ERROR, "request timed out; the work was stopped")
+}
+
+/// `verifychain (checklevel nblocks)`: re-reads and re-checks the last blocks and their undo
+/// data; stops at `deadline`.
+pub fn verifychain(
+    cs: &ChainState,
+    p: &Params,
+    deadline: std::time::Instant,
+) -> Result<Value, RpcError> {
     let a = Args::new(p, &["checklevel", "nblocks"])?;
     let level = a.int(0)?.unwrap_or(3);
     if !(0..=4).contains(&level) {
@@ -408,6 +424,10 @@ pub fn verifychain(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
         n => (n as u32).min(tip),
     };
     for h in (tip + 1 - n)..=tip {
+        if std::time::Instant::now() > deadline {
+            log::warn!("verifychain stopped at its deadline before height {h}");
+            return Err(timed_out());
+        }
         let Some(hash) = cs.hash_at(h) else {
             return Ok(false.into());
         };

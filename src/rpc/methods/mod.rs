@@ -222,9 +222,16 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
         "gettxoutsetinfo" => {
             let size = ctx.probes.shared.storage.read().size_bytes;
             let params = params.clone();
-            on_chain(ctx, method, move |cs| b::gettxoutsetinfo(cs, &params, size))?
+            let deadline = Instant::now() + ctx.timeout_for(method);
+            on_chain(ctx, method, move |cs| {
+                b::gettxoutsetinfo(cs, &params, size, deadline)
+            })?
         }
-        "verifychain" => read(ctx, method, b::verifychain, params),
+        "verifychain" => {
+            let params = params.clone();
+            let deadline = Instant::now() + ctx.timeout_for(method);
+            on_chain(ctx, method, move |cs| b::verifychain(cs, &params, deadline))?
+        }
         "getblocktemplate" => read(ctx, method, b::getblocktemplate, params),
         "getrawtransaction" => read(ctx, method, b::getrawtransaction, params),
         "invalidateblock" | "reconsiderblock" => {
