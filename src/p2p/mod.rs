@@ -1,5 +1,8 @@
 //! The P2P side: the mio reactor thread and, later, the protocol state machines it drives.
 
+pub mod backoff;
+pub mod codec;
+pub mod netgroup;
 pub mod reactor;
 
 /// Commands to the p2p thread (from the chain thread, RPC and the supervisor).
