@@ -3,6 +3,7 @@
 pub mod backoff;
 pub mod codec;
 pub mod netgroup;
+pub mod peer;
 pub mod reactor;
 
 /// Commands to the p2p thread (from the chain thread, RPC and the supervisor).
