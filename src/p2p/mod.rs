@@ -1,5 +1,6 @@
 //! The P2P side: the mio reactor thread and, later, the protocol state machines it drives.
 
+pub mod addrbook;
 pub mod backoff;
 pub mod codec;
 pub mod netgroup;
