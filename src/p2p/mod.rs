@@ -2,8 +2,10 @@
 
 pub mod addrbook;
 pub mod backoff;
+pub mod bans;
 pub mod codec;
 pub mod netgroup;
+pub mod partition;
 pub mod peer;
 pub mod reactor;
 

@@ -1,0 +1,103 @@
+//! Banned addresses with expiry (`setban`, misbehaviour), persisted in the store's `peers`
+//! table. Plain state: time (unix seconds) is passed in.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Core's default ban time: 24 hours.
+pub const DEFAULT_BAN_SECS: i64 = 24 * 3600;
+
+/// One ban.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    /// When it was created (unix seconds).
+    pub created: i64,
+    /// When it ends (unix seconds).
+    pub until: i64,
+    /// Why (misbehaviour reason or "manual").
+    pub reason: String,
+}
+
+/// The ban list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BanList {
+    bans: BTreeMap<IpAddr, Ban>,
+}
+
+impl BanList {
+    /// Bans `ip` for `secs` from `now`.
+    pub fn ban(&mut self, ip: IpAddr, now: i64, secs: i64, reason: &str) {
+        self.bans.insert(
+            ip,
+            Ban {
+                created: now,
+                until: now + secs,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    /// Lifts a ban; whether there was one.
+    pub fn unban(&mut self, ip: &IpAddr) -> bool {
+        self.bans.remove(ip).is_some()
+    }
+
+    /// Whether `ip` is banned at `now`.
+    pub fn is_banned(&self, ip: &IpAddr, now: i64) -> bool {
+        self.bans.get(ip).is_some_and(|b| b.until > now)
+    }
+
+    /// Drops expired bans; returns how many.
+    pub fn sweep(&mut self, now: i64) -> usize {
+        let before = self.bans.len();
+        self.bans.retain(|_, b| b.until > now);
+        before - self.bans.len()
+    }
+
+    /// Current bans, for `listbanned`.
+    pub fn list(&self, now: i64) -> Vec<(IpAddr, &Ban)> {
+        self.bans
+            .iter()
+            .filter(|(_, b)| b.until > now)
+            .map(|(ip, b)| (*ip, b))
+            .collect()
+    }
+
+    /// Removes every ban (`clearbanned`).
+    pub fn clear(&mut self) {
+        self.bans.clear();
+    }
+
+    /// The persisted form.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Inverse of `encode`; unreadable data gives an empty list, logged.
+    pub fn decode(bytes: &[u8]) -> BanList {
+        serde_json::from_slice(bytes).unwrap_or_else(|e| {
+            log::warn!("stored ban list unreadable ({e}); starting empty");
+            BanList::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bans_expire_and_persist() {
+        let ip: IpAddr = "127.9.0.1".parse().unwrap();
+        let mut l = BanList::default();
+        l.ban(ip, 1000, DEFAULT_BAN_SECS, "bad-checksum flood");
+        assert!(l.is_banned(&ip, 1000 + DEFAULT_BAN_SECS - 1));
+        assert!(!l.is_banned(&ip, 1000 + DEFAULT_BAN_SECS));
+        assert_eq!(BanList::decode(&l.encode()), l);
+        assert_eq!(l.list(2000).len(), 1);
+        assert_eq!(l.sweep(1000 + DEFAULT_BAN_SECS), 1);
+        assert!(l.list(2000).is_empty());
+        assert!(BanList::decode(b"nope").list(0).is_empty());
+    }
+}
