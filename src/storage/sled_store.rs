@@ -22,7 +22,7 @@ impl SledStore {
             path: path.clone(),
             message: e.to_string(),
         };
-        let db = sled::open(&path).map_err(open_err)?;
+        let db = open_when_released(&path).map_err(open_err)?;
         let trees = Table::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
@@ -35,6 +35,25 @@ impl SledStore {
 
     fn tree(&self, t: Table) -> &sled::Tree {
         &self.trees[Table::ALL.iter().position(|x| *x == t).unwrap_or(0)]
+    }
+}
+
+/// sled releases its file lock from a background thread after a `Db` is dropped, so a reopen in
+/// the same process (restarts in tests, the fallback path) may briefly find it held: retry that
+/// error for a bounded time. Another process holding it is the datadir lock's business.
+fn open_when_released(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::open(path) {
+            // sled reports a held lock as ErrorKind::Other; its message is the only signal.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -83,6 +102,28 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reopen_waits_for_a_lock_being_released() {
+        let dir = std::env::temp_dir().join(format!("bllvm-sled-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let held = SledStore::open(&dir).unwrap();
+        let (release, released) = crossbeam_channel::bounded::<()>(1);
+        let holder = std::thread::spawn(move || {
+            let _ = released.recv();
+            drop(held);
+        });
+        let d2 = dir.clone();
+        let opener = std::thread::spawn(move || SledStore::open(&d2).map(|_| ()));
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        opener
+            .join()
+            .unwrap()
+            .expect("opens once the holder lets go");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn conformance_and_persistence() {
