@@ -7,6 +7,7 @@ pub mod codec;
 pub mod netgroup;
 pub mod partition;
 pub mod peer;
+pub mod peer_manager;
 pub mod reactor;
 
 /// Commands to the p2p thread (from the chain thread, RPC and the supervisor).

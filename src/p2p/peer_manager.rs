@@ -1,0 +1,336 @@
+//! Which peers to connect to and which to refuse: outbound targets refilled from the address
+//! book (diverse, backed off), `--connect` mode, the connection cap, inbound rate limits and
+//! bans. Plain state: time is passed in; the reactor carries out the commands.
+
+use super::addrbook::{AddrBook, Quality, Source};
+use super::backoff::{Persistence, Policy, Reconnect};
+use super::bans::{BanList, DEFAULT_BAN_SECS};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Inbound connections accepted per IP per minute.
+pub const INBOUND_PER_IP_PER_MIN: usize = 10;
+/// Inbound connections accepted per minute in total.
+pub const INBOUND_PER_MIN: usize = 120;
+
+/// Settings from `[network]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Outbound full-relay connections to keep.
+    pub target_outbound: usize,
+    /// Connections at most, both directions.
+    pub max_connections: usize,
+    /// `--connect`: only these peers, nothing else.
+    pub connect_only: Vec<SocketAddr>,
+    /// `--addnode`: kept connected besides the others.
+    pub addnode: Vec<SocketAddr>,
+    /// Reconnection backoff.
+    pub backoff: Policy,
+}
+
+/// What the reactor must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Open an outbound connection.
+    Connect(SocketAddr),
+}
+
+/// Why an inbound connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The address is banned.
+    Banned,
+    /// Connection cap reached.
+    Full,
+    /// Too many connections from this IP recently.
+    RateLimitedIp,
+    /// Too many inbound connections recently.
+    RateLimitedGlobal,
+}
+
+/// The manager.
+pub struct PeerManager {
+    settings: Settings,
+    /// Known addresses.
+    pub book: AddrBook,
+    /// Bans.
+    pub bans: BanList,
+    reconnect: HashMap<SocketAddr, Reconnect>,
+    outbound: Vec<SocketAddr>,
+    pending: Vec<SocketAddr>,
+    inbound: Vec<SocketAddr>,
+    recent_inbound: VecDeque<(Instant, IpAddr)>,
+}
+
+impl PeerManager {
+    /// A manager with a loaded address book and ban list; manual peers are added to the book.
+    pub fn new(
+        settings: Settings,
+        mut book: AddrBook,
+        bans: BanList,
+        now_unix: i64,
+    ) -> PeerManager {
+        let mut reconnect = HashMap::new();
+        for a in settings.connect_only.iter().chain(&settings.addnode) {
+            book.add(*a, Source::Manual, now_unix);
+            reconnect.insert(*a, Reconnect::new(Persistence::Permanent));
+        }
+        PeerManager {
+            settings,
+            book,
+            bans,
+            reconnect,
+            outbound: Vec::new(),
+            pending: Vec::new(),
+            inbound: Vec::new(),
+            recent_inbound: VecDeque::new(),
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.outbound.len() + self.pending.len() + self.inbound.len()
+    }
+
+    /// Connections to open now: manual peers first, then the best diverse candidates.
+    pub fn tick(&mut self, now: Instant, now_unix: i64) -> Vec<Command> {
+        let busy: Vec<SocketAddr> = self.outbound.iter().chain(&self.pending).copied().collect();
+        let due = |a: &SocketAddr, r: &HashMap<SocketAddr, Reconnect>| {
+            r.get(a).is_none_or(|x| x.due(now))
+        };
+        let mut want: Vec<SocketAddr> = Vec::new();
+        let manual: Vec<SocketAddr> = if self.settings.connect_only.is_empty() {
+            self.settings.addnode.clone()
+        } else {
+            self.settings.connect_only.clone()
+        };
+        for a in manual {
+            if !busy.contains(&a)
+                && due(&a, &self.reconnect)
+                && !self.bans.is_banned(&a.ip(), now_unix)
+            {
+                want.push(a);
+            }
+        }
+        if self.settings.connect_only.is_empty() {
+            let room = self
+                .settings
+                .target_outbound
+                .saturating_sub(busy.len() + want.len());
+            let mut taken = busy.clone();
+            taken.extend(&want);
+            let bans = &self.bans;
+            let reconnect = &self.reconnect;
+            want.extend(self.book.candidates(&taken, room, |a| {
+                due(a, reconnect) && !bans.is_banned(&a.ip(), now_unix)
+            }));
+        }
+        let room = self.settings.max_connections.saturating_sub(self.total());
+        want.truncate(room);
+        self.pending.extend(&want);
+        want.into_iter().map(Command::Connect).collect()
+    }
+
+    /// An outbound attempt completed its handshake.
+    pub fn outbound_ready(&mut self, addr: SocketAddr, now_unix: i64) {
+        self.pending.retain(|a| *a != addr);
+        self.outbound.push(addr);
+        self.book.record(&addr, Quality::Handshake, now_unix);
+        if let Some(r) = self.reconnect.get_mut(&addr) {
+            r.succeeded();
+        }
+    }
+
+    /// An outbound attempt failed or an outbound peer dropped; `unit` is uniform in [0, 1).
+    pub fn outbound_lost(&mut self, addr: SocketAddr, now: Instant, now_unix: i64, unit: f64) {
+        let was_pending = self.pending.contains(&addr);
+        self.pending.retain(|a| *a != addr);
+        self.outbound.retain(|a| *a != addr);
+        if was_pending {
+            self.book.record(&addr, Quality::Failed, now_unix);
+        }
+        let r = self
+            .reconnect
+            .entry(addr)
+            .or_insert_with(|| Reconnect::new(Persistence::Gossip));
+        if r.failed(&self.settings.backoff, now, unit).is_none() {
+            // A gossip address that keeps failing is forgotten.
+            self.reconnect.remove(&addr);
+            self.book.remove(&addr);
+        }
+    }
+
+    /// An inbound connection arrived: accept (and remember the address) or refuse.
+    pub fn inbound_arrived(
+        &mut self,
+        addr: SocketAddr,
+        now: Instant,
+        now_unix: i64,
+    ) -> Result<(), Refusal> {
+        if self.bans.is_banned(&addr.ip(), now_unix) {
+            return Err(Refusal::Banned);
+        }
+        while self
+            .recent_inbound
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Duration::from_secs(60))
+        {
+            self.recent_inbound.pop_front();
+        }
+        if self.recent_inbound.len() >= INBOUND_PER_MIN {
+            return Err(Refusal::RateLimitedGlobal);
+        }
+        if self
+            .recent_inbound
+            .iter()
+            .filter(|(_, ip)| *ip == addr.ip())
+            .count()
+            >= INBOUND_PER_IP_PER_MIN
+        {
+            return Err(Refusal::RateLimitedIp);
+        }
+        self.recent_inbound.push_back((now, addr.ip()));
+        // Inbound may use the slots outbound does not need.
+        if self.inbound.len() + self.settings.target_outbound >= self.settings.max_connections {
+            return Err(Refusal::Full);
+        }
+        self.inbound.push(addr);
+        Ok(())
+    }
+
+    /// An inbound peer left.
+    pub fn inbound_gone(&mut self, addr: SocketAddr) {
+        self.inbound.retain(|a| *a != addr);
+    }
+
+    /// A peer broke the protocol: it is banned (24 h) and scored down; the reactor disconnects it.
+    pub fn misbehaved(&mut self, addr: SocketAddr, reason: &str, now_unix: i64) {
+        self.bans.ban(addr.ip(), now_unix, DEFAULT_BAN_SECS, reason);
+        self.book.record(&addr, Quality::Misbehaved, now_unix);
+        self.outbound.retain(|a| *a != addr);
+        self.inbound.retain(|a| *a != addr);
+        self.pending.retain(|a| *a != addr);
+    }
+
+    /// Outbound peers connected.
+    pub fn outbound_count(&self) -> usize {
+        self.outbound.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(a: u8, b: u8) -> SocketAddr {
+        SocketAddr::new(std::net::Ipv4Addr::new(127, a, b, 1).into(), 18444)
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            target_outbound: 3,
+            max_connections: 6,
+            connect_only: vec![],
+            addnode: vec![],
+            backoff: Policy {
+                initial: Duration::from_secs(5),
+                max: Duration::from_secs(3600),
+                max_retries: 2,
+                jitter: 0.2,
+            },
+        }
+    }
+
+    #[test]
+    fn refills_outbound_diversely_and_backs_off_failures() {
+        let t0 = Instant::now();
+        let mut book = AddrBook::default();
+        for g in 1..=5 {
+            for h in 0..10 {
+                book.add(addr(g, h), Source::Gossip, 0);
+            }
+        }
+        let mut pm = PeerManager::new(settings(), book, BanList::default(), 0);
+        let first = pm.tick(t0, 0);
+        assert_eq!(first.len(), 3);
+        let groups: std::collections::HashSet<u8> = first
+            .iter()
+            .map(|Command::Connect(a)| match a.ip() {
+                IpAddr::V4(v) => v.octets()[1],
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(groups.len(), 3, "one per /16");
+        assert!(
+            pm.tick(t0, 0).is_empty(),
+            "attempts in flight fill the target"
+        );
+        let Command::Connect(a) = first[0].clone();
+        let Command::Connect(b) = first[1].clone();
+        pm.outbound_ready(a, 1);
+        pm.outbound_lost(b, t0, 1, 0.5);
+        // The failed address is backed off; another in a free group replaces it.
+        let next = pm.tick(t0, 1);
+        assert_eq!(next.len(), 1);
+        assert_ne!(next[0], Command::Connect(b));
+        assert_eq!(pm.outbound_count(), 1);
+    }
+
+    #[test]
+    fn connect_mode_dials_only_the_given_peers_and_retries_them_forever() {
+        let t0 = Instant::now();
+        let mut s = settings();
+        s.connect_only = vec![addr(9, 9)];
+        let mut book = AddrBook::default();
+        book.add(addr(1, 1), Source::Gossip, 0);
+        let mut pm = PeerManager::new(s, book, BanList::default(), 0);
+        assert_eq!(pm.tick(t0, 0), vec![Command::Connect(addr(9, 9))]);
+        let mut t = t0;
+        for _ in 0..20 {
+            pm.outbound_lost(addr(9, 9), t, 0, 0.5);
+            assert!(pm.tick(t, 0).is_empty(), "backing off");
+            t += Duration::from_secs(3600 * 2);
+            assert_eq!(
+                pm.tick(t, 0),
+                vec![Command::Connect(addr(9, 9))],
+                "never given up"
+            );
+        }
+    }
+
+    #[test]
+    fn inbound_limits_bans_and_misbehaviour() {
+        let t0 = Instant::now();
+        let mut pm = PeerManager::new(settings(), AddrBook::default(), BanList::default(), 0);
+        // Cap: max 6 with 3 kept for outbound leaves 3 inbound.
+        for i in 0..3 {
+            pm.inbound_arrived(addr(1, i), t0, 0).unwrap();
+        }
+        assert_eq!(pm.inbound_arrived(addr(2, 0), t0, 0), Err(Refusal::Full));
+        pm.inbound_gone(addr(1, 0));
+        // Per-IP rate: the same IP reconnecting over and over is refused within the minute.
+        let flood = addr(3, 3);
+        let mut refused = None;
+        for _ in 0..INBOUND_PER_IP_PER_MIN + 1 {
+            if let Err(r) = pm.inbound_arrived(flood, t0, 0) {
+                refused = Some(r);
+                break;
+            }
+            pm.inbound_gone(flood);
+        }
+        assert_eq!(refused, Some(Refusal::RateLimitedIp));
+        // Misbehaviour bans the address for a day.
+        pm.misbehaved(addr(1, 1), "bad-checksum", 100);
+        assert_eq!(
+            pm.inbound_arrived(addr(1, 1), t0 + Duration::from_secs(61), 100),
+            Err(Refusal::Banned)
+        );
+        assert!(pm
+            .inbound_arrived(
+                addr(1, 1),
+                t0 + Duration::from_secs(61),
+                100 + DEFAULT_BAN_SECS
+            )
+            .is_ok());
+    }
+}
