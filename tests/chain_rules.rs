@@ -44,6 +44,15 @@ fn simple_spend(cs: &ChainState, w: &Wallet, height: u32) -> bitcoin::Transactio
     )
 }
 
+/// A block on the tip carrying `tx` after the coinbase (added after the template was built,
+/// so it is not checked by the template's fee accounting), commitments refreshed.
+fn block_spending(cs: &ChainState, w: &Wallet, tx: bitcoin::Transaction) -> Block {
+    block_with(cs, w.p2wpkh(), vec![], |b| {
+        b.txdata.push(tx);
+        refresh_commitments(b);
+    })
+}
+
 fn regrind(block: &mut Block) {
     assert!(bllvm_node::chain::mining::grind(&mut block.header));
 }
@@ -174,10 +183,7 @@ fn bad_txns_vout_empty() {
     let (mut cs, w) = setup();
     let mut tx = simple_spend(&cs, &w, 1);
     tx.output.clear();
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-txns-vout-empty");
 }
 
@@ -186,10 +192,7 @@ fn bad_txns_vout_toolarge() {
     let (mut cs, w) = setup();
     let mut tx = simple_spend(&cs, &w, 1);
     tx.output[0].value = Amount::from_sat(MAX_MONEY + 1);
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-txns-vout-toolarge");
 }
 
@@ -201,10 +204,7 @@ fn bad_txns_inputs_duplicate() {
         &[(op, prev.clone()), (op, prev)],
         vec![out(COIN, w.p2wpkh())],
     );
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-txns-inputs-duplicate");
 }
 
@@ -216,10 +216,7 @@ fn bad_txns_inputs_missingorspent() {
         &[(missing, out(COIN, w.p2wpkh()))],
         vec![out(COIN / 2, w.p2wpkh())],
     );
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-txns-inputs-missingorspent");
 }
 
@@ -232,10 +229,7 @@ fn spending_an_output_twice_across_blocks_is_missingorspent() {
     again.output[0].value = Amount::from_sat(COIN); // a different txid, same input
     let (op, prev) = coinbase_utxo(&cs, 1);
     w.sign(&mut again, &[(op, prev)]);
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(again);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, again);
     rejected(&mut cs, &w, b, "bad-txns-inputs-missingorspent");
 }
 
@@ -244,10 +238,7 @@ fn bad_txns_premature_spend_of_coinbase() {
     let (mut cs, w) = setup();
     // Block 3's coinbase is 99 blocks deep in block 102.
     let tx = simple_spend(&cs, &w, 3);
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-txns-premature-spend-of-coinbase");
 }
 
@@ -256,10 +247,7 @@ fn bad_txns_in_belowout() {
     let (mut cs, w) = setup();
     let (op, prev) = coinbase_utxo(&cs, 1);
     let tx = w.spend(&[(op, prev)], vec![out(50 * COIN + 1, w.p2wpkh())]);
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-txns-in-belowout");
 }
 
@@ -282,10 +270,7 @@ fn bad_blk_weight() {
     tx.output
         .push(out(0, ScriptBuf::from_bytes(vec![0x6a; 700_000])));
     tx.input[0].witness.push(vec![0u8; 1_500_000]);
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-blk-weight");
 }
 
@@ -297,10 +282,7 @@ fn bad_blk_sigops() {
         0,
         ScriptBuf::from_bytes(vec![OP_CHECKSIG.to_u8(); 20_001]),
     ));
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-blk-sigops");
 }
 
@@ -312,10 +294,7 @@ fn bip113_locktime_in_the_future_is_nonfinal() {
     tx.lock_time = absolute::LockTime::from_height(500).unwrap();
     tx.input[0].sequence = Sequence::ENABLE_LOCKTIME_NO_RBF;
     w.sign(&mut tx, &[(op, prev)]);
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-txns-nonfinal");
 }
 
@@ -327,10 +306,7 @@ fn bip68_relative_lock_not_yet_met_is_nonfinal() {
     // Coin from block 1; 200 blocks relative lock; next block is 102.
     tx.input[0].sequence = Sequence::from_height(200);
     w.sign(&mut tx, &[(op, prev)]);
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(tx);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, tx);
     rejected(&mut cs, &w, b, "bad-txns-nonfinal");
 }
 
@@ -340,10 +316,7 @@ fn p2wpkh_spend_valid_and_with_a_wrong_signature() {
     let other = Wallet::new(2);
     let (op, prev) = coinbase_utxo(&cs, 1);
     let forged = w.spend_with(&other, &[(op, prev.clone())], vec![out(COIN, w.p2wpkh())]);
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(forged);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, forged);
     rejected(&mut cs, &w, b, "mandatory-script-verify-flag-failed");
     let good = w.spend(&[(op, prev)], vec![out(COIN, other.p2wpkh())]);
     let txid = good.compute_txid();
@@ -376,10 +349,7 @@ fn p2tr_key_path_spend_valid_and_with_a_wrong_signature() {
         &[(tr_op, tr_prev.clone())],
         vec![out(COIN, w.p2wpkh())],
     );
-    let b = block_with(&cs, w.p2wpkh(), vec![], |b| {
-        b.txdata.push(forged);
-        refresh_commitments(b);
-    });
+    let b = block_spending(&cs, &w, forged);
     rejected(&mut cs, &w, b, "mandatory-script-verify-flag-failed");
 
     let good = w.spend(&[(tr_op, tr_prev)], vec![out(9 * COIN, other.p2tr())]);

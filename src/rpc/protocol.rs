@@ -277,6 +277,13 @@ impl<'a> Args<'a> {
         })
     }
 
+    /// A required string parameter.
+    pub fn required_str(&self, i: usize) -> Result<&'a str, RpcError> {
+        self.required(i)?;
+        self.str(i)?
+            .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument"))
+    }
+
     /// An integer parameter.
     pub fn int(&self, i: usize) -> Result<Option<i64>, RpcError> {
         self.get(i)

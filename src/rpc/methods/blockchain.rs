@@ -345,9 +345,7 @@ pub fn getblockchaininfo(
 /// `gettxout txid n (include_mempool=true)`: `null` when spent or unknown.
 pub fn gettxout(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
     let a = Args::new(p, &["txid", "n", "include_mempool"])?;
-    let txid = a
-        .str(0)?
-        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument txid"))?;
+    let txid = a.required_str(0)?;
     let txid = Txid::from_str(txid)
         .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "txid must be of length 64"))?;
     let n = a
@@ -505,9 +503,7 @@ pub fn getblocktemplate(cs: &ChainState, p: &Params) -> Result<Value, RpcError> 
 /// `getrawtransaction txid (verbose blockhash)`: without a transaction index, a block hash is needed.
 pub fn getrawtransaction(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
     let a = Args::new(p, &["txid", "verbose", "blockhash"])?;
-    let txid = a
-        .str(0)?
-        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument txid"))?;
+    let txid = a.required_str(0)?;
     let txid = Txid::from_str(txid)
         .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "txid must be of length 64"))?;
     let verbose = match a.get(1) {

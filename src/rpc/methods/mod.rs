@@ -411,27 +411,34 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
     }
 }
 
-fn generatetoaddress(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
-    let a = Args::new(params, &["nblocks", "address", "maxtries"])?;
+/// Mining RPCs are regtest-only; their payout is an address of this network.
+fn regtest_payout(
+    ctx: &Context,
+    method: &str,
+    address: &str,
+) -> Result<bitcoin::ScriptBuf, RpcError> {
     if ctx.chain != Chain::Regtest {
         return Err(RpcError::new(
             code::MISC_ERROR,
-            "generatetoaddress is only available on regtest",
+            format!("{method} is only available on regtest"),
         ));
     }
+    bitcoin::Address::from_str(address)
+        .ok()
+        .and_then(|x| x.require_network(ctx.chain.bitcoin_network()).ok())
+        .map(|a| a.script_pubkey())
+        .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Error: Invalid address"))
+}
+
+fn generatetoaddress(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(params, &["nblocks", "address", "maxtries"])?;
     let n = a
         .int(0)?
         .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument nblocks"))?;
     let n = u32::try_from(n)
         .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "nblocks must not be negative"))?;
-    let addr = a
-        .str(1)?
-        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument address"))?;
-    let payout = bitcoin::Address::from_str(addr)
-        .ok()
-        .and_then(|x| x.require_network(ctx.chain.bitcoin_network()).ok())
-        .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Error: Invalid address"))?
-        .script_pubkey();
+    let addr = a.required_str(1)?;
+    let payout = regtest_payout(ctx, "generatetoaddress", addr)?;
     let (tx, rx) = bounded(1);
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let timeout = ctx.timeout_for("generatetoaddress");
@@ -463,25 +470,8 @@ fn generatetoaddress(ctx: &Context, params: &Params) -> Result<Value, RpcError> 
 
 fn generateblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
     let a = Args::new(params, &["output", "transactions", "submit"])?;
-    if ctx.chain != Chain::Regtest {
-        return Err(RpcError::new(
-            code::MISC_ERROR,
-            "generateblock is only available on regtest",
-        ));
-    }
-    let output = a
-        .str(0)?
-        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument output"))?;
-    let payout = bitcoin::Address::from_str(output)
-        .ok()
-        .and_then(|x| x.require_network(ctx.chain.bitcoin_network()).ok())
-        .ok_or_else(|| {
-            RpcError::new(
-                code::INVALID_ADDRESS_OR_KEY,
-                "Error: Invalid address or descriptor",
-            )
-        })?
-        .script_pubkey();
+    let output = a.required_str(0)?;
+    let payout = regtest_payout(ctx, "generateblock", output)?;
     let mut txs = Vec::new();
     for item in a
         .get(1)
@@ -521,9 +511,7 @@ fn generateblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
 
 fn submitblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
     let a = Args::new(params, &["hexdata", "dummy"])?;
-    let hex = a
-        .str(0)?
-        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument hexdata"))?;
+    let hex = a.required_str(0)?;
     let bytes: Vec<u8> = bitcoin::hex::FromHex::from_hex(hex)
         .map_err(|_| RpcError::new(code::DESERIALIZATION_ERROR, "Block decode failed"))?;
     let block: bitcoin::Block = bitcoin::consensus::deserialize(&bytes)
