@@ -170,10 +170,7 @@ impl Metrics {
                         "bllvm_http_request_duration_seconds",
                         "Time from dispatch to response, by path.",
                     )
-                    .buckets(vec![
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                        2.5, 5.0, 10.0, 30.0,
-                    ]),
+                    .buckets(latency_buckets(30.0)),
                     &["path"],
                 )?,
             )?,
@@ -255,10 +252,7 @@ impl Metrics {
                         "bllvm_block_validation_seconds",
                         "Time to validate and connect a block.",
                     )
-                    .buckets(vec![
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                        2.5, 5.0, 10.0,
-                    ]),
+                    .buckets(latency_buckets(10.0)),
                 )?,
             )?,
             reorgs_total: reg(
@@ -293,10 +287,7 @@ impl Metrics {
                         "bllvm_storage_commit_seconds",
                         "Time of one storage commit: block files, fsync, store transaction.",
                     )
-                    .buckets(vec![
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                        2.5, 5.0,
-                    ]),
+                    .buckets(latency_buckets(5.0)),
                 )?,
             )?,
             rpc_requests_total: reg(
@@ -313,10 +304,7 @@ impl Metrics {
                         "bllvm_rpc_request_duration_seconds",
                         "RPC request handling time by method.",
                     )
-                    .buckets(vec![
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                        2.5, 5.0, 10.0, 30.0,
-                    ]),
+                    .buckets(latency_buckets(30.0)),
                     &["method"],
                 )?,
             )?,
@@ -407,6 +395,14 @@ impl Metrics {
             .find(|p| *p == path)
             .unwrap_or("other")
     }
+}
+
+/// Latency buckets from 0.5 ms up to `max` seconds (1-2.5-5 steps), shared by every histogram.
+fn latency_buckets(max: f64) -> Vec<f64> {
+    const ALL: [f64; 15] = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    ALL.into_iter().filter(|b| *b <= max).collect()
 }
 
 fn reg<C: prometheus::core::Collector + Clone + 'static>(

@@ -375,11 +375,7 @@ fn overload_gets_503_at_once_while_probes_answer() {
     let auth = cookie_auth(&node);
     let addr = node.rpc;
     let queue_depth = |node: &TestNode| -> Option<u64> {
-        let (_, m) = node.get("/metrics").ok()?;
-        m.lines()
-            .find(|l| l.starts_with("bllvm_channel_depth{channel=\"rpc_work_queue\"}"))?
-            .rsplit(' ')
-            .next()?
+        metric(node, "bllvm_channel_depth{channel=\"rpc_work_queue\"}")?
             .parse()
             .ok()
     };
