@@ -9,6 +9,7 @@ pub mod datadir;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod messages;
 pub mod metrics;
 pub mod node;
 pub mod p2p;

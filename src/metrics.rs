@@ -85,6 +85,135 @@ pub struct Metrics {
     pub rpc_breaker_state: IntGaugeVec,
     /// RPC calls being answered now.
     pub rpc_in_flight: IntGauge,
+    /// P2P traffic and peer-management figures.
+    pub net: NetMetrics,
+}
+
+/// The p2p thread's metrics; every label is a bounded set (commands from a fixed list, reasons
+/// from the code).
+#[derive(Clone)]
+pub struct NetMetrics {
+    /// Connected peers by direction (inbound, outbound, manual).
+    pub peers: IntGaugeVec,
+    /// Connections opened, by direction.
+    pub connections_opened_total: IntCounterVec,
+    /// Connections closed, by reason.
+    pub connections_closed_total: IntCounterVec,
+    /// Bytes sent, by command.
+    pub bytes_sent_total: IntCounterVec,
+    /// Bytes received, by command.
+    pub bytes_received_total: IntCounterVec,
+    /// Messages sent, by command.
+    pub messages_sent_total: IntCounterVec,
+    /// Messages received, by command.
+    pub messages_received_total: IntCounterVec,
+    /// Addresses banned now.
+    pub bans: IntGauge,
+    /// Partition events.
+    pub partitions_total: IntCounter,
+    /// Outbound connection attempts.
+    pub connect_attempts_total: IntCounter,
+    /// Messages dropped because a peer's send queue was full.
+    pub queue_drops_total: IntCounter,
+    /// Bytes waiting in all send queues.
+    pub send_queue_bytes: IntGauge,
+    /// Blocks requested and not yet received.
+    pub blocks_in_flight: IntGauge,
+    /// Addresses in the address book.
+    pub addresses_known: IntGauge,
+}
+
+impl NetMetrics {
+    fn new(r: &Registry) -> Result<NetMetrics, MetricsError> {
+        let vec = |name: &str, help: &str, label: &str| -> Result<IntCounterVec, MetricsError> {
+            reg(r, IntCounterVec::new(Opts::new(name, help), &[label])?)
+        };
+        Ok(NetMetrics {
+            peers: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("bllvm_p2p_peers", "Connected peers after the handshake."),
+                    &["direction"],
+                )?,
+            )?,
+            connections_opened_total: vec(
+                "bllvm_p2p_connections_opened_total",
+                "P2P connections opened.",
+                "direction",
+            )?,
+            connections_closed_total: vec(
+                "bllvm_p2p_connections_closed_total",
+                "P2P connections closed.",
+                "reason",
+            )?,
+            bytes_sent_total: vec(
+                "bllvm_p2p_bytes_sent_total",
+                "P2P bytes queued for sending.",
+                "command",
+            )?,
+            bytes_received_total: vec(
+                "bllvm_p2p_bytes_received_total",
+                "P2P bytes received in whole messages.",
+                "command",
+            )?,
+            messages_sent_total: vec(
+                "bllvm_p2p_messages_sent_total",
+                "P2P messages queued for sending.",
+                "command",
+            )?,
+            messages_received_total: vec(
+                "bllvm_p2p_messages_received_total",
+                "P2P messages received.",
+                "command",
+            )?,
+            bans: reg(
+                r,
+                IntGauge::new("bllvm_p2p_banned", "Addresses banned now.")?,
+            )?,
+            partitions_total: reg(
+                r,
+                IntCounter::new(
+                    "bllvm_network_partitions_total",
+                    "Times every outbound peer dropped at once.",
+                )?,
+            )?,
+            connect_attempts_total: reg(
+                r,
+                IntCounter::new(
+                    "bllvm_p2p_connect_attempts_total",
+                    "Outbound connection attempts, reconnections included.",
+                )?,
+            )?,
+            queue_drops_total: reg(
+                r,
+                IntCounter::new(
+                    "bllvm_p2p_queue_drops_total",
+                    "Messages dropped because a peer's send queue was full.",
+                )?,
+            )?,
+            send_queue_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_p2p_send_queue_bytes",
+                    "Bytes waiting in all peers' send queues.",
+                )?,
+            )?,
+            blocks_in_flight: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_sync_blocks_in_flight",
+                    "Blocks requested from peers and not yet received.",
+                )?,
+            )?,
+            addresses_known: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_p2p_addresses_known",
+                    "Addresses in the address book.",
+                )?,
+            )?,
+        })
+    }
 }
 
 /// Registering a metric failed; only a programming error (duplicate name) causes it.
@@ -328,6 +457,7 @@ impl Metrics {
                     &["method"],
                 )?,
             )?,
+            net: NetMetrics::new(r)?,
             rpc_in_flight: reg(
                 r,
                 IntGauge::new("bllvm_rpc_in_flight", "RPC calls being answered now.")?,

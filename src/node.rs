@@ -8,8 +8,9 @@ use crate::config::Config;
 use crate::datadir::{self, DatadirError, DatadirLock};
 use crate::http::{self, probes::ProbeContext, route::Enabled, Dispatcher, HttpError};
 use crate::lifecycle::stop_pair;
+use crate::messages::P2pHandle;
 use crate::metrics::{Metrics, MetricsError};
-use crate::p2p::reactor::{Reactor, ReactorError, ReactorLinks};
+use crate::p2p::reactor::{P2pSetup, Reactor, ReactorError, ReactorLinks};
 use crate::pruning::PruningMonitor;
 use crate::rpc::allow::AllowList;
 use crate::rpc::auth::{CookieFile, Credentials};
@@ -143,6 +144,61 @@ fn fault_for(config: &Config, c: Component) -> Option<Fault> {
     }
 }
 
+/// The p2p thread's settings, with the address book and bans saved by the last run.
+fn p2p_setup(config: &Config, store: &dyn Store) -> Result<P2pSetup, StartError> {
+    use crate::p2p::resolver::{parse_peer, Purpose};
+    let n = &config.network;
+    let port = config.chain.default_p2p_port();
+    let mut names = Vec::new();
+    let mut resolve = |list: &[String], purpose| -> Vec<std::net::SocketAddr> {
+        list.iter()
+            .filter_map(|s| match parse_peer(s, port) {
+                Ok(a) => Some(a),
+                Err((host, p)) => {
+                    names.push((host, p, purpose));
+                    None
+                }
+            })
+            .collect()
+    };
+    let connect_only = resolve(&n.connect, Purpose::Connect);
+    let addnode = resolve(&n.addnode, Purpose::AddNode);
+    let secs = Duration::from_secs_f64;
+    let manager = crate::p2p::peer_manager::Settings {
+        target_outbound: n.max_outbound,
+        max_connections: n.max_connections,
+        connect_only,
+        addnode,
+        backoff: crate::p2p::backoff::Policy {
+            initial: secs(n.reconnect_initial_delay_secs),
+            max: secs(n.reconnect_max_delay_secs),
+            // Disabled: a dropped gossip peer is replaced, not retried; manual peers always are.
+            max_retries: if n.reconnect_enabled {
+                n.reconnect_max_retries
+            } else {
+                0
+            },
+            jitter: 0.2,
+        },
+    };
+    let table = |key: &[u8]| store.get(storage::Table::Peers, key);
+    let book = table(b"addrbook")?
+        .map(|b| crate::p2p::addrbook::AddrBook::decode(&b))
+        .unwrap_or_default();
+    let bans = table(b"bans")?
+        .map(|b| crate::p2p::bans::BanList::decode(&b))
+        .unwrap_or_default();
+    Ok(P2pSetup {
+        chain: config.chain,
+        manager,
+        names,
+        default_port: port,
+        send_queue_limit: crate::p2p::send_queue::DEFAULT_LIMIT,
+        book,
+        bans,
+    })
+}
+
 fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), StartError> {
     // First, so a SIGTERM during start-up is queued for an orderly stop instead of killing us.
     let (sig_tx, sig_rx) = bounded(4);
@@ -195,6 +251,7 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
     let (probe_tx, probe_rx) = bounded(ch.probe_queue);
     let (rpc_tx, rpc_rx) = bounded(config.rpc.work_queue);
     let (fail_tx, fail_rx) = bounded(64);
+    let (records_tx, records_rx) = bounded(4);
     watch(&metrics, "peer_events", ch.peer_events, &peer_rx);
     watch(&metrics, "p2p_commands", ch.p2p_commands, &cmd_rx);
     watch(&metrics, "write_batches", ch.write_batches, &batch_rx);
@@ -216,6 +273,7 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
         store: store.clone(),
         jobs: batch_rx,
         prunes: prune_rx,
+        peer_records: records_rx,
         committed: committed.clone(),
         metrics: metrics.clone(),
         stop: storage_sig,
@@ -241,6 +299,7 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
         metrics: metrics.clone(),
         tick,
         mine_every: config.debug.mine_every_secs.map(Duration::from_secs_f64),
+        p2p: P2pHandle::new(cmd_tx.clone(), Some(p2p_waker.clone())),
     };
     let chain_thread = start_thread(Component::Chain, "chain", &fail_tx, move || chain.run())?;
 
@@ -262,12 +321,17 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
     let links = ReactorLinks {
         commands: cmd_rx,
         events: peer_tx,
+        persist: records_tx,
         stop: p2p_sig,
         heartbeat: beat(Component::P2p),
         shared: shared.clone(),
+        metrics: metrics.clone(),
         tick,
     };
-    let p2p_thread = start_thread(Component::P2p, "p2p", &fail_tx, move || reactor.run(links))?;
+    let setup = p2p_setup(config, store.as_ref())?;
+    let p2p_thread = start_thread(Component::P2p, "p2p", &fail_tx, move || {
+        reactor.run(setup, links)
+    })?;
 
     let (http_stop, http_sig) = stop_pair(None);
     let probe_ctx = Arc::new(ProbeContext {
@@ -279,6 +343,7 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
         methods: rpc::methods::Context {
             chain: config.chain,
             chain_requests: req_tx.clone(),
+            p2p: P2pHandle::new(cmd_tx.clone(), Some(p2p_waker.clone())),
             signals: sig_tx.clone(),
             probes: probe_ctx.clone(),
             timeout: Duration::from_secs_f64(config.rpc.timeout_secs),

@@ -32,8 +32,90 @@ pub struct StorageView {
 pub struct NetworkView {
     /// Connected peers (after handshake).
     pub peers_connected: usize,
+    /// Of which inbound.
+    pub peers_inbound: usize,
     /// The connection limit.
     pub peers_max: usize,
+    /// `setnetworkactive`.
+    pub active: bool,
+    /// Every connection, handshake done or not.
+    pub peers: Vec<PeerInfo>,
+    /// Bytes sent and received since start.
+    pub bytes_sent: u64,
+    /// Bytes received since start.
+    pub bytes_recv: u64,
+    /// Current bans.
+    pub bans: Vec<BanInfo>,
+    /// `addnode` peers: address and whether connected.
+    pub added: Vec<(std::net::SocketAddr, bool)>,
+    /// Services we announce (`localservices`).
+    pub local_services: u64,
+}
+
+/// One connection as `getpeerinfo` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct PeerInfo {
+    /// Peer id.
+    pub id: u64,
+    /// Its address.
+    pub addr: Option<std::net::SocketAddr>,
+    /// Our end of the socket.
+    pub local: Option<std::net::SocketAddr>,
+    /// Whether it connected to us.
+    pub inbound: bool,
+    /// "inbound", "outbound-full-relay" or "manual".
+    pub connection_type: &'static str,
+    /// Handshake done.
+    pub ready: bool,
+    /// Services it announced.
+    pub services: u64,
+    /// Protocol version.
+    pub version: u32,
+    /// User agent.
+    pub subver: String,
+    /// Height it announced at the handshake.
+    pub starting_height: i32,
+    /// Best height we know it has.
+    pub synced_headers: i64,
+    /// Blocks requested from it.
+    pub inflight: usize,
+    /// Unix seconds connected.
+    pub conntime: i64,
+    /// Unix seconds of the last send.
+    pub lastsend: i64,
+    /// Unix seconds of the last receive.
+    pub lastrecv: i64,
+    /// Bytes sent.
+    pub bytessent: u64,
+    /// Bytes received.
+    pub bytesrecv: u64,
+    /// Bytes sent per command.
+    pub bytessent_per_msg: Vec<(&'static str, u64)>,
+    /// Bytes received per command.
+    pub bytesrecv_per_msg: Vec<(&'static str, u64)>,
+    /// Last ping round trip, seconds.
+    pub pingtime: Option<f64>,
+    /// Bytes waiting in its send queue.
+    pub send_queue_bytes: usize,
+    /// BIP339, BIP155, BIP130.
+    pub wtxid_relay: bool,
+    /// Whether the peer takes addrv2.
+    pub addr_v2: bool,
+    /// Whether the peer asked for headers announcements.
+    pub send_headers: bool,
+}
+
+/// One ban as `listbanned` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanInfo {
+    /// The banned address (a single IP, /32 or /128).
+    pub address: String,
+    /// Unix seconds created.
+    pub created: i64,
+    /// Unix seconds it ends.
+    pub until: i64,
+    /// Why.
+    pub reason: String,
 }
 
 /// State every thread can read without asking its owner.

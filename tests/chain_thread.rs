@@ -30,6 +30,9 @@ fn generate_and_submit_through_the_threads_then_reopen() {
     let (_prune_tx, prune_rx) = bounded(1);
     let (req_tx, req_rx) = bounded(4);
     let (_peer_tx, peer_rx) = bounded(4);
+    let (_records_tx, records_rx) = bounded(1);
+    // No p2p thread: summaries go to a queue nobody reads, which the chain must not wait on forever.
+    let (p2p_tx, _p2p_rx) = bounded(1024);
     let committed = Arc::new(AtomicU64::new(0));
     let tick = Duration::from_millis(20);
     let (writer_stop, writer_sig) = stop_pair(None);
@@ -39,6 +42,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
         store: store.clone(),
         jobs: jobs_rx,
         prunes: prune_rx,
+        peer_records: records_rx,
         committed: committed.clone(),
         stop: writer_sig,
         heartbeat: shared.vitals.heartbeat(Component::Storage, None),
@@ -59,6 +63,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
         metrics: metrics.clone(),
         tick,
         mine_every: None,
+        p2p: bllvm_node::messages::P2pHandle::new(p2p_tx, None),
     };
     let w = std::thread::spawn(move || writer.run().unwrap());
     let c = std::thread::spawn(move || chain.run().unwrap());

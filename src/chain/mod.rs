@@ -11,6 +11,7 @@ pub mod persist;
 pub mod pow;
 pub mod reject;
 pub mod script;
+pub mod serve;
 pub mod signet;
 pub mod sigops;
 pub mod thread;
@@ -18,4 +19,4 @@ pub mod tx_check;
 pub mod utxo;
 pub mod utxo_cache;
 
-pub use thread::{ChainError, ChainRequest, ChainThread, PeerEvent};
+pub use thread::{ChainError, ChainRequest, ChainThread};

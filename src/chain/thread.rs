@@ -5,36 +5,21 @@ use super::chainstate::{ChainState, Submitted, Update};
 use super::mining::{op_true_payout, spend_op_true};
 use super::persist::{prepare, PersistError, PersistJob};
 use super::reject::Reject;
+use super::serve::{blocks_for, headers_after, summary, MAX_ANNOUNCE_HEADERS, MAX_HEADERS};
 use crate::clock::unix_now;
 use crate::lifecycle::StopSignal;
+use crate::messages::{P2pCommand, P2pHandle, PeerEvent, PeerId};
 use crate::metrics::Metrics;
 use crate::state::{ChainView, Shared};
 use crate::storage::writer::Sequenced;
 use crate::supervisor::health::{Heartbeat, Status};
+use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf};
 use crossbeam_channel::{select, Receiver, SendTimeoutError, Sender};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// What the p2p thread tells the chain thread.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerEvent {
-    /// A connection was accepted or established.
-    Connected {
-        /// The peer.
-        addr: SocketAddr,
-        /// Whether the peer connected to us.
-        inbound: bool,
-    },
-    /// A connection ended.
-    Disconnected {
-        /// The peer.
-        addr: SocketAddr,
-    },
-}
 
 /// A read of the chain state, run on the chain thread; it sends its own reply.
 pub type Query = Box<dyn FnOnce(&ChainState) + Send>;
@@ -104,31 +89,56 @@ pub struct ChainThread {
     pub tick: Duration,
     /// Test-only: mine a block this often.
     pub mine_every: Option<Duration>,
+    /// Answers and chain summaries to the p2p thread.
+    pub p2p: P2pHandle,
 }
+
+/// Where the loop stands between iterations.
+struct Progress {
+    /// Last job sequence number handed to the writer.
+    seq: u64,
+    /// Jobs handed over but not yet durable: (seq, blocks written, UTXO generation).
+    pending: VecDeque<(u64, Vec<BlockHash>, u64)>,
+    /// Headers connected since the last summary (only the last few are kept).
+    connected: Vec<bitcoin::block::Header>,
+    /// The chain changed since the last summary.
+    dirty: bool,
+    /// When the last summary went out.
+    sent: Instant,
+}
+
+/// How long a chain summary may lag behind a busy stream of changes.
+const SUMMARY_EVERY: Duration = Duration::from_millis(200);
 
 impl ChainThread {
     /// Serves requests and events until stopped; every change is handed to the writer.
     pub fn run(mut self) -> Result<(), ChainError> {
-        let mut seq = self.committed.load(Ordering::Acquire);
-        let mut pending: VecDeque<(u64, Vec<BlockHash>, u64)> = VecDeque::new();
+        let mut progress = Progress {
+            seq: self.committed.load(Ordering::Acquire),
+            pending: VecDeque::new(),
+            connected: Vec::new(),
+            dirty: false,
+            sent: Instant::now(),
+        };
         self.publish();
         let (tip, height) = self.state.tip();
         log::info!(height = height; "chain state loaded, tip {tip}");
         self.heartbeat.set_status(Status::Healthy, "");
         let mut next_mine = self.mine_every.map(|d| Instant::now() + d);
+        self.send_summary(&mut progress);
         loop {
             self.heartbeat.beat();
-            self.evict_committed(&mut pending);
+            self.evict_committed(&mut progress.pending);
             let wait = next_mine
                 .map(|t| t.saturating_duration_since(Instant::now()).min(self.tick))
                 .unwrap_or(self.tick);
             select! {
                 recv(self.requests) -> req => match req {
-                    Ok(req) => self.handle(req, &mut seq, &mut pending)?,
+                    Ok(req) => self.handle(req, &mut progress)?,
                     Err(_) => break,
                 },
                 recv(self.peer_events) -> ev => match ev {
-                    Ok(ev) => log::debug!("peer event: {ev:?}"),
+                    Ok(ev) => self.on_peer_event(ev, &mut progress)?,
                     Err(_) => break,
                 },
                 recv(self.stop.receiver()) -> _ => break,
@@ -136,9 +146,14 @@ impl ChainThread {
             }
             if let (Some(every), Some(at)) = (self.mine_every, next_mine) {
                 if Instant::now() >= at {
-                    self.auto_mine(&mut seq, &mut pending)?;
+                    self.auto_mine(&mut progress)?;
                     next_mine = Some(Instant::now() + every);
                 }
+            }
+            if progress.dirty
+                && (self.peer_events.is_empty() || progress.sent.elapsed() >= SUMMARY_EVERY)
+            {
+                self.send_summary(&mut progress);
             }
         }
         for req in self.requests.try_iter() {
@@ -159,18 +174,13 @@ impl ChainThread {
         Ok(())
     }
 
-    fn handle(
-        &mut self,
-        req: ChainRequest,
-        seq: &mut u64,
-        pending: &mut VecDeque<(u64, Vec<BlockHash>, u64)>,
-    ) -> Result<(), ChainError> {
+    fn handle(&mut self, req: ChainRequest, progress: &mut Progress) -> Result<(), ChainError> {
         match req {
             ChainRequest::Query(query) => query(&self.state),
             ChainRequest::Mutate(mutation) => {
                 let started = Instant::now();
                 let updates = mutation(&mut self.state);
-                self.after_change(&updates, started, seq, pending)?;
+                self.after_change(&updates, started, progress)?;
             }
             ChainRequest::Generate {
                 count,
@@ -190,7 +200,7 @@ impl ChainThread {
                     let started = Instant::now();
                     match self.state.mine(payout.clone(), Vec::new(), unix_now()) {
                         Ok((block, updates)) => {
-                            self.after_change(&updates, started, seq, pending)?;
+                            self.after_change(&updates, started, progress)?;
                             hashes.push(block.block_hash());
                         }
                         Err(e) => {
@@ -206,12 +216,12 @@ impl ChainThread {
                 let outcome = self.state.submit_block(*block, unix_now());
                 let result = match outcome {
                     Ok((submitted, updates)) => {
-                        self.after_change(&updates, started, seq, pending)?;
+                        self.after_change(&updates, started, progress)?;
                         Ok(submitted)
                     }
                     Err(r) => {
                         // A rejected block may still have changed index entries (marked invalid).
-                        self.after_change(&[], started, seq, pending)?;
+                        self.after_change(&[], started, progress)?;
                         Err(r)
                     }
                 };
@@ -222,11 +232,7 @@ impl ChainThread {
     }
 
     /// Test-only load: one block, spending the OP_TRUE coinbase from 100 blocks back.
-    fn auto_mine(
-        &mut self,
-        seq: &mut u64,
-        pending: &mut VecDeque<(u64, Vec<BlockHash>, u64)>,
-    ) -> Result<(), ChainError> {
+    fn auto_mine(&mut self, progress: &mut Progress) -> Result<(), ChainError> {
         let height = self.state.tip().1;
         let mut txs = Vec::new();
         if height >= 101 {
@@ -245,7 +251,7 @@ impl ChainThread {
         }
         let started = Instant::now();
         match self.state.mine(op_true_payout(), txs, unix_now()) {
-            Ok((_, updates)) => self.after_change(&updates, started, seq, pending),
+            Ok((_, updates)) => self.after_change(&updates, started, progress),
             Err(e) => {
                 log::warn!("debug miner: {e}");
                 Ok(())
@@ -258,8 +264,7 @@ impl ChainThread {
         &mut self,
         updates: &[Update],
         started: Instant,
-        seq: &mut u64,
-        pending: &mut VecDeque<(u64, Vec<BlockHash>, u64)>,
+        progress: &mut Progress,
     ) -> Result<(), ChainError> {
         let connected = updates
             .iter()
@@ -278,26 +283,161 @@ impl ChainThread {
             self.metrics.reorg_depth_blocks.observe(disconnected as f64);
             log::info!(depth = disconnected; "chain reorganisation");
         }
+        progress.dirty = true;
+        for u in updates {
+            if let Update::Connected { hash, height, .. } = u {
+                log::debug!("block {hash} connected at height {height}");
+                if let Some(e) = self.state.tree().get(hash) {
+                    progress.connected.push(e.header);
+                }
+            }
+        }
+        // Only whether there were more than announceable matters.
+        if progress.connected.len() > MAX_ANNOUNCE_HEADERS + 1 {
+            progress
+                .connected
+                .drain(..progress.connected.len() - MAX_ANNOUNCE_HEADERS - 1);
+        }
         let job = prepare(&mut self.state, updates)?;
         self.publish();
         if job.is_empty() {
             return Ok(());
         }
-        *seq += 1;
-        pending.push_back((*seq, job.written(), job.utxo_gen));
-        let mut msg = Sequenced { seq: *seq, job };
+        progress.seq += 1;
+        progress
+            .pending
+            .push_back((progress.seq, job.written(), job.utxo_gen));
+        let mut msg = Sequenced {
+            seq: progress.seq,
+            job,
+        };
         loop {
             match self.jobs.send_timeout(msg, self.tick) {
                 Ok(()) => return Ok(()),
                 // The writer is behind: wait (backpressure) but stay live.
                 Err(SendTimeoutError::Timeout(m)) => {
                     self.heartbeat.beat();
-                    self.evict_committed(pending);
+                    self.evict_committed(&mut progress.pending);
                     msg = m;
                 }
                 Err(SendTimeoutError::Disconnected(_)) => return Err(ChainError::WriterGone),
             }
         }
+    }
+
+    /// A message from the network: headers and blocks are validated here, requests answered.
+    fn on_peer_event(&mut self, ev: PeerEvent, progress: &mut Progress) -> Result<(), ChainError> {
+        match ev {
+            PeerEvent::Headers { peer, headers } => self.on_headers(peer, headers, progress)?,
+            PeerEvent::Block { peer, block } => {
+                let started = Instant::now();
+                match self.state.submit_block(*block, unix_now()) {
+                    Ok((_, updates)) => self.after_change(&updates, started, progress)?,
+                    Err(r) => {
+                        self.after_change(&[], started, progress)?;
+                        // A clock disagreement or our own storage fault is not the peer's doing.
+                        if r.reason != "time-too-new" && r.reason != "block-data-missing" {
+                            self.misbehaved(peer, format!("invalid block: {}", r.reason));
+                        }
+                    }
+                }
+            }
+            PeerEvent::GetHeaders {
+                peer,
+                locator,
+                stop,
+            } => {
+                let msg = NetworkMessage::Headers(headers_after(&self.state, &locator, &stop));
+                self.tell_p2p(P2pCommand::Send { peer, msg });
+            }
+            PeerEvent::GetData { peer, items } => {
+                for msg in blocks_for(&self.state, &items) {
+                    self.tell_p2p(P2pCommand::Send { peer, msg });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_headers(
+        &mut self,
+        peer: PeerId,
+        headers: Vec<bitcoin::block::Header>,
+        progress: &mut Progress,
+    ) -> Result<(), ChainError> {
+        let done = |last, more, unconnected| P2pCommand::HeadersDone {
+            peer,
+            last,
+            more,
+            unconnected,
+        };
+        let Some(first) = headers.first() else {
+            self.tell_p2p(done(None, false, false));
+            return Ok(());
+        };
+        if headers
+            .windows(2)
+            .any(|w| w[1].prev_blockhash != w[0].block_hash())
+        {
+            self.misbehaved(peer, "non-continuous headers sequence".into());
+            return Ok(());
+        }
+        if self.state.tree().get(&first.prev_blockhash).is_none() {
+            self.tell_p2p(done(None, false, true));
+            return Ok(());
+        }
+        let started = Instant::now();
+        let now = unix_now();
+        let mut last = None;
+        let mut invalid = None;
+        for h in &headers {
+            match self.state.accept_header(h, now) {
+                Ok(hash) => last = Some(hash),
+                Err(r) => {
+                    if r.reason != "time-too-new" {
+                        invalid = Some(r.reason);
+                    }
+                    break;
+                }
+            }
+        }
+        self.after_change(&[], started, progress)?;
+        if let Some(reason) = invalid {
+            self.misbehaved(peer, format!("invalid header: {reason}"));
+            return Ok(());
+        }
+        let last = last.and_then(|h| self.state.tree().get(&h).map(|e| (h, e.height)));
+        self.tell_p2p(done(last, headers.len() == MAX_HEADERS, false));
+        Ok(())
+    }
+
+    fn misbehaved(&self, peer: PeerId, reason: String) {
+        log::info!(peer = peer; "peer misbehaved: {reason}");
+        self.tell_p2p(P2pCommand::Misbehaved { peer, reason });
+    }
+
+    /// Sends to p2p, waiting while its queue is full (it never blocks, so it drains); dropped once
+    /// p2p has stopped.
+    fn tell_p2p(&self, cmd: P2pCommand) {
+        let mut cmd = cmd;
+        loop {
+            match self.p2p.send(cmd, self.tick).map_err(|e| *e) {
+                Ok(()) => return,
+                Err(SendTimeoutError::Timeout(back)) if !self.stop.requested() => {
+                    self.heartbeat.beat();
+                    cmd = back;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn send_summary(&self, progress: &mut Progress) {
+        let s = summary(&self.state, &progress.connected, false, unix_now());
+        progress.connected.clear();
+        progress.dirty = false;
+        progress.sent = Instant::now();
+        self.tell_p2p(P2pCommand::Chain(Box::new(s)));
     }
 
     /// Drops in-memory block data the writer has made durable.

@@ -107,6 +107,18 @@ impl Peer {
         self.phase
     }
 
+    /// A message the sync layer handles arrived: the peer is alive.
+    pub fn heard(&mut self, now: Instant) {
+        self.last_recv = now;
+    }
+
+    /// `ping` RPC: ping at the next tick unless a ping is already out.
+    pub fn ping_soon(&mut self, now: Instant) {
+        if self.phase == Phase::Ready && self.ping.is_none() {
+            self.next_ping = Some(now);
+        }
+    }
+
     /// A message arrived; `ours` builds our version message when an inbound peer needs it.
     pub fn on_message(
         &mut self,

@@ -216,6 +216,61 @@ impl PeerManager {
     pub fn outbound_count(&self) -> usize {
         self.outbound.len()
     }
+
+    /// `addnode add`: kept connected from now on; false if already added.
+    pub fn add_node(&mut self, addr: SocketAddr, now_unix: i64) -> bool {
+        if self.settings.addnode.contains(&addr) {
+            return false;
+        }
+        self.settings.addnode.push(addr);
+        self.book.add(addr, Source::Manual, now_unix);
+        self.reconnect
+            .insert(addr, Reconnect::new(Persistence::Permanent));
+        true
+    }
+
+    /// `addnode remove`: no longer kept connected; false if it was not added.
+    pub fn remove_node(&mut self, addr: &SocketAddr) -> bool {
+        let before = self.settings.addnode.len();
+        self.settings.addnode.retain(|a| a != addr);
+        self.reconnect.remove(addr);
+        before != self.settings.addnode.len()
+    }
+
+    /// A `--connect` name resolved to `addr`.
+    pub fn add_connect(&mut self, addr: SocketAddr, now_unix: i64) {
+        if !self.settings.connect_only.contains(&addr) {
+            self.settings.connect_only.push(addr);
+            self.book.add(addr, Source::Manual, now_unix);
+            self.reconnect
+                .insert(addr, Reconnect::new(Persistence::Permanent));
+        }
+    }
+
+    /// `addnode onetry`: an attempt outside the managed set.
+    pub fn one_try(&mut self, addr: SocketAddr) {
+        self.pending.push(addr);
+    }
+
+    /// Whether `addr` is a manual peer (`--connect`, `--addnode`, `addnode`).
+    pub fn is_manual(&self, addr: &SocketAddr) -> bool {
+        self.settings.connect_only.contains(addr) || self.settings.addnode.contains(addr)
+    }
+
+    /// `--connect` mode: no other peers, no DNS.
+    pub fn connect_only(&self) -> bool {
+        !self.settings.connect_only.is_empty()
+    }
+
+    /// `addnode` peers.
+    pub fn added(&self) -> &[SocketAddr] {
+        &self.settings.addnode
+    }
+
+    /// Reconnection state of an address: consecutive failures, and whether it may be dialled now.
+    pub fn backoff_of(&self, addr: &SocketAddr, now: Instant) -> Option<(u32, bool)> {
+        self.reconnect.get(addr).map(|r| (r.failures(), r.due(now)))
+    }
 }
 
 #[cfg(test)]

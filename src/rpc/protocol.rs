@@ -33,6 +33,16 @@ pub mod code {
     pub const VERIFY_ALREADY_IN_CHAIN: i64 = -27;
     /// Still starting up.
     pub const IN_WARMUP: i64 = -28;
+    /// Core's RPC_CLIENT_NODE_ALREADY_ADDED (also "already banned").
+    pub const NODE_ALREADY_ADDED: i64 = -23;
+    /// Core's RPC_CLIENT_NODE_NOT_ADDED.
+    pub const NODE_NOT_ADDED: i64 = -24;
+    /// Core's RPC_CLIENT_NODE_NOT_CONNECTED.
+    pub const NODE_NOT_CONNECTED: i64 = -29;
+    /// Core's RPC_CLIENT_INVALID_IP_OR_SUBNET.
+    pub const INVALID_IP_OR_SUBNET: i64 = -30;
+    /// Core's RPC_CLIENT_P2P_DISABLED.
+    pub const P2P_DISABLED: i64 = -9;
 }
 
 /// A JSON-RPC error object.

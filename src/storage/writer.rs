@@ -2,7 +2,7 @@
 //! job contains is the committer's business (the chain's `ChainDb`); the writer sequences jobs,
 //! reports progress and stops cleanly.
 
-use super::{PruneRequest, Store};
+use super::{PruneRequest, Store, Table, WriteBatch};
 use crate::lifecycle::StopSignal;
 use crate::metrics::Metrics;
 use crate::state::Shared;
@@ -45,6 +45,8 @@ pub struct Writer<C: Committer> {
     pub jobs: Receiver<Sequenced<C::Job>>,
     /// Requests from the pruning monitor.
     pub prunes: Receiver<PruneRequest>,
+    /// Records for the `peers` table (address book, bans) from the p2p thread.
+    pub peer_records: Receiver<Vec<(Vec<u8>, Vec<u8>)>>,
     /// The last durable sequence number, read by the producer.
     pub committed: Arc<AtomicU64>,
     /// Shutdown.
@@ -84,6 +86,9 @@ impl<C: Committer> Writer<C> {
                     // Deleting block files arrives with pruning; until then the request is noted.
                     log::debug!("prune request to {} bytes: pruning not implemented yet", req.target_bytes);
                 },
+                recv(self.peer_records) -> msg => if let Ok(records) = msg {
+                    self.write_peers(records)?;
+                },
                 recv(self.stop.receiver()) -> _ => break,
                 default(self.tick) => self.publish(true),
             }
@@ -92,6 +97,10 @@ impl<C: Committer> Writer<C> {
         while let Ok(job) = self.jobs.try_recv() {
             self.commit(job)?;
             drained += 1;
+        }
+        // p2p saves its tables as it stops, before this stage.
+        while let Ok(records) = self.peer_records.try_recv() {
+            self.write_peers(records)?;
         }
         log::info!(drained = drained; "storage writer stopped after committing queued jobs");
         self.publish(false);
@@ -108,6 +117,16 @@ impl<C: Committer> Writer<C> {
             .observe(started.elapsed().as_secs_f64());
         self.committed.store(job.seq, Ordering::Release);
         Ok(())
+    }
+
+    fn write_peers(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), WriterError> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in records {
+            batch.put(Table::Peers, k, v);
+        }
+        self.store
+            .apply(&batch)
+            .map_err(|e| WriterError(Box::new(e)))
     }
 
     fn publish(&self, available: bool) {

@@ -5,8 +5,8 @@ pub mod signals;
 pub mod systemd;
 
 use crate::lifecycle::StopSender;
+use crate::messages::P2pCommand;
 use crate::metrics::Metrics;
-use crate::p2p::P2pCommand;
 use crate::state::Shared;
 use crate::thread::{ComponentFailed, Failure};
 use crossbeam_channel::{select, Receiver, Sender};

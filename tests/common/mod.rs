@@ -269,3 +269,50 @@ fn dechunk(mut rest: &str) -> String {
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
+
+impl TestNode {
+    /// Calls a JSON-RPC method with the node's cookie: the result, or the error object.
+    pub fn rpc(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        use base64::Engine;
+        let cookie = std::fs::read_to_string(self.datadir.join("regtest/.cookie"))
+            .map_err(|e| serde_json::json!({ "message": format!("no cookie: {e}") }))?;
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(cookie.trim())
+        );
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let (_, _, text) = http_full(
+            self.rpc,
+            "POST",
+            "/",
+            &[("Authorization", &auth)],
+            &body.to_string(),
+        )
+        .map_err(|e| serde_json::json!({ "message": e.to_string() }))?;
+        let mut reply = json(&text);
+        match reply.get("error") {
+            Some(e) if !e.is_null() => Err(e.clone()),
+            _ => Ok(reply["result"].take()),
+        }
+    }
+
+    /// Calls a method that must succeed.
+    pub fn call(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.rpc(method, params)
+            .unwrap_or_else(|e| panic!("{method} failed: {e}\nlog:\n{}", self.log()))
+    }
+
+    /// The active tip: (height, hash).
+    pub fn tip(&self) -> (u64, String) {
+        let info = self.call("getblockchaininfo", serde_json::json!([]));
+        (
+            info["blocks"].as_u64().unwrap(),
+            info["bestblockhash"].as_str().unwrap().to_owned(),
+        )
+    }
+}

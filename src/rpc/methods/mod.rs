@@ -2,6 +2,7 @@
 //! Chain reads run on the chain thread as queries; node reads use the shared views.
 
 pub mod blockchain;
+pub mod network;
 
 use super::protocol::{code, Args, Params, RpcError};
 use crate::chain::chainstate::{ChainState, Submitted};
@@ -21,6 +22,8 @@ pub struct Context {
     pub chain: Chain,
     /// Requests to the chain thread.
     pub chain_requests: Sender<ChainRequest>,
+    /// Commands to the p2p thread (network methods).
+    pub p2p: crate::messages::P2pHandle,
     /// Signals to the supervisor (`stop`).
     pub signals: Sender<Signal>,
     /// Shared views and metrics (health, metrics, uptime).
@@ -109,6 +112,13 @@ pub const METHODS: &[&str] = &[
     "getrawmempool",
     "ping",
     "logging",
+    "addnode",
+    "disconnectnode",
+    "getaddednodeinfo",
+    "setban",
+    "listbanned",
+    "clearbanned",
+    "setnetworkactive",
 ];
 
 /// The metric label of a method name: itself if known, else `unknown`.
@@ -198,6 +208,9 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
                 format!("debug fault injected in {method}"),
             ));
         }
+    }
+    if let Some(answer) = network::dispatch(ctx, method, params) {
+        return answer;
     }
     match method {
         "getbestblockhash" => read(ctx, method, b::getbestblockhash, params),
@@ -299,34 +312,6 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
         "generatetoaddress" => generatetoaddress(ctx, params),
         "submitblock" => submitblock(ctx, params),
         "getmininginfo" => getmininginfo(ctx, params),
-        "getnetworkinfo" => getnetworkinfo(ctx, params),
-        "getconnectioncount" => {
-            Args::new(params, &[])?;
-            Ok(ctx.probes.shared.network.read().peers_connected.into())
-        }
-        "getpeerinfo" => {
-            Args::new(params, &[])?;
-            // The P2P issue fills this; until then the node has no peers.
-            Ok(json!([]))
-        }
-        "getnettotals" => {
-            Args::new(params, &[])?;
-            let now_ms = crate::clock::unix_now_millis();
-            // Byte counts arrive with the P2P issue; Core's shape, with no upload target set.
-            Ok(json!({
-                "totalbytesrecv": 0,
-                "totalbytessent": 0,
-                "timemillis": now_ms,
-                "uploadtarget": {
-                    "timeframe": 86400,
-                    "target": 0,
-                    "target_reached": false,
-                    "serve_historical_blocks": true,
-                    "bytes_left_in_cycle": 0,
-                    "time_left_in_cycle": 0,
-                },
-            }))
-        }
         "uptime" => {
             Args::new(params, &[])?;
             Ok(ctx.probes.shared.started.elapsed().as_secs().into())
@@ -376,11 +361,6 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
                     .map(|(c, on)| (c.to_owned(), on.into()))
                     .collect(),
             ))
-        }
-        "ping" => {
-            Args::new(params, &[])?;
-            // Core queues a ping to every peer; with no peers there is nothing to send.
-            Ok(Value::Null)
         }
         "gethealth" => {
             Args::new(params, &[])?;
@@ -565,26 +545,3 @@ fn getmininginfo(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
 
 /// The Bitcoin Core release whose RPC and P2P behaviour the node matches (clients gate on it).
 pub const CORE_VERSION: u32 = 290000;
-
-fn getnetworkinfo(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
-    Args::new(params, &[])?;
-    let net = ctx.probes.shared.network.read().clone();
-    Ok(json!({
-        "version": CORE_VERSION,
-        "subversion": format!("/bllvm-node:{}/", env!("CARGO_PKG_VERSION")),
-        "protocolversion": 70016,
-        "localservices": "0000000000000409",
-        "localservicesnames": ["NETWORK", "WITNESS", "NETWORK_LIMITED"],
-        "localrelay": true,
-        "timeoffset": 0,
-        "networkactive": true,
-        "connections": net.peers_connected,
-        "connections_in": 0,
-        "connections_out": net.peers_connected,
-        "networks": [],
-        "relayfee": 0.00001,
-        "incrementalfee": 0.00001,
-        "localaddresses": [],
-        "warnings": [],
-    }))
-}

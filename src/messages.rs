@@ -1,0 +1,211 @@
+//! What crosses between the p2p thread, the chain thread and RPC. It lives apart from all three
+//! so that `chain` and `rpc` can talk to `p2p` without importing it.
+
+use bitcoin::block::Header;
+use bitcoin::p2p::message::NetworkMessage;
+use bitcoin::p2p::message_blockdata::Inventory;
+use bitcoin::{Block, BlockHash};
+use crossbeam_channel::Sender;
+use std::net::{IpAddr, SocketAddr};
+
+/// A connection's id, unique for the life of the process (Core's peer id).
+pub type PeerId = u64;
+
+/// What the p2p thread tells the chain thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// `headers` arrived.
+    Headers {
+        /// From whom.
+        peer: PeerId,
+        /// The headers, in the peer's order.
+        headers: Vec<Header>,
+    },
+    /// A block we asked for arrived.
+    Block {
+        /// From whom.
+        peer: PeerId,
+        /// The block.
+        block: Box<Block>,
+    },
+    /// The peer asks for headers after the first locator hash on our active chain.
+    GetHeaders {
+        /// From whom.
+        peer: PeerId,
+        /// Its locator.
+        locator: Vec<BlockHash>,
+        /// Where to stop (all zeros: up to 2,000).
+        stop: BlockHash,
+    },
+    /// The peer asks for blocks (a bounded slice of its `getdata`).
+    GetData {
+        /// From whom.
+        peer: PeerId,
+        /// Block items only.
+        items: Vec<Inventory>,
+    },
+}
+
+/// What the chain knows that block download needs, sent to p2p after every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// Active tip.
+    pub tip: (BlockHash, u32),
+    /// Most-work valid header.
+    pub best_header: (BlockHash, u32),
+    /// Locator from the best header, for `getheaders`.
+    pub locator: Vec<BlockHash>,
+    /// Blocks on the best header chain within the download window that have no data, lowest first.
+    pub wanted: Vec<(u32, BlockHash)>,
+    /// Headers of blocks connected since the previous summary (at most 8, oldest first), to announce.
+    pub connected: Vec<Header>,
+    /// Core's initial block download: the tip is more than a day old.
+    pub ibd: bool,
+    /// Whether blocks below some height are gone (services: `NODE_NETWORK_LIMITED`).
+    pub pruned: bool,
+}
+
+impl Default for ChainSummary {
+    /// Before the chain's first summary: nothing known, nothing wanted.
+    fn default() -> ChainSummary {
+        let zero = <BlockHash as bitcoin::hashes::Hash>::all_zeros();
+        ChainSummary {
+            tip: (zero, 0),
+            best_header: (zero, 0),
+            locator: Vec::new(),
+            wanted: Vec::new(),
+            connected: Vec::new(),
+            ibd: true,
+            pruned: false,
+        }
+    }
+}
+
+/// The outcome of an RPC command carried out by p2p, in the words RPC reports.
+pub type CommandReply = Sender<Result<(), CommandError>>;
+
+/// Why p2p refused an RPC's command; maps to Core's RPC error codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Core's RPC_CLIENT_NODE_ALREADY_ADDED (-23).
+    #[error("Error: Node already added")]
+    AlreadyAdded,
+    /// Core's RPC_CLIENT_NODE_NOT_ADDED (-24).
+    #[error("Error: Node could not be removed. It has not been added previously.")]
+    NotAdded,
+    /// Core's RPC_CLIENT_NODE_NOT_CONNECTED (-29).
+    #[error("Node not found in connected nodes")]
+    NotConnected,
+    /// Core's RPC_CLIENT_NODE_ALREADY_ADDED for bans (-23).
+    #[error("Error: IP/Subnet already banned")]
+    AlreadyBanned,
+    /// Core's RPC_CLIENT_INVALID_IP_OR_SUBNET (-30).
+    #[error("Error: Unban failed. Requested address/subnet was not previously manually banned.")]
+    NotBanned,
+}
+
+/// `addnode`'s sub-commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddNode {
+    /// Keep connected, retried forever.
+    Add,
+    /// Stop keeping connected.
+    Remove,
+    /// Connect once.
+    OneTry,
+}
+
+/// Commands to the p2p thread (from the chain thread, RPC and the supervisor).
+#[derive(Debug)]
+pub enum P2pCommand {
+    /// Stop accepting inbound connections (first step of shutdown).
+    CloseListener,
+    /// Send a message to one peer (chain's answers to `getheaders`/`getdata`).
+    Send {
+        /// To whom.
+        peer: PeerId,
+        /// What.
+        msg: NetworkMessage,
+    },
+    /// The chain changed: new wanted blocks, tip to announce.
+    Chain(Box<ChainSummary>),
+    /// The chain processed a peer's headers.
+    HeadersDone {
+        /// The peer.
+        peer: PeerId,
+        /// Height of the last header of the message, if it connected.
+        last: Option<(BlockHash, u32)>,
+        /// The message was full (2,000): ask for more.
+        more: bool,
+        /// The first header did not connect to anything known: ask with our locator.
+        unconnected: bool,
+    },
+    /// A peer sent something consensus-invalid: disconnect and ban.
+    Misbehaved {
+        /// The peer.
+        peer: PeerId,
+        /// Why (logged and recorded in the ban).
+        reason: String,
+    },
+    /// `addnode`.
+    AddNode {
+        /// Where.
+        addr: SocketAddr,
+        /// What to do.
+        what: AddNode,
+        /// The outcome.
+        reply: CommandReply,
+    },
+    /// `disconnectnode` by address or id.
+    Disconnect {
+        /// By address.
+        addr: Option<SocketAddr>,
+        /// By id.
+        peer: Option<PeerId>,
+        /// The outcome.
+        reply: CommandReply,
+    },
+    /// `setban add|remove`.
+    SetBan {
+        /// The address.
+        ip: IpAddr,
+        /// Seconds from now (add) or `None` (remove).
+        ban_secs: Option<i64>,
+        /// The outcome.
+        reply: CommandReply,
+    },
+    /// `clearbanned`.
+    ClearBanned,
+    /// `setnetworkactive`.
+    SetActive(bool),
+    /// `ping`: ping every peer now.
+    PingAll,
+}
+
+/// How other threads reach the p2p thread: its bounded command queue, and the waker that gets
+/// the mio loop to read it at once.
+#[derive(Clone)]
+pub struct P2pHandle {
+    tx: Sender<P2pCommand>,
+    waker: Option<std::sync::Arc<mio::Waker>>,
+}
+
+impl P2pHandle {
+    /// A handle over the command queue; without a waker the loop reads it on its next tick.
+    pub fn new(tx: Sender<P2pCommand>, waker: Option<std::sync::Arc<mio::Waker>>) -> P2pHandle {
+        P2pHandle { tx, waker }
+    }
+
+    /// Queues `cmd`, waiting up to `timeout` for room.
+    pub fn send(
+        &self,
+        cmd: P2pCommand,
+        timeout: std::time::Duration,
+    ) -> Result<(), Box<crossbeam_channel::SendTimeoutError<P2pCommand>>> {
+        let sent = self.tx.send_timeout(cmd, timeout).map_err(Box::new);
+        if let Some(w) = &self.waker {
+            let _ = w.wake();
+        }
+        sent
+    }
+}

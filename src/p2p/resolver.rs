@@ -1,0 +1,106 @@
+//! The resolver thread: DNS lookups block, so they happen here and never in the event loop.
+//! Names go in over a bounded channel; addresses come back over another, with a wake-up.
+
+use crossbeam_channel::{Receiver, Sender};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+/// Why a name is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A DNS seed: the addresses go to the address book.
+    Seed,
+    /// A `--connect` peer given by name.
+    Connect,
+    /// An `--addnode` peer given by name.
+    AddNode,
+}
+
+/// A lookup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// Host name.
+    pub host: String,
+    /// Port to pair with the addresses.
+    pub port: u16,
+    /// Why.
+    pub purpose: Purpose,
+}
+
+/// A lookup's answer (empty when the name did not resolve).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The request.
+    pub lookup: Lookup,
+    /// The addresses.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Starts the resolver. It ends when the request channel closes; nobody joins it, so a lookup
+/// stuck in the system resolver cannot hold up shutdown.
+pub fn spawn(
+    requests: Receiver<Lookup>,
+    answers: Sender<Resolved>,
+    waker: Arc<mio::Waker>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("resolver".into())
+        .spawn(move || {
+            for lookup in requests {
+                let addrs: Vec<SocketAddr> =
+                    match (lookup.host.as_str(), lookup.port).to_socket_addrs() {
+                        Ok(it) => it.collect(),
+                        Err(e) => {
+                            log::info!("cannot resolve {}: {e}", lookup.host);
+                            Vec::new()
+                        }
+                    };
+                if answers.send(Resolved { lookup, addrs }).is_err() {
+                    return;
+                }
+                let _ = waker.wake();
+            }
+        })
+        .map(|_| ())
+}
+
+/// Splits `host[:port]` (or an IP literal with or without port) into a lookup or an address.
+pub fn parse_peer(s: &str, default_port: u16) -> Result<SocketAddr, (String, u16)> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => {
+            Err((host.to_owned(), port.parse().unwrap_or(default_port)))
+        }
+        _ => Err((s.to_owned(), default_port)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_as_addresses_or_names() {
+        assert_eq!(
+            parse_peer("127.0.0.1:1234", 8333),
+            Ok("127.0.0.1:1234".parse().unwrap())
+        );
+        assert_eq!(parse_peer("::1", 8333), Ok("[::1]:8333".parse().unwrap()));
+        assert_eq!(
+            parse_peer("localhost:99", 8333),
+            Err(("localhost".into(), 99))
+        );
+        assert_eq!(
+            parse_peer("seed.example", 8333),
+            Err(("seed.example".into(), 8333))
+        );
+    }
+}

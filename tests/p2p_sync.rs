@@ -1,0 +1,144 @@
+//! Several real nodes on loopback syncing from each other over P2P: initial sync through a
+//! chain of peers, new blocks following, restarts, reorgs.
+
+mod common;
+
+use common::{poll, NodeOptions, TestNode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SYNC: Duration = Duration::from_secs(120);
+
+/// A regtest P2WPKH address from a fixed key.
+fn address(key: u8) -> String {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[key; 32]).unwrap();
+    let pk = bitcoin::CompressedPublicKey(sk.public_key(&secp));
+    bitcoin::Address::p2wpkh(&pk, bitcoin::Network::Regtest).to_string()
+}
+
+fn mine(node: &TestNode, n: u32) -> Vec<Value> {
+    mine_to(node, n, 3)
+}
+
+fn mine_to(node: &TestNode, n: u32, key: u8) -> Vec<Value> {
+    node.call("generatetoaddress", json!([n, address(key)]))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Starts a node that connects only to `peers`, with fast reconnection for tests.
+fn start_connected(peers: &[&TestNode], extra: &str) -> TestNode {
+    let mut args = Vec::new();
+    for p in peers {
+        args.push("--connect".to_owned());
+        args.push(p.p2p.to_string());
+    }
+    TestNode::start_with(NodeOptions {
+        args,
+        config: Some(format!(
+            "[network]\nreconnect_initial_delay_secs = 0.2\nreconnect_max_delay_secs = 1.0\n{extra}"
+        )),
+        ..NodeOptions::default()
+    })
+}
+
+fn wait_tip(node: &TestNode, want: &(u64, String), what: &str) {
+    poll(SYNC, what, || (node.tip() == *want).then_some(()));
+}
+
+fn peer_count(node: &TestNode) -> usize {
+    node.call("getconnectioncount", json!([])).as_u64().unwrap() as usize
+}
+
+#[test]
+fn nodes_sync_through_a_chain_of_peers_and_follow_new_blocks() {
+    let mut a = TestNode::start();
+    a.wait_ready(Duration::from_secs(10));
+    mine(&a, 300);
+    let want = a.tip();
+    assert_eq!(want.0, 300);
+
+    let mut b = start_connected(&[&a], "");
+    let mut c = start_connected(&[&a], "");
+    b.wait_ready(Duration::from_secs(10));
+    c.wait_ready(Duration::from_secs(10));
+    wait_tip(&b, &want, "B syncs 300 blocks from A");
+    wait_tip(&c, &want, "C syncs 300 blocks from A");
+
+    // D knows only B and C.
+    let mut d = start_connected(&[&b, &c], "");
+    d.wait_ready(Duration::from_secs(10));
+    wait_tip(&d, &want, "D syncs from B and C");
+    let peers = d.call("getpeerinfo", json!([]));
+    let peers = peers.as_array().unwrap();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    for p in peers {
+        assert_eq!(p["connection_type"], "manual");
+        assert_eq!(p["version"], 70016);
+        assert!(p["subver"].as_str().unwrap().starts_with("/bllvm-node:"));
+        assert!(p["bytesrecv"].as_u64().unwrap() > 0);
+        assert_eq!(p["synced_headers"], 300);
+    }
+    // Both of D's peers delivered blocks.
+    let got: Vec<u64> = peers
+        .iter()
+        .map(|p| p["bytesrecv_per_msg"]["block"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        got.iter().all(|b| *b > 0),
+        "blocks from both peers: {got:?}"
+    );
+
+    // A new block on A reaches everyone by announcement.
+    mine(&a, 3);
+    let want = a.tip();
+    for (n, name) in [(&b, "B"), (&c, "C"), (&d, "D")] {
+        wait_tip(n, &want, &format!("{name} follows A's new blocks"));
+    }
+    // The chain's view of the peer's best block follows too.
+    poll(SYNC, "A sees B's height", || {
+        let info = a.call("getpeerinfo", json!([]));
+        info.as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["inbound"] == true)
+            .then_some(())
+    });
+    assert_eq!(peer_count(&a), 2);
+    let totals = d.call("getnettotals", json!([]));
+    assert!(totals["totalbytesrecv"].as_u64().unwrap() > 300 * 200);
+}
+
+#[test]
+fn a_reorg_on_the_source_reaches_its_peers() {
+    let mut a = TestNode::start();
+    a.wait_ready(Duration::from_secs(10));
+    mine(&a, 20);
+    let mut b = start_connected(&[&a], "");
+    b.wait_ready(Duration::from_secs(10));
+    wait_tip(&b, &a.tip(), "B syncs");
+    let old_tip = a.tip();
+    // Replace A's last 5 blocks with a longer branch of 7.
+    let fork = a
+        .call("getblockhash", json!([15]))
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.call("invalidateblock", json!([fork]));
+    // Another payout, so the new branch's blocks differ from the invalidated ones.
+    mine_to(&a, 7, 4);
+    let want = a.tip();
+    assert_eq!(want.0, 21);
+    assert_ne!(want.1, old_tip.1);
+    wait_tip(&b, &want, "B follows A's reorg");
+    let tips = b.call("getchaintips", json!([]));
+    assert!(
+        tips.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["hash"] == old_tip.1.as_str()),
+        "B still knows the old branch: {tips}"
+    );
+}
