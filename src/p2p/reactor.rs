@@ -569,8 +569,10 @@ impl Net {
             let Some(c) = self.conns.get_mut(&t) else {
                 return;
             };
-            if c.closing.is_some() || c.queue.is_full() {
-                return;
+            // Core's order: a peer's pending block requests are served before its next message,
+            // so what one peer can make us hold is one request's worth.
+            if c.closing.is_some() || c.queue.is_full() || !c.getdata.is_empty() {
+                break;
             }
             let msg = match c.next_message() {
                 Ok(Some(m)) => m,
@@ -689,7 +691,7 @@ impl Net {
                 });
             }
             NetworkMessage::GetData(items) => {
-                if items.len() > MAX_INV || c.getdata.len() + items.len() > MAX_INV {
+                if items.len() > MAX_INV {
                     return self.misbehaved(t, "oversized-getdata", "getdata too large");
                 }
                 let mut missing = Vec::new();

@@ -1,6 +1,8 @@
 //! Chain-test support: a deterministic wallet and a regtest chain driven through the library.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod raw_peer;
+
 use bitcoin::hashes::Hash;
 use bitcoin::key::{Keypair, Secp256k1, TapTweak};
 use bitcoin::secp256k1::{All, Message, SecretKey};

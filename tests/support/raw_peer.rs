@@ -1,0 +1,106 @@
+//! A hand-driven P2P peer for tests: connects from a chosen loopback address (so that bans
+//! of it do not touch the other nodes), speaks just enough protocol, and can send anything.
+
+use bitcoin::consensus::{deserialize_partial, serialize};
+use bitcoin::p2p::address::Address;
+use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
+use bitcoin::p2p::message_network::VersionMessage;
+use bitcoin::p2p::{Magic, ServiceFlags};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A raw connection.
+pub struct RawPeer {
+    /// The socket.
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawPeer {
+    /// Connects to `to` from `from` (any 127.0.0.0/8 address).
+    pub fn connect(from: &str, to: SocketAddr) -> std::io::Result<RawPeer> {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        let src: SocketAddr = format!("{from}:0").parse().unwrap();
+        sock.bind(&src.into())?;
+        sock.connect_timeout(&to.into(), Duration::from_secs(5))?;
+        let stream: TcpStream = sock.into();
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(RawPeer {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends a framed message.
+    pub fn send(&mut self, msg: NetworkMessage) -> std::io::Result<()> {
+        let bytes = serialize(&RawNetworkMessage::new(Magic::REGTEST, msg));
+        self.send_raw(&bytes)
+    }
+
+    /// The next message, within `timeout`.
+    pub fn recv(&mut self, timeout: Duration) -> Option<NetworkMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((m, used)) = deserialize_partial::<RawNetworkMessage>(&self.buf) {
+                self.buf.drain(..used);
+                return Some(m.payload().clone());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Completes the version handshake.
+    pub fn handshake(&mut self) {
+        let addr = Address::new(&"127.0.0.1:0".parse().unwrap(), ServiceFlags::NONE);
+        let mut v = VersionMessage::new(
+            ServiceFlags::NETWORK | ServiceFlags::WITNESS,
+            1_700_000_000,
+            addr.clone(),
+            addr,
+            0x5eed,
+            "/raw-test-peer:0.1/".into(),
+            0,
+        );
+        v.version = 70016;
+        self.send(NetworkMessage::Version(v)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got_verack = false;
+        while !got_verack {
+            assert!(Instant::now() < deadline, "no verack from the node");
+            if let Some(NetworkMessage::Verack) = self.recv(Duration::from_millis(500)) {
+                got_verack = true;
+            }
+        }
+        self.send(NetworkMessage::Verack).unwrap();
+    }
+
+    /// Whether the node closes the connection within `timeout` (reading and dropping anything).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut chunk = [0u8; 65536];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
