@@ -163,6 +163,15 @@ impl TestNode {
         assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0, "kill failed");
     }
 
+    /// SIGKILL, and waits until it is gone.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let child = &mut self.child;
+        self.exit = Some(poll(Duration::from_secs(30), "node to die", || {
+            child.try_wait().unwrap()
+        }));
+    }
+
     /// Waits for the process to exit and returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
         let child = &mut self.child;
