@@ -5,7 +5,6 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use bitcoin::{Block, OutPoint, TxOut};
 use bllvm_node::chain::chainstate::ChainState;
 use bllvm_node::chain::header_tree::HeaderTree;
 use bllvm_node::chain::params::Params;
@@ -14,7 +13,7 @@ use bllvm_node::config::Chain;
 use bllvm_node::storage::redb_store::RedbStore;
 use std::sync::Arc;
 use std::time::Instant;
-use support::{coinbase_utxo, out, regtest_chain, Wallet, NOW};
+use support::{spend_chain, NOW};
 
 fn rss_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -28,47 +27,6 @@ fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// 101 funding blocks, one fan-out block, then `blocks` blocks of `per_block` 1-in-1-out spends,
-/// alternating P2WPKH and P2TR.
-fn generate(blocks: u32, per_block: usize) -> Vec<Block> {
-    let w = Wallet::new(1);
-    let mut cs = regtest_chain(&w, 101);
-    let (op, prev) = coinbase_utxo(&cs, 1);
-    let each = (prev.value.to_sat() - 10_000) / per_block as u64;
-    let script = |j: usize| if j % 2 == 0 { w.p2tr() } else { w.p2wpkh() };
-    let fan = w.spend(
-        &[(op, prev)],
-        (0..per_block).map(|j| out(each, script(j))).collect(),
-    );
-    let mut utxos: Vec<(OutPoint, TxOut)> = fan
-        .output
-        .iter()
-        .enumerate()
-        .map(|(j, o)| (OutPoint::new(fan.compute_txid(), j as u32), o.clone()))
-        .collect();
-    cs.mine(w.p2wpkh(), vec![fan], NOW).unwrap();
-    for _ in 0..blocks {
-        let txs: Vec<_> = utxos
-            .iter()
-            .enumerate()
-            .map(|(j, (op, prev))| {
-                w.spend(
-                    &[(*op, prev.clone())],
-                    vec![out(prev.value.to_sat() - 500, script(j + 1))],
-                )
-            })
-            .collect();
-        utxos = txs
-            .iter()
-            .map(|t| (OutPoint::new(t.compute_txid(), 0), t.output[0].clone()))
-            .collect();
-        cs.mine(w.p2wpkh(), txs, NOW).unwrap();
-    }
-    (1..=cs.tip().1)
-        .map(|h| cs.block(&cs.hash_at(h).unwrap()).unwrap())
-        .collect()
-}
-
 fn rate(n: usize, t: Instant) -> String {
     let s = t.elapsed().as_secs_f64();
     format!("{n} in {s:.2} s = {:.0}/s", n as f64 / s)
@@ -78,7 +36,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (blocks, per_block) = if full { (2000, 100) } else { (20, 10) };
     let t = Instant::now();
-    let chain = generate(blocks, per_block);
+    let chain = spend_chain(blocks, per_block);
     let txs: usize = chain.iter().map(|b| b.txdata.len()).sum();
     let bytes: usize = chain
         .iter()

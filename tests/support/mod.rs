@@ -181,3 +181,44 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
+
+/// 101 funding blocks, one fan-out block, then `blocks` blocks of `per_block` 1-in-1-out spends,
+/// alternating P2WPKH and P2TR.
+pub fn spend_chain(blocks: u32, per_block: usize) -> Vec<Block> {
+    let w = Wallet::new(1);
+    let mut cs = regtest_chain(&w, 101);
+    let (op, prev) = coinbase_utxo(&cs, 1);
+    let each = (prev.value.to_sat() - 10_000) / per_block as u64;
+    let script = |j: usize| if j % 2 == 0 { w.p2tr() } else { w.p2wpkh() };
+    let fan = w.spend(
+        &[(op, prev)],
+        (0..per_block).map(|j| out(each, script(j))).collect(),
+    );
+    let mut utxos: Vec<(OutPoint, TxOut)> = fan
+        .output
+        .iter()
+        .enumerate()
+        .map(|(j, o)| (OutPoint::new(fan.compute_txid(), j as u32), o.clone()))
+        .collect();
+    cs.mine(w.p2wpkh(), vec![fan], NOW).unwrap();
+    for _ in 0..blocks {
+        let txs: Vec<_> = utxos
+            .iter()
+            .enumerate()
+            .map(|(j, (op, prev))| {
+                w.spend(
+                    &[(*op, prev.clone())],
+                    vec![out(prev.value.to_sat() - 500, script(j + 1))],
+                )
+            })
+            .collect();
+        utxos = txs
+            .iter()
+            .map(|t| (OutPoint::new(t.compute_txid(), 0), t.output[0].clone()))
+            .collect();
+        cs.mine(w.p2wpkh(), txs, NOW).unwrap();
+    }
+    (1..=cs.tip().1)
+        .map(|h| cs.block(&cs.hash_at(h).unwrap()).unwrap())
+        .collect()
+}

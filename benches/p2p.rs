@@ -1,0 +1,131 @@
+//! P2P figures on real binaries over loopback: syncing a regtest chain of P2WPKH/P2TR spends from
+//! one peer and from three, against connecting the same blocks in-process; the syncing node's
+//! RSS; RSS under 100 idle inbound connections.
+//! `cargo bench --bench p2p` for 2,000 blocks of ~100 transactions; under `cargo test` a smoke run.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use bllvm_node::chain::chainstate::ChainState;
+use bllvm_node::chain::params::Params;
+use bllvm_node::config::Chain;
+use common::{poll, NodeOptions, TestNode};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use support::raw_peer::RawPeer;
+use support::{spend_chain, NOW};
+
+const LONG: Duration = Duration::from_secs(1800);
+
+fn proc_kib(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn connected(peers: &[&TestNode]) -> TestNode {
+    let mut args = Vec::new();
+    for p in peers {
+        args.push("--connect".to_owned());
+        args.push(p.p2p.to_string());
+    }
+    let mut n = TestNode::start_with(NodeOptions {
+        args,
+        ..NodeOptions::default()
+    });
+    n.wait_ready(Duration::from_secs(30));
+    n
+}
+
+/// Starts a node that connects to `peers` and times its sync to `height`.
+fn timed_sync(peers: &[&TestNode], height: u64, blocks: usize, mb: f64, label: &str) {
+    let t = Instant::now();
+    let n = connected(peers);
+    poll(LONG, label, || (n.tip().0 == height).then_some(()));
+    let s = t.elapsed().as_secs_f64();
+    let (rss, peak) = proc_kib(n.pid());
+    println!(
+        "sync from {label}: {blocks} blocks in {s:.2} s = {:.0} blocks/s, {:.1} MB/s; syncing node RSS {} MiB (peak {} MiB)",
+        blocks as f64 / s,
+        mb / s,
+        rss / 1024,
+        peak / 1024
+    );
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (blocks, per_block, idle) = if full { (2000, 100, 100) } else { (20, 10, 10) };
+    let chain = spend_chain(blocks, per_block);
+    let height = chain.len() as u64;
+    let mb = chain
+        .iter()
+        .map(|b| bitcoin::consensus::serialize(b).len())
+        .sum::<usize>() as f64
+        / 1e6;
+    println!("chain: {height} blocks, {mb:.1} MB");
+
+    // The same blocks connected in-process, scripts checked: the ceiling for the network figures.
+    let mut cs = ChainState::new(Params::for_chain(Chain::Regtest));
+    let t = Instant::now();
+    for b in &chain {
+        cs.submit_block(b.clone(), NOW).unwrap();
+    }
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "in-process connect (no network, no disk): {:.0} blocks/s, {:.1} MB/s",
+        height as f64 / s,
+        mb / s
+    );
+
+    let mut a1 = TestNode::start();
+    a1.wait_ready(Duration::from_secs(30));
+    let t = Instant::now();
+    for b in &chain {
+        let hex = bitcoin::consensus::encode::serialize_hex(b);
+        a1.call("submitblock", json!([hex]));
+    }
+    println!(
+        "loaded source over submitblock in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let a2 = connected(&[&a1]);
+    let a3 = connected(&[&a1]);
+    for n in [&a2, &a3] {
+        poll(LONG, "sources sync", || (n.tip().0 == height).then_some(()));
+    }
+
+    timed_sync(&[&a1], height, chain.len(), mb, "one peer");
+    timed_sync(&[&a1, &a2, &a3], height, chain.len(), mb, "three peers");
+
+    // Idle inbound connections: handshake done, then silence. At most 10 per source IP per
+    // minute are accepted, so they come from several loopback addresses.
+    let (before, _) = proc_kib(a3.pid());
+    let peers: Vec<RawPeer> = (0..idle)
+        .map(|i| {
+            let mut p = RawPeer::connect(&format!("127.90.{}.1", i / 10 + 1), a3.p2p).unwrap();
+            p.handshake();
+            p
+        })
+        .collect();
+    poll(LONG, "inbound peers counted", || {
+        let n = a3.call("getconnectioncount", json!([])).as_u64().unwrap();
+        (n as usize > idle).then_some(())
+    });
+    let (after, _) = proc_kib(a3.pid());
+    println!(
+        "{idle} idle inbound peers: RSS {} MiB before, {} MiB after ({:.0} KiB per peer)",
+        before / 1024,
+        after / 1024,
+        after.saturating_sub(before) as f64 / idle as f64
+    );
+    drop(peers);
+}
