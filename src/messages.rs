@@ -8,6 +8,12 @@ use bitcoin::{Block, BlockHash};
 use crossbeam_channel::Sender;
 use std::net::{IpAddr, SocketAddr};
 
+/// The protocol version spoken (Core's, with wtxidrelay).
+pub const PROTOCOL_VERSION: u32 = 70016;
+
+/// Core's default ban time: 24 hours.
+pub const DEFAULT_BAN_SECS: i64 = 24 * 3600;
+
 /// A connection's id, unique for the life of the process (Core's peer id).
 pub type PeerId = u64;
 
@@ -207,5 +213,46 @@ impl P2pHandle {
             let _ = w.wake();
         }
         sent
+    }
+}
+
+/// Splits `host[:port]` (or an IP literal with or without port) into a lookup or an address.
+pub fn parse_peer(s: &str, default_port: u16) -> Result<SocketAddr, (String, u16)> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => {
+            Err((host.to_owned(), port.parse().unwrap_or(default_port)))
+        }
+        _ => Err((s.to_owned(), default_port)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_as_addresses_or_names() {
+        assert_eq!(
+            parse_peer("127.0.0.1:1234", 8333),
+            Ok("127.0.0.1:1234".parse().unwrap())
+        );
+        assert_eq!(parse_peer("::1", 8333), Ok("[::1]:8333".parse().unwrap()));
+        assert_eq!(
+            parse_peer("localhost:99", 8333),
+            Err(("localhost".into(), 99))
+        );
+        assert_eq!(
+            parse_peer("seed.example", 8333),
+            Err(("seed.example".into(), 8333))
+        );
     }
 }

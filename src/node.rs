@@ -146,7 +146,8 @@ fn fault_for(config: &Config, c: Component) -> Option<Fault> {
 
 /// The p2p thread's settings, with the address book and bans saved by the last run.
 fn p2p_setup(config: &Config, store: &dyn Store) -> Result<P2pSetup, StartError> {
-    use crate::p2p::resolver::{parse_peer, Purpose};
+    use crate::messages::parse_peer;
+    use crate::p2p::resolver::Purpose;
     let n = &config.network;
     let port = config.chain.default_p2p_port();
     let mut names = Vec::new();

@@ -718,3 +718,48 @@ fn long_chain_reads_stop_at_their_timeout() {
     });
     assert_eq!(rpc.get_block_count().unwrap(), 200);
 }
+
+#[test]
+fn network_methods_through_the_independent_client() {
+    let mut a = TestNode::start();
+    let mut b = TestNode::start();
+    a.wait_ready(Duration::from_secs(10));
+    b.wait_ready(Duration::from_secs(10));
+    let rpc = client(&b);
+    let target = a.p2p.to_string();
+    rpc.add_node(&target).unwrap();
+    common::poll(Duration::from_secs(30), "connected", || {
+        (rpc.get_connection_count().unwrap() == 1).then_some(())
+    });
+    rpc.ping().unwrap();
+    let peers = rpc.get_peer_info().unwrap();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].addr, target);
+    assert_eq!(peers[0].version, 70016);
+    assert!(!peers[0].inbound);
+    let added = rpc.get_added_node_info(None).unwrap();
+    assert_eq!(added[0].added_node, target);
+    let info = rpc.get_network_info().unwrap();
+    assert_eq!(info.connections, 1);
+    assert!(info.network_active);
+    let totals = rpc.get_net_totals().unwrap();
+    assert!(totals.total_bytes_recv > 0 && totals.total_bytes_sent > 0);
+    rpc.disconnect_node_by_id(peers[0].id as u32).unwrap();
+    rpc.remove_node(&target).unwrap();
+    assert!(rpc.disconnect_node("127.0.0.1:1").is_err());
+    rpc.onetry_node(&target).unwrap();
+
+    rpc.add_ban("127.77.0.1", 3600, false).unwrap();
+    let bans = rpc.list_banned().unwrap();
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].address, "127.77.0.1/32");
+    assert!(bans[0].banned_until > bans[0].ban_created);
+    rpc.remove_ban("127.77.0.1").unwrap();
+    rpc.add_ban("127.77.0.2", 3600, false).unwrap();
+    rpc.clear_banned().unwrap();
+    common::poll(Duration::from_secs(10), "bans cleared", || {
+        rpc.list_banned().unwrap().is_empty().then_some(())
+    });
+    assert!(!rpc.set_network_active(false).unwrap());
+    assert!(rpc.set_network_active(true).unwrap());
+}

@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// Core's default ban time: 24 hours.
-pub const DEFAULT_BAN_SECS: i64 = 24 * 3600;
+pub use crate::messages::DEFAULT_BAN_SECS;
 
 /// One ban.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,9 @@ use super::send_queue::Pushed;
 use super::sync::{Action as SyncAction, Sync};
 use crate::clock::unix_now;
 use crate::lifecycle::StopSignal;
-use crate::messages::{AddNode, ChainSummary, CommandError, P2pCommand, PeerEvent, PeerId};
+use crate::messages::{
+    AddNode, ChainSummary, CommandError, P2pCommand, PeerEvent, PeerId, PROTOCOL_VERSION,
+};
 use crate::metrics::Metrics;
 use crate::state::{BanInfo, NetworkView, PeerInfo, Shared};
 use crate::supervisor::health::{Heartbeat, Status};
@@ -35,8 +37,6 @@ const WAKER: Token = Token(1);
 /// Peer tokens start here; a peer's token is its id plus this.
 const FIRST_PEER: usize = 2;
 
-/// Our protocol version (Core's, with wtxidrelay).
-pub const PROTOCOL_VERSION: u32 = 70016;
 /// An outbound connect that takes longer is abandoned (Core's DEFAULT_CONNECT_TIMEOUT).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A peer whose send queue stays over its limit this long is disconnected.

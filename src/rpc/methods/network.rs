@@ -164,7 +164,7 @@ fn getnetworkinfo(ctx: &Context) -> Value {
     json!({
         "version": CORE_VERSION,
         "subversion": format!("/bllvm-node:{}/", env!("CARGO_PKG_VERSION")),
-        "protocolversion": crate::p2p::reactor::PROTOCOL_VERSION,
+        "protocolversion": crate::messages::PROTOCOL_VERSION,
         "localservices": format!("{:016x}", net.local_services),
         "localservicesnames": services_names(net.local_services),
         "localrelay": true,
@@ -245,7 +245,7 @@ fn getaddednodeinfo(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
 }
 
 fn parse_addr(s: &str, ctx: &Context) -> Result<SocketAddr, RpcError> {
-    crate::p2p::resolver::parse_peer(s, ctx.chain.default_p2p_port()).map_err(|_| {
+    crate::messages::parse_peer(s, ctx.chain.default_p2p_port()).map_err(|_| {
         RpcError::new(
             code::INVALID_PARAMETER,
             format!("Error: node address {s} is not an IP address (names are not resolved here)"),
@@ -314,7 +314,7 @@ fn setban(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
             Some(match (t, absolute) {
                 (Some(until), true) => (until - now).max(1),
                 (Some(secs), false) => secs,
-                (None, _) => crate::p2p::bans::DEFAULT_BAN_SECS,
+                (None, _) => crate::messages::DEFAULT_BAN_SECS,
             })
         }
         "remove" => None,
