@@ -11,7 +11,7 @@ mod support;
 use bllvm_node::chain::chainstate::ChainState;
 use bllvm_node::chain::params::Params;
 use bllvm_node::config::Chain;
-use common::{poll, NodeOptions, TestNode};
+use common::{poll, proc_kib, NodeOptions, TestNode};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::raw_peer::RawPeer;
@@ -19,28 +19,8 @@ use support::{spend_chain, NOW};
 
 const LONG: Duration = Duration::from_secs(1800);
 
-fn proc_kib(pid: i32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn connected(peers: &[&TestNode]) -> TestNode {
-    let mut args = Vec::new();
-    for p in peers {
-        args.push("--connect".to_owned());
-        args.push(p.p2p.to_string());
-    }
-    let mut n = TestNode::start_with(NodeOptions {
-        args,
-        ..NodeOptions::default()
-    });
+    let mut n = TestNode::start_with(NodeOptions::connect(peers));
     n.wait_ready(Duration::from_secs(30));
     n
 }

@@ -9,19 +9,12 @@ use bitcoin::hashes::Hash;
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::Inventory;
 use bitcoin::{BlockHash, CompactTarget, TxMerkleNode};
-use common::{poll, NodeOptions, TestNode};
+use common::{address, poll, proc_kib, NodeOptions, TestNode};
 use serde_json::json;
 use std::time::Duration;
 use support::raw_peer::RawPeer;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn address() -> String {
-    let secp = bitcoin::secp256k1::Secp256k1::new();
-    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).unwrap();
-    let pk = bitcoin::CompressedPublicKey(sk.public_key(&secp));
-    bitcoin::Address::p2wpkh(&pk, bitcoin::Network::Regtest).to_string()
-}
 
 fn banned(node: &TestNode) -> Vec<String> {
     node.call("listbanned", json!([]))
@@ -33,11 +26,7 @@ fn banned(node: &TestNode) -> Vec<String> {
 }
 
 fn follower(a: &TestNode) -> TestNode {
-    let mut b = TestNode::start_with(NodeOptions {
-        args: vec!["--connect".into(), a.p2p.to_string()],
-        config: Some("[network]\nreconnect_initial_delay_secs = 0.2\n".into()),
-        ..NodeOptions::default()
-    });
+    let mut b = TestNode::start_with(NodeOptions::connect(&[a]));
     b.wait_ready(Duration::from_secs(10));
     b
 }
@@ -59,21 +48,11 @@ fn bad_pow_header() -> Header {
     h
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn hostile_peers_are_banned_and_honest_ones_keep_syncing() {
     let mut a = TestNode::start();
     a.wait_ready(Duration::from_secs(10));
-    a.call("generatetoaddress", json!([5, address()]));
+    a.call("generatetoaddress", json!([5, address(3)]));
     let b = follower(&a);
     poll(WAIT, "B syncs", || (b.tip() == a.tip()).then_some(()));
 
@@ -148,7 +127,7 @@ fn hostile_peers_are_banned_and_honest_ones_keep_syncing() {
     );
 
     // The honest peer was never affected: it is still connected and follows new blocks.
-    a.call("generatetoaddress", json!([3, address()]));
+    a.call("generatetoaddress", json!([3, address(3)]));
     poll(WAIT, "B follows after the attacks", || {
         (b.tip() == a.tip()).then_some(())
     });
@@ -187,10 +166,10 @@ fn hostile_peers_are_banned_and_honest_ones_keep_syncing() {
 fn a_peer_that_never_reads_cannot_grow_memory_or_stall_others() {
     let mut a = TestNode::start();
     a.wait_ready(Duration::from_secs(10));
-    a.call("generatetoaddress", json!([20, address()]));
+    a.call("generatetoaddress", json!([20, address(3)]));
     let b = follower(&a);
     poll(WAIT, "B syncs", || (b.tip() == a.tip()).then_some(()));
-    let before = rss_kib(a.pid());
+    let before = proc_kib(a.pid()).0;
 
     // Ask for the same blocks over and over, and never read: 50,000 answers per request.
     let mut p = RawPeer::connect("127.51.0.1", a.p2p).unwrap();
@@ -234,11 +213,11 @@ fn a_peer_that_never_reads_cannot_grow_memory_or_stall_others() {
     });
     let queued = stuck_queue();
     // While that peer is stuck, the honest one keeps following.
-    a.call("generatetoaddress", json!([5, address()]));
+    a.call("generatetoaddress", json!([5, address(3)]));
     poll(WAIT, "B follows while a peer is stuck", || {
         (b.tip() == a.tip()).then_some(())
     });
-    let after = rss_kib(a.pid());
+    let after = proc_kib(a.pid()).0;
     eprintln!(
         "non-reading peer: {sent} getdata of 50,000 sent; send queue {queued} bytes; \
          node RSS {before} KiB before, {after} KiB after"

@@ -3,37 +3,21 @@
 
 mod common;
 
-use common::{json, poll, NodeOptions, TestNode};
+use common::{address, json, poll, NodeOptions, TestNode, FAST_RECONNECT};
 use serde_json::json as j;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
-const FAST_RECONNECT: &str =
-    "[network]\nreconnect_initial_delay_secs = 0.2\nreconnect_max_delay_secs = 1.0\n";
-
-fn address() -> String {
-    let secp = bitcoin::secp256k1::Secp256k1::new();
-    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[3; 32]).unwrap();
-    let pk = bitcoin::CompressedPublicKey(sk.public_key(&secp));
-    bitcoin::Address::p2wpkh(&pk, bitcoin::Network::Regtest).to_string()
-}
 
 fn connected_to(
     peers: &[&TestNode],
     datadir: Option<std::path::PathBuf>,
     ports: Option<(u16, u16)>,
 ) -> TestNode {
-    let mut args = Vec::new();
-    for p in peers {
-        args.push("--connect".to_owned());
-        args.push(p.p2p.to_string());
-    }
     let mut n = TestNode::start_with(NodeOptions {
-        args,
-        config: Some(FAST_RECONNECT.into()),
         datadir,
         ports,
-        ..NodeOptions::default()
+        ..NodeOptions::connect(peers)
     });
     n.wait_ready(Duration::from_secs(10));
     n
@@ -69,7 +53,7 @@ fn p2p_status(node: &TestNode) -> String {
 fn restarted_sync_resumes_and_a_killed_source_is_reconnected() {
     let mut a = TestNode::start();
     a.wait_ready(Duration::from_secs(10));
-    a.call("generatetoaddress", j!([300, address()]));
+    a.call("generatetoaddress", j!([300, address(3)]));
     let want = a.tip();
 
     // Kill B as soon as it has some blocks: whatever it stored must not be fetched again.
@@ -109,7 +93,7 @@ fn restarted_sync_resumes_and_a_killed_source_is_reconnected() {
     poll(WAIT, "B reconnects to the restarted A", || {
         (b2.call("getconnectioncount", j!([])) == 1).then_some(())
     });
-    a2.call("generatetoaddress", j!([2, address()]));
+    a2.call("generatetoaddress", j!([2, address(3)]));
     let want = a2.tip();
     poll(WAIT, "B follows the restarted A", || {
         (b2.tip() == want).then_some(())

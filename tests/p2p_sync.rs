@@ -3,19 +3,11 @@
 
 mod common;
 
-use common::{poll, NodeOptions, TestNode};
+use common::{address, poll, NodeOptions, TestNode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const SYNC: Duration = Duration::from_secs(120);
-
-/// A regtest P2WPKH address from a fixed key.
-fn address(key: u8) -> String {
-    let secp = bitcoin::secp256k1::Secp256k1::new();
-    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[key; 32]).unwrap();
-    let pk = bitcoin::CompressedPublicKey(sk.public_key(&secp));
-    bitcoin::Address::p2wpkh(&pk, bitcoin::Network::Regtest).to_string()
-}
 
 fn mine(node: &TestNode, n: u32) -> Vec<Value> {
     mine_to(node, n, 3)
@@ -28,20 +20,8 @@ fn mine_to(node: &TestNode, n: u32, key: u8) -> Vec<Value> {
         .clone()
 }
 
-/// Starts a node that connects only to `peers`, with fast reconnection for tests.
-fn start_connected(peers: &[&TestNode], extra: &str) -> TestNode {
-    let mut args = Vec::new();
-    for p in peers {
-        args.push("--connect".to_owned());
-        args.push(p.p2p.to_string());
-    }
-    TestNode::start_with(NodeOptions {
-        args,
-        config: Some(format!(
-            "[network]\nreconnect_initial_delay_secs = 0.2\nreconnect_max_delay_secs = 1.0\n{extra}"
-        )),
-        ..NodeOptions::default()
-    })
+fn start_connected(peers: &[&TestNode]) -> TestNode {
+    TestNode::start_with(NodeOptions::connect(peers))
 }
 
 fn wait_tip(node: &TestNode, want: &(u64, String), what: &str) {
@@ -60,15 +40,15 @@ fn nodes_sync_through_a_chain_of_peers_and_follow_new_blocks() {
     let want = a.tip();
     assert_eq!(want.0, 300);
 
-    let mut b = start_connected(&[&a], "");
-    let mut c = start_connected(&[&a], "");
+    let mut b = start_connected(&[&a]);
+    let mut c = start_connected(&[&a]);
     b.wait_ready(Duration::from_secs(10));
     c.wait_ready(Duration::from_secs(10));
     wait_tip(&b, &want, "B syncs 300 blocks from A");
     wait_tip(&c, &want, "C syncs 300 blocks from A");
 
     // D knows only B and C.
-    let mut d = start_connected(&[&b, &c], "");
+    let mut d = start_connected(&[&b, &c]);
     d.wait_ready(Duration::from_secs(10));
     wait_tip(&d, &want, "D syncs from B and C");
     let peers = d.call("getpeerinfo", json!([]));
@@ -116,7 +96,7 @@ fn a_reorg_on_the_source_reaches_its_peers() {
     let mut a = TestNode::start();
     a.wait_ready(Duration::from_secs(10));
     mine(&a, 20);
-    let mut b = start_connected(&[&a], "");
+    let mut b = start_connected(&[&a]);
     b.wait_ready(Duration::from_secs(10));
     wait_tip(&b, &a.tip(), "B syncs");
     let old_tip = a.tip();

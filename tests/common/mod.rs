@@ -61,6 +61,45 @@ pub struct NodeOptions {
     pub ports: Option<(u16, u16)>,
 }
 
+/// Reconnection fast enough for tests.
+pub const FAST_RECONNECT: &str =
+    "[network]\nreconnect_initial_delay_secs = 0.2\nreconnect_max_delay_secs = 1.0\n";
+
+impl NodeOptions {
+    /// A node that connects only to `peers` (`--connect`), redialling them quickly.
+    pub fn connect(peers: &[&TestNode]) -> NodeOptions {
+        NodeOptions {
+            args: peers
+                .iter()
+                .flat_map(|p| ["--connect".to_owned(), p.p2p.to_string()])
+                .collect(),
+            config: Some(FAST_RECONNECT.into()),
+            ..NodeOptions::default()
+        }
+    }
+}
+
+/// A regtest P2WPKH address from a fixed key.
+pub fn address(key: u8) -> String {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[key; 32]).unwrap();
+    let pk = bitcoin::CompressedPublicKey(sk.public_key(&secp));
+    bitcoin::Address::p2wpkh(&pk, bitcoin::Network::Regtest).to_string()
+}
+
+/// A process's resident and peak resident memory, KiB.
+pub fn proc_kib(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 impl TestNode {
     /// Starts a regtest node with a fresh datadir and OS-chosen ports.
     pub fn start() -> TestNode {
