@@ -614,15 +614,10 @@ impl ChainState {
     /// gathered and hashed (the store's own scan underneath is not interrupted).
     pub fn utxo_stats_until(&self, cancelled: &dyn Fn() -> bool) -> Option<UtxoStats> {
         let mut coins: Vec<(OutPoint, Coin)> = Vec::new();
-        let mut stop = false;
-        self.utxo.for_each(&mut |op, c| {
-            if stop || (coins.len() % 4096 == 0 && cancelled()) {
-                stop = true;
-                return;
-            }
-            coins.push((*op, c.clone()));
-        });
-        if stop {
+        if !self
+            .utxo
+            .for_each(cancelled, &mut |op, c| coins.push((*op, c.clone())))
+        {
             return None;
         }
         coins.sort_by(|a, b| {

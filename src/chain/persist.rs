@@ -9,7 +9,7 @@ use super::params::Params;
 use super::utxo::{BlockChanges, Coin};
 use super::utxo_cache::CoinSource;
 use crate::storage::block_files::{self, BlockFiles, FilePos, MAX_FILE_SIZE};
-use crate::storage::{StorageError, Store, Table, WriteBatch};
+use crate::storage::{Flow, StorageError, Store, Table, WriteBatch};
 use bitcoin::block::Header;
 use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::hashes::{sha256d, Hash, HashEngine};
@@ -237,12 +237,13 @@ impl CoinSource for FileSource {
         decode_coin(&coin_key(op), &v).ok().map(|(_, c)| c)
     }
 
-    fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin)) {
-        let scanned = self.store.scan(Table::Coins, &mut |k, v| {
-            if let Ok((op, c)) = decode_coin(k, v) {
-                f(op, c);
-            }
-        });
+    fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow) {
+        let scanned = self
+            .store
+            .scan(Table::Coins, &mut |k, v| match decode_coin(k, v) {
+                Ok((op, c)) => f(op, c),
+                Err(_) => Flow::Continue(()),
+            });
         if let Err(e) = scanned {
             log::error!("cannot scan the UTXO set: {e}");
         }
@@ -458,9 +459,16 @@ impl ChainDb {
             (Ok(h), Ok(r)) => {
                 db.positions.insert(h, (r.block_pos, r.undo_pos));
                 items.push((r.header, r.validity, r.block_pos.is_some()));
+                Flow::Continue(())
             }
-            (_, Err(e)) => bad = Some(e),
-            (Err(e), _) => bad = Some(corrupt("index key", e)),
+            (_, Err(e)) => {
+                bad = Some(e);
+                Flow::Break(())
+            }
+            (Err(e), _) => {
+                bad = Some(corrupt("index key", e));
+                Flow::Break(())
+            }
         })?;
         if let Some(e) = bad {
             return Err(e);
@@ -479,7 +487,10 @@ impl ChainDb {
             Some(v) if v.len() == 8 => u64::from_le_bytes(v.try_into().unwrap_or([0; 8])),
             _ => {
                 let mut n = 0u64;
-                store.scan(Table::Coins, &mut |_, _| n += 1)?;
+                store.scan(Table::Coins, &mut |_, _| {
+                    n += 1;
+                    Flow::Continue(())
+                })?;
                 n
             }
         };

@@ -3,6 +3,7 @@
 //! generation its entries are clean and may be evicted when the cache is over budget.
 
 use super::utxo::{BlockChanges, Coin, UtxoView};
+use crate::storage::Flow;
 use bitcoin::OutPoint;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use std::sync::Arc;
 pub trait CoinSource: Send + Sync {
     /// The committed coin at `op`.
     fn coin(&self, op: &OutPoint) -> Option<Coin>;
-    /// Every committed coin.
-    fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin));
+    /// Every committed coin, until `f` breaks.
+    fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow);
 }
 
 #[derive(Debug, Clone)]
@@ -185,21 +186,39 @@ impl UtxoCache {
         self.bytes -= freed;
     }
 
-    /// Every coin of the set: the store's, with the cache's newer state laid over it.
-    pub fn for_each(&self, f: &mut dyn FnMut(&OutPoint, &Coin)) {
+    /// Every coin of the set: the store's, with the cache's newer state laid over it. `stop` is
+    /// asked every 4,096 coins, the store scan included; false when it stopped the walk.
+    pub fn for_each(&self, stop: &dyn Fn() -> bool, f: &mut dyn FnMut(&OutPoint, &Coin)) -> bool {
+        let mut n = 0usize;
+        let mut tick = || {
+            n += 1;
+            n % 4096 == 0 && stop()
+        };
         match &self.source {
             None => {
                 for (op, s) in &self.slots {
                     if let Some(c) = &s.coin {
+                        if tick() {
+                            return false;
+                        }
                         f(op, c);
                     }
                 }
             }
             Some(source) => {
                 let mut all: HashMap<OutPoint, Coin> = HashMap::new();
+                let mut stopped = false;
                 source.for_each_coin(&mut |op, c| {
                     all.insert(op, c);
+                    if tick() {
+                        stopped = true;
+                        return Flow::Break(());
+                    }
+                    Flow::Continue(())
                 });
+                if stopped {
+                    return false;
+                }
                 for (op, s) in &self.slots {
                     match &s.coin {
                         Some(c) => {
@@ -211,10 +230,14 @@ impl UtxoCache {
                     }
                 }
                 for (op, c) in &all {
+                    if tick() {
+                        return false;
+                    }
                     f(op, c);
                 }
             }
         }
+        true
     }
 }
 
@@ -238,9 +261,11 @@ mod tests {
         fn coin(&self, op: &OutPoint) -> Option<Coin> {
             self.0.lock().get(op).cloned()
         }
-        fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin)) {
+        fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow) {
             for (op, c) in self.0.lock().iter() {
-                f(*op, c.clone());
+                if f(*op, c.clone()).is_break() {
+                    return;
+                }
             }
         }
     }
@@ -258,6 +283,36 @@ mod tests {
 
     fn op(n: u8) -> OutPoint {
         OutPoint::new(Txid::from_byte_array([n; 32]), 0)
+    }
+
+    /// A walk told to stop stops inside the store scan, not after reading the whole set.
+    #[test]
+    fn a_stopped_walk_ends_the_store_scan_early() {
+        let store = Arc::new(Store::default());
+        for n in 0..20_000u32 {
+            let mut txid = [0u8; 32];
+            txid[..4].copy_from_slice(&n.to_le_bytes());
+            store
+                .0
+                .lock()
+                .insert(OutPoint::new(Txid::from_byte_array(txid), 0), coin(1));
+        }
+        let cache = UtxoCache::backed(store.clone(), 0, 0);
+        let asked = std::cell::Cell::new(0);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() >= 2
+        };
+        let mut seen = 0;
+        assert!(!cache.for_each(&stop, &mut |_, _| seen += 1));
+        assert_eq!(
+            (asked.get(), seen),
+            (2, 0),
+            "stopped at 8,192 of 20,000 stored coins"
+        );
+        let mut all = 0;
+        assert!(cache.for_each(&|| false, &mut |_, _| all += 1));
+        assert_eq!(all, 20_000);
     }
 
     #[test]
@@ -301,7 +356,7 @@ mod tests {
         cache.apply(&spent);
         assert!(cache.get(&op(1)).is_none());
         let mut n = 0;
-        cache.for_each(&mut |_, _| n += 1);
+        cache.for_each(&|| false, &mut |_, _| n += 1);
         assert_eq!((n, cache.len()), (0, 0));
         cache.revert(&spent);
         assert_eq!(cache.get(&op(1)).unwrap(), coin(1));

@@ -657,6 +657,12 @@ impl Net {
             NetworkMessage::Block(b) => {
                 let (forward, actions) = self.sync.block_arrived(id, b.block_hash(), now);
                 if forward {
+                    let addr = c.addr;
+                    self.manager.book.record(
+                        &addr,
+                        super::addrbook::Quality::UsefulBlock,
+                        unix_now(),
+                    );
                     self.tell_chain(PeerEvent::Block {
                         peer: id,
                         block: Box::new(b),

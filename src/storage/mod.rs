@@ -102,14 +102,21 @@ impl StorageError {
     }
 }
 
+/// Whether a scan goes on: callers stop long scans (cancelled RPC calls) with `Break`.
+pub type Flow = std::ops::ControlFlow<()>;
+
 /// The key-value store the chain state lives in.
 pub trait Store: Send + Sync {
     /// `redb` or `sled`, for metrics and health.
     fn backend(&self) -> &'static str;
     /// Reads `key` from a consistent snapshot.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
-    /// Calls `f` for every entry of `table`, in key order, from one snapshot.
-    fn scan(&self, table: Table, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StorageError>;
+    /// Calls `f` for every entry of `table`, in key order, from one snapshot, until it breaks.
+    fn scan(
+        &self,
+        table: Table,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
+    ) -> Result<(), StorageError>;
     /// Applies `batch` in one durable transaction.
     fn apply(&self, batch: &WriteBatch) -> Result<(), StorageError>;
     /// Bytes on disk.
@@ -159,7 +166,8 @@ pub(crate) mod conformance {
         let mut seen = Vec::new();
         store
             .scan(Table::Coins, &mut |k, v| {
-                seen.push((k.to_vec(), v.to_vec()))
+                seen.push((k.to_vec(), v.to_vec()));
+                Flow::Continue(())
             })
             .unwrap();
         assert_eq!(seen, vec![(vec![1], vec![10]), (vec![2], vec![20])]);

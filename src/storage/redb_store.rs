@@ -1,6 +1,6 @@
 //! The default backend: one redb file, `chainstate.redb`.
 
-use super::{check_schema, StorageError, Store, Table, WriteBatch};
+use super::{check_schema, Flow, StorageError, Store, Table, WriteBatch};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 
@@ -53,7 +53,11 @@ impl Store for RedbStore {
         Ok(v.map(|v| v.value().to_vec()))
     }
 
-    fn scan(&self, table: Table, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StorageError> {
+    fn scan(
+        &self,
+        table: Table,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
+    ) -> Result<(), StorageError> {
         let tx = self
             .db
             .begin_read()
@@ -65,7 +69,9 @@ impl Store for RedbStore {
         };
         for item in t.iter().map_err(|e| StorageError::io("scan", e))? {
             let (k, v) = item.map_err(|e| StorageError::io("scan", e))?;
-            f(k.value(), v.value());
+            if f(k.value(), v.value()).is_break() {
+                break;
+            }
         }
         Ok(())
     }

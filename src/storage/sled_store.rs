@@ -1,6 +1,6 @@
 //! The fallback backend: a sled database in `chainstate.sled/`.
 
-use super::{check_schema, StorageError, Store, Table, WriteBatch};
+use super::{check_schema, Flow, StorageError, Store, Table, WriteBatch};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::Path;
@@ -69,10 +69,16 @@ impl Store for SledStore {
             .map_err(|e| StorageError::io("read", e))
     }
 
-    fn scan(&self, table: Table, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StorageError> {
+    fn scan(
+        &self,
+        table: Table,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
+    ) -> Result<(), StorageError> {
         for item in self.tree(table).iter() {
             let (k, v) = item.map_err(|e| StorageError::io("scan", e))?;
-            f(&k, &v);
+            if f(&k, &v).is_break() {
+                break;
+            }
         }
         Ok(())
     }
