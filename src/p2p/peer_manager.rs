@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 pub const INBOUND_PER_IP_PER_MIN: usize = 10;
 /// Inbound connections accepted per minute in total.
 pub const INBOUND_PER_MIN: usize = 120;
+/// The worst outbound peer is swapped for a better address at most this often.
+pub const ROTATE_EVERY: Duration = Duration::from_secs(600);
+/// How much better (address-book score) an address must be to replace a connected peer.
+pub const ROTATE_MARGIN: i32 = 50;
 
 /// Settings from `[network]`.
 #[derive(Debug, Clone)]
@@ -61,6 +65,7 @@ pub struct PeerManager {
     pending: Vec<SocketAddr>,
     inbound: Vec<SocketAddr>,
     recent_inbound: VecDeque<(Instant, IpAddr)>,
+    last_rotation: Option<Instant>,
 }
 
 impl PeerManager {
@@ -85,6 +90,7 @@ impl PeerManager {
             pending: Vec::new(),
             inbound: Vec::new(),
             recent_inbound: VecDeque::new(),
+            last_rotation: None,
         }
     }
 
@@ -217,6 +223,49 @@ impl PeerManager {
         self.outbound.len()
     }
 
+    /// With every outbound slot taken, the worst non-manual outbound peer to drop because a
+    /// clearly better address is waiting (at most once per `ROTATE_EVERY`); its slot is refilled
+    /// by the next `tick`.
+    pub fn rotation(&mut self, now: Instant, now_unix: i64) -> Option<SocketAddr> {
+        if self.connect_only()
+            || self.outbound.len() < self.settings.target_outbound
+            || self
+                .last_rotation
+                .is_some_and(|t| now.saturating_duration_since(t) < ROTATE_EVERY)
+        {
+            return None;
+        }
+        let score = |a: &SocketAddr| self.book.get(a).map(|e| e.score).unwrap_or(0);
+        let worst = *self
+            .outbound
+            .iter()
+            .filter(|a| !self.is_manual(a))
+            .min_by_key(|a| (score(a), **a))?;
+        let keep: Vec<SocketAddr> = self
+            .outbound
+            .iter()
+            .chain(&self.pending)
+            .filter(|a| **a != worst)
+            .copied()
+            .collect();
+        let reconnect = &self.reconnect;
+        let bans = &self.bans;
+        let best = self.book.candidates(&keep, 1, |a| {
+            *a != worst
+                && reconnect.get(a).is_none_or(|r| r.due(now))
+                && !bans.is_banned(&a.ip(), now_unix)
+        });
+        let better = best
+            .first()
+            .is_some_and(|b| score(b) >= score(&worst) + ROTATE_MARGIN);
+        if better {
+            self.last_rotation = Some(now);
+            Some(worst)
+        } else {
+            None
+        }
+    }
+
     /// `addnode add`: kept connected from now on; false if already added.
     pub fn add_node(&mut self, addr: SocketAddr, now_unix: i64) -> bool {
         if self.settings.addnode.contains(&addr) {
@@ -329,6 +378,38 @@ mod tests {
         assert_eq!(next.len(), 1);
         assert_ne!(next[0], Command::Connect(b));
         assert_eq!(pm.outbound_count(), 1);
+    }
+
+    #[test]
+    fn the_worst_outbound_peer_makes_room_for_a_clearly_better_address() {
+        let t0 = Instant::now();
+        let mut book = AddrBook::default();
+        let (good, poor, spare) = (addr(1, 1), addr(2, 1), addr(3, 1));
+        for a in [good, poor, spare] {
+            book.add(a, Source::Gossip, 0);
+        }
+        // The spare address has a record of handshakes; the peer it would replace stalled.
+        for _ in 0..5 {
+            book.record(&spare, Quality::Handshake, 1);
+        }
+        let mut s = settings();
+        s.target_outbound = 2;
+        let mut pm = PeerManager::new(s, book, BanList::default(), 0);
+        pm.outbound_ready(good, 2);
+        pm.outbound_ready(poor, 2);
+        pm.book.record(&good, Quality::UsefulBlock, 3);
+        assert_eq!(pm.rotation(t0, 3), None, "not clearly better yet");
+        pm.book.record(&poor, Quality::Stalled, 3);
+        pm.book.record(&poor, Quality::Stalled, 3);
+        assert_eq!(pm.rotation(t0, 3), Some(poor));
+        assert_eq!(
+            pm.rotation(t0 + Duration::from_secs(60), 3),
+            None,
+            "once per interval"
+        );
+        // After the swap the refill dials the better address.
+        pm.outbound_lost(poor, t0, 3, 0.5);
+        assert_eq!(pm.tick(t0, 3), vec![Command::Connect(spare)]);
     }
 
     #[test]

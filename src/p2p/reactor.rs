@@ -997,6 +997,12 @@ impl Net {
         let now_unix = unix_now();
         self.manager.bans.sweep(now_unix);
         if self.active {
+            if let Some(worst) = self.manager.rotation(now, now_unix) {
+                if let Some(c) = self.conns.values_mut().find(|c| c.addr == worst) {
+                    log::info!(peer = c.id; "replacing {worst} with a better-scored address");
+                    c.closing.get_or_insert("rotated");
+                }
+            }
             let before_book = self.manager.book.len();
             for Command::Connect(addr) in self.manager.tick(now, now_unix) {
                 self.dial(addr, now);
