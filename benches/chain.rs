@@ -2,6 +2,8 @@
 //! chain (P2WPKH and P2TR spends), with and without script checks, in memory and on redb; RSS.
 //! `cargo bench --bench chain` for 2,000 blocks of ~100 transactions; under `cargo test` a smoke run.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -16,15 +18,7 @@ use std::time::Instant;
 use support::{spend_chain, NOW};
 
 fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    common::proc_kib(std::process::id() as i32)
 }
 
 fn rate(n: usize, t: Instant) -> String {

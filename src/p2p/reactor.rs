@@ -234,6 +234,17 @@ fn random_unit() -> f64 {
     (random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The block hashes an `inv` or `notfound` names.
+fn block_hashes(items: &[Inventory]) -> Vec<bitcoin::BlockHash> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Inventory::Block(h) | Inventory::WitnessBlock(h) => Some(*h),
+            _ => None,
+        })
+        .collect()
+}
+
 /// IPv4-mapped addresses as IPv4, so bans and netgroups see one form.
 fn canonical(a: SocketAddr) -> SocketAddr {
     match a {
@@ -674,13 +685,7 @@ impl Net {
                 if items.len() > MAX_INV {
                     return self.misbehaved(t, "oversized-inv", "inv too large");
                 }
-                let blocks: Vec<_> = items
-                    .iter()
-                    .filter_map(|i| match i {
-                        Inventory::Block(h) | Inventory::WitnessBlock(h) => Some(*h),
-                        _ => None,
-                    })
-                    .collect();
+                let blocks = block_hashes(&items);
                 if !blocks.is_empty() {
                     let a = self.sync.on_inv(id, &blocks, now);
                     self.sync_actions(a, now);
@@ -713,13 +718,7 @@ impl Net {
                 }
             }
             NetworkMessage::NotFound(items) => {
-                let blocks: Vec<_> = items
-                    .iter()
-                    .filter_map(|i| match i {
-                        Inventory::Block(h) | Inventory::WitnessBlock(h) => Some(*h),
-                        _ => None,
-                    })
-                    .collect();
+                let blocks = block_hashes(&items);
                 let a = self.sync.not_found(id, &blocks, now);
                 self.sync_actions(a, now);
             }
