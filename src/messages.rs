@@ -43,6 +43,15 @@ pub enum PeerEvent {
         /// Where to stop (all zeros: up to 2,000).
         stop: BlockHash,
     },
+    /// The peer asks for the hashes of the active chain after its locator (`getblocks`).
+    GetBlocks {
+        /// From whom.
+        peer: PeerId,
+        /// Its locator.
+        locator: Vec<BlockHash>,
+        /// Where to stop (left out, as Core does).
+        stop: BlockHash,
+    },
     /// The peer asks for blocks (a bounded slice of its `getdata`).
     GetData {
         /// From whom.
@@ -132,6 +141,13 @@ pub enum P2pCommand {
         peer: PeerId,
         /// What.
         msg: NetworkMessage,
+    },
+    /// The chain's answer to `getblocks`: announce these blocks to the peer by `inv`.
+    BlocksAfter {
+        /// To whom.
+        peer: PeerId,
+        /// Hashes of the active chain, oldest first (at most 500).
+        hashes: Vec<BlockHash>,
     },
     /// The chain changed: new wanted blocks, tip to announce.
     Chain(Box<ChainSummary>),

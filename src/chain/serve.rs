@@ -17,9 +17,15 @@ pub const MAX_TIP_AGE_SECS: i64 = 24 * 3600;
 /// Headers announced one by one; more than this and only the tip is announced by `inv`.
 pub const MAX_ANNOUNCE_HEADERS: usize = 8;
 
-/// Core's `getheaders`: headers of the active chain after the first locator hash on it (genesis
-/// if none is), up to `stop` or 2,000. An empty locator asks for `stop`'s header alone.
-pub fn headers_after(cs: &ChainState, locator: &[BlockHash], stop: &BlockHash) -> Vec<Header> {
+/// Block hashes per `inv` answering `getblocks` (Core's limit).
+pub const MAX_GETBLOCKS: usize = 500;
+
+/// The active chain after the first locator hash on it (after genesis if none is): Core's
+/// `FindForkInGlobalIndex`, then onwards.
+fn active_after<'a>(
+    cs: &'a ChainState,
+    locator: &[BlockHash],
+) -> impl Iterator<Item = &'a BlockHash> {
     let active = cs.active();
     let on_active = |h: &BlockHash| {
         cs.tree()
@@ -27,6 +33,13 @@ pub fn headers_after(cs: &ChainState, locator: &[BlockHash], stop: &BlockHash) -
             .filter(|e| active.get(e.height as usize) == Some(h))
             .map(|e| e.height)
     };
+    let fork = locator.iter().find_map(on_active).unwrap_or(0);
+    active.iter().skip(fork as usize + 1)
+}
+
+/// Core's `getheaders`: headers of the active chain after the first locator hash on it (genesis
+/// if none is), up to `stop` or 2,000. An empty locator asks for `stop`'s header alone.
+pub fn headers_after(cs: &ChainState, locator: &[BlockHash], stop: &BlockHash) -> Vec<Header> {
     if locator.is_empty() {
         return cs
             .tree()
@@ -34,9 +47,8 @@ pub fn headers_after(cs: &ChainState, locator: &[BlockHash], stop: &BlockHash) -
             .map(|e| vec![e.header])
             .unwrap_or_default();
     }
-    let fork = locator.iter().find_map(on_active).unwrap_or(0);
     let mut out = Vec::new();
-    for h in active.iter().skip(fork as usize + 1).take(MAX_HEADERS) {
+    for h in active_after(cs, locator).take(MAX_HEADERS) {
         let Some(e) = cs.tree().get(h) else { break };
         out.push(e.header);
         if h == stop {
@@ -44,6 +56,16 @@ pub fn headers_after(cs: &ChainState, locator: &[BlockHash], stop: &BlockHash) -
         }
     }
     out
+}
+
+/// Core's `getblocks`: hashes of the active chain after the locator's fork, up to 500, stopping
+/// before `stop` (unlike `getheaders`, Core leaves the stop block out).
+pub fn blocks_after(cs: &ChainState, locator: &[BlockHash], stop: &BlockHash) -> Vec<BlockHash> {
+    active_after(cs, locator)
+        .take_while(|h| *h != stop)
+        .take(MAX_GETBLOCKS)
+        .copied()
+        .collect()
 }
 
 /// Answers the block items of a `getdata`: the blocks found (witness stripped unless asked for),
@@ -175,6 +197,33 @@ mod tests {
             vec![blocks[3].header]
         );
         assert!(headers_after(&cs, &[blocks[29].block_hash()], &unknown).is_empty());
+    }
+
+    #[test]
+    fn getblocks_lists_500_hashes_after_the_fork_and_stops_before_stop() {
+        let (cs, blocks) = mined(600);
+        let genesis = cs.tree().genesis();
+        let zero = BlockHash::from_byte_array([0; 32]);
+        let first = blocks_after(&cs, &[genesis], &zero);
+        assert_eq!(first.len(), MAX_GETBLOCKS);
+        assert_eq!(first[0], blocks[0].block_hash());
+        let rest = blocks_after(&cs, &[*first.last().unwrap(), genesis], &zero);
+        assert_eq!(rest.len(), 100);
+        assert_eq!(rest[0], blocks[500].block_hash());
+        let to_stop = blocks_after(&cs, &[blocks[9].block_hash()], &blocks[14].block_hash());
+        assert_eq!(
+            to_stop,
+            blocks[10..14]
+                .iter()
+                .map(Block::block_hash)
+                .collect::<Vec<_>>()
+        );
+        // No locator hash known: from genesis, as Core does.
+        let unknown = BlockHash::from_byte_array([7; 32]);
+        assert_eq!(
+            blocks_after(&cs, &[unknown], &zero)[0],
+            blocks[0].block_hash()
+        );
     }
 
     #[test]

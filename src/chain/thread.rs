@@ -5,7 +5,9 @@ use super::chainstate::{ChainState, Submitted, Update};
 use super::mining::{op_true_payout, spend_op_true};
 use super::persist::{prepare, PersistError, PersistJob};
 use super::reject::Reject;
-use super::serve::{blocks_for, headers_after, summary, MAX_ANNOUNCE_HEADERS, MAX_HEADERS};
+use super::serve::{
+    blocks_after, blocks_for, headers_after, summary, MAX_ANNOUNCE_HEADERS, MAX_HEADERS,
+};
 use crate::clock::unix_now;
 use crate::lifecycle::StopSignal;
 use crate::messages::{P2pCommand, P2pHandle, PeerEvent, PeerId};
@@ -349,6 +351,14 @@ impl ChainThread {
             } => {
                 let msg = NetworkMessage::Headers(headers_after(&self.state, &locator, &stop));
                 self.tell_p2p(P2pCommand::Send { peer, msg });
+            }
+            PeerEvent::GetBlocks {
+                peer,
+                locator,
+                stop,
+            } => {
+                let hashes = blocks_after(&self.state, &locator, &stop);
+                self.tell_p2p(P2pCommand::BlocksAfter { peer, hashes });
             }
             PeerEvent::GetData { peer, items } => {
                 for msg in blocks_for(&self.state, &items) {

@@ -121,6 +121,9 @@ pub struct Connection {
     pub getdata: VecDeque<bitcoin::p2p::message_blockdata::Inventory>,
     /// Block requests handed to the chain and not yet answered.
     pub getdata_out: usize,
+    /// The last hash of a full `getblocks` answer: when the peer fetches that block, our tip
+    /// follows by `inv` so it asks for the next batch (Core's continuation block).
+    pub continuation: Option<bitcoin::BlockHash>,
     /// Set when the connection must close, with the reason.
     pub closing: Option<&'static str>,
     /// Messages dropped because the queue was full.
@@ -161,6 +164,7 @@ impl Connection {
             readable: direction == Direction::Inbound,
             getdata: VecDeque::new(),
             getdata_out: 0,
+            continuation: None,
             closing: None,
             dropped: 0,
             answered_getaddr: false,

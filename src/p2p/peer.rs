@@ -17,6 +17,8 @@ pub const MIN_PROTOCOL_VERSION: u32 = 31_800;
 pub const WTXID_RELAY_VERSION: u32 = 70_016;
 /// Peers at or above this version understand sendheaders (BIP130).
 pub const SENDHEADERS_VERSION: u32 = 70_012;
+/// First version Core sends `sendaddrv2` to (BIP155 is older, but no software below this has it).
+pub const ADDRV2_VERSION: u32 = 70_016;
 
 /// What the reactor must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,7 +143,10 @@ impl Peer {
                 if v.version >= WTXID_RELAY_VERSION {
                     out.push(Action::Send(NetworkMessage::WtxidRelay));
                 }
-                out.push(Action::Send(NetworkMessage::SendAddrV2));
+                // Core's courtesy: older software may reject messages it does not know.
+                if v.version >= ADDRV2_VERSION {
+                    out.push(Action::Send(NetworkMessage::SendAddrV2));
+                }
                 out.push(Action::Send(NetworkMessage::Verack));
                 self.pending_ready = Some((v.start_height, v.user_agent));
                 out
@@ -168,9 +173,9 @@ impl Peer {
                 }
                 out
             }
-            (Phase::AwaitVersion | Phase::AwaitVerack, _) => {
-                vec![Action::Disconnect("message-before-handshake")]
-            }
+            // Core ignores anything else before the handshake completes; the handshake timeout
+            // ends a peer that never completes it.
+            (Phase::AwaitVersion | Phase::AwaitVerack, _) => vec![],
             (Phase::Ready, NetworkMessage::Ping(n)) => vec![Action::Send(NetworkMessage::Pong(n))],
             (Phase::Ready, NetworkMessage::Pong(n)) => {
                 if let Some((nonce, sent)) = self.ping {
@@ -302,7 +307,7 @@ mod tests {
         let a = p.on_message(t0, NetworkMessage::Version(version(70015)), || {
             version(70016)
         });
-        assert_eq!(sent(&a), ["version", "sendaddrv2", "verack"]);
+        assert_eq!(sent(&a), ["version", "verack"]);
         assert!(matches!(
             p.on_message(t0, NetworkMessage::Version(version(70015)), || version(1))[..],
             [Action::Disconnect("duplicate-version")]
@@ -313,10 +318,10 @@ mod tests {
     fn protocol_and_timeout_violations_disconnect() {
         let t0 = Instant::now();
         let mut early = Peer::inbound(t0);
-        assert_eq!(
-            early.on_message(t0, NetworkMessage::Ping(1), || version(1)),
-            vec![Action::Disconnect("message-before-handshake")]
-        );
+        assert!(early
+            .on_message(t0, NetworkMessage::Ping(1), || version(1))
+            .is_empty());
+        assert_eq!(early.phase(), Phase::AwaitVersion, "ignored, as in Core");
         let mut old = Peer::inbound(t0);
         assert_eq!(
             old.on_message(t0, NetworkMessage::Version(version(100)), || version(1)),

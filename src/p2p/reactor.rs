@@ -701,6 +701,16 @@ impl Net {
                     stop: m.stop_hash,
                 });
             }
+            NetworkMessage::GetBlocks(m) => {
+                if m.locator_hashes.len() > MAX_LOCATOR {
+                    return self.misbehaved(t, "oversized-locator", "locator too large");
+                }
+                self.tell_chain(PeerEvent::GetBlocks {
+                    peer: id,
+                    locator: m.locator_hashes,
+                    stop: m.stop_hash,
+                });
+            }
             NetworkMessage::GetData(items) => {
                 if items.len() > MAX_INV {
                     return self.misbehaved(t, "oversized-getdata", "getdata too large");
@@ -1032,14 +1042,39 @@ impl Net {
             P2pCommand::Send { peer, msg } => {
                 let t = token_of(peer);
                 if let Some(c) = self.conns.get_mut(&t) {
+                    let mut continued = false;
                     let answered = match &msg {
-                        NetworkMessage::Block(_) => 1,
+                        NetworkMessage::Block(b) => {
+                            continued =
+                                c.continuation.is_some() && c.continuation == Some(b.block_hash());
+                            1
+                        }
                         NetworkMessage::NotFound(items) => items.len(),
                         _ => 0,
                     };
                     c.getdata_out = c.getdata_out.saturating_sub(answered);
+                    if continued {
+                        c.continuation = None;
+                    }
                     self.send(t, msg, now);
+                    if continued {
+                        // Right after the block, so the peer's next `getblocks` starts from it.
+                        let tip = Inventory::Block(self.sync.chain().tip.0);
+                        self.send(t, NetworkMessage::Inv(vec![tip]), now);
+                    }
                     self.pump_getdata(t);
+                }
+            }
+            P2pCommand::BlocksAfter { peer, hashes } => {
+                let t = token_of(peer);
+                if let Some(c) = self.conns.get_mut(&t) {
+                    if hashes.len() == crate::chain::serve::MAX_GETBLOCKS {
+                        c.continuation = hashes.last().copied();
+                    }
+                    if !hashes.is_empty() {
+                        let inv = hashes.into_iter().map(Inventory::Block).collect();
+                        self.send(t, NetworkMessage::Inv(inv), now);
+                    }
                 }
             }
             P2pCommand::Chain(summary) => self.chain_changed(*summary, now),
