@@ -181,6 +181,7 @@ fn p2p_setup(config: &Config, store: &dyn Store) -> Result<P2pSetup, StartError>
             },
             jitter: 0.2,
         },
+        fixed_seeds: crate::p2p::seeds::fixed_seeds(config.chain),
     };
     let table = |key: &[u8]| store.get(storage::Table::Peers, key);
     let book = table(b"addrbook")?

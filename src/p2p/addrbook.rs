@@ -73,6 +73,14 @@ impl AddrBook {
         self.entries.is_empty()
     }
 
+    /// Addresses learned rather than given by hand (`--addnode`, `--connect`).
+    pub fn learned(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.source != Source::Manual)
+            .count()
+    }
+
     /// What is known about `addr`.
     pub fn get(&self, addr: &SocketAddr) -> Option<&AddrInfo> {
         self.entries.get(addr)

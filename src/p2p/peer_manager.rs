@@ -31,6 +31,8 @@ pub struct Settings {
     pub addnode: Vec<SocketAddr>,
     /// Reconnection backoff.
     pub backoff: Policy,
+    /// The network's fixed seeds, added when the book is still empty a minute after start.
+    pub fixed_seeds: Vec<SocketAddr>,
 }
 
 /// What the reactor must do.
@@ -66,6 +68,8 @@ pub struct PeerManager {
     inbound: Vec<SocketAddr>,
     recent_inbound: VecDeque<(Instant, IpAddr)>,
     last_rotation: Option<Instant>,
+    first_tick: Option<Instant>,
+    fixed_seeds_added: bool,
 }
 
 impl PeerManager {
@@ -91,6 +95,8 @@ impl PeerManager {
             inbound: Vec::new(),
             recent_inbound: VecDeque::new(),
             last_rotation: None,
+            first_tick: None,
+            fixed_seeds_added: false,
         }
     }
 
@@ -100,6 +106,7 @@ impl PeerManager {
 
     /// Connections to open now: manual peers first, then the best diverse candidates.
     pub fn tick(&mut self, now: Instant, now_unix: i64) -> Vec<Command> {
+        self.add_fixed_seeds_if_needed(now, now_unix);
         let busy: Vec<SocketAddr> = self.outbound.iter().chain(&self.pending).copied().collect();
         let due = |a: &SocketAddr, r: &HashMap<SocketAddr, Reconnect>| {
             r.get(a).is_none_or(|x| x.due(now))
@@ -135,6 +142,28 @@ impl PeerManager {
         want.truncate(room);
         self.pending.extend(&want);
         want.into_iter().map(Command::Connect).collect()
+    }
+
+    /// Core's last resort: the DNS seeds had a minute and the book has learned nothing.
+    fn add_fixed_seeds_if_needed(&mut self, now: Instant, now_unix: i64) {
+        let start = *self.first_tick.get_or_insert(now);
+        if self.fixed_seeds_added
+            || self.connect_only()
+            || self.settings.fixed_seeds.is_empty()
+            || self.book.learned() > 0
+            || now.saturating_duration_since(start) < super::seeds::FIXED_SEED_DELAY
+        {
+            return;
+        }
+        self.fixed_seeds_added = true;
+        log::info!(
+            "adding {} fixed seeds: the address book is still empty {} s after start",
+            self.settings.fixed_seeds.len(),
+            super::seeds::FIXED_SEED_DELAY.as_secs()
+        );
+        for a in &self.settings.fixed_seeds {
+            self.book.add(*a, Source::Seed, now_unix);
+        }
     }
 
     /// An outbound attempt completed its handshake.
@@ -342,7 +371,46 @@ mod tests {
                 max_retries: 2,
                 jitter: 0.2,
             },
+            fixed_seeds: vec![],
         }
+    }
+
+    #[test]
+    fn fixed_seeds_are_the_last_resort_after_a_minute_with_an_empty_book() {
+        let t0 = Instant::now();
+        let seeds: Vec<SocketAddr> = (1..=5).map(|g| addr(g, 1)).collect();
+        let with_seeds = || Settings {
+            fixed_seeds: seeds.clone(),
+            addnode: vec![addr(9, 9)],
+            ..settings()
+        };
+        let mut pm = PeerManager::new(with_seeds(), AddrBook::default(), BanList::default(), 0);
+        // The added node is dialled; the fixed seeds wait for the DNS seeds.
+        assert_eq!(pm.tick(t0, 0), vec![Command::Connect(addr(9, 9))]);
+        assert!(pm.tick(t0 + Duration::from_secs(59), 59).is_empty());
+        let after = pm.tick(t0 + super::super::seeds::FIXED_SEED_DELAY, 60);
+        // Three outbound wanted, the added node's attempt is one.
+        assert_eq!(after.len(), 2, "the rest from the seeds: {after:?}");
+        assert!(after.iter().all(|Command::Connect(a)| seeds.contains(a)));
+        assert_eq!(pm.book.get(&seeds[0]).unwrap().source, Source::Seed);
+
+        // A book with anything learned (here from DNS) never needs them.
+        let mut book = AddrBook::default();
+        book.add(addr(7, 7), Source::Dns, 0);
+        let mut pm = PeerManager::new(with_seeds(), book, BanList::default(), 0);
+        pm.tick(t0, 0);
+        pm.tick(t0 + Duration::from_secs(3600), 3600);
+        assert!(pm.book.get(&seeds[0]).is_none());
+
+        // Nor does --connect mode.
+        let connect = Settings {
+            connect_only: vec![addr(9, 9)],
+            ..with_seeds()
+        };
+        let mut pm = PeerManager::new(connect, AddrBook::default(), BanList::default(), 0);
+        pm.tick(t0, 0);
+        pm.tick(t0 + Duration::from_secs(3600), 3600);
+        assert!(pm.book.get(&seeds[0]).is_none());
     }
 
     #[test]
