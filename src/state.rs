@@ -95,6 +95,8 @@ pub struct PeerInfo {
     pub bytesrecv_per_msg: Vec<(&'static str, u64)>,
     /// Last ping round trip, seconds.
     pub pingtime: Option<f64>,
+    /// Lowest ping round trip, seconds.
+    pub minping: Option<f64>,
     /// Bytes waiting in its send queue.
     pub send_queue_bytes: usize,
     /// BIP339, BIP155, BIP130.

@@ -164,9 +164,11 @@ fn network_methods_manage_peers() {
     let a_info = a.call("getnetworkinfo", j!([]));
     assert_eq!(a_info["connections_in"], 1);
     b.call("ping", j!([]));
-    poll(WAIT, "pingtime reported", || {
-        b.call("getpeerinfo", j!([]))[0].get("pingtime").map(|_| ())
+    let (last, min) = poll(WAIT, "pingtime and minping reported", || {
+        let p = b.call("getpeerinfo", j!([]))[0].clone();
+        Some((p.get("pingtime")?.as_f64()?, p.get("minping")?.as_f64()?))
     });
+    assert!(min <= last && min < 5.0, "minping {min}, pingtime {last}");
 
     // An added node that is disconnected comes back; a removed one does not.
     let id = b.call("getpeerinfo", j!([]))[0]["id"].as_u64().unwrap();

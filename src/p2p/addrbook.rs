@@ -39,6 +39,26 @@ pub struct AddrInfo {
     pub last_seen: i64,
     /// Quality: handshakes and useful blocks raise it, failures, stalls and misbehaviour lower it.
     pub score: i32,
+    /// Lowest ping round trip seen, milliseconds (absent in books saved before it was kept).
+    #[serde(default)]
+    pub min_ping_ms: Option<u32>,
+}
+
+/// Round trip that costs one point of quality; capped at `MAX_LATENCY_PENALTY`.
+const MS_PER_LATENCY_POINT: u32 = 20;
+/// A peer is never marked down more than this for latency alone (a second or more).
+const MAX_LATENCY_PENALTY: i32 = 50;
+
+impl AddrInfo {
+    /// What choosing and rotation go by: the score, less a point per 20 ms of best ping (at most
+    /// 50), so that between equally useful peers the nearer one wins.
+    pub fn quality(&self) -> i32 {
+        let penalty = self
+            .min_ping_ms
+            .map_or(0, |ms| (ms / MS_PER_LATENCY_POINT) as i32)
+            .min(MAX_LATENCY_PENALTY);
+        self.score - penalty
+    }
 }
 
 /// Events that change an address's quality.
@@ -106,6 +126,7 @@ impl AddrBook {
                 last_success: None,
                 last_seen: now,
                 score: if source == Source::Manual { 100 } else { 0 },
+                min_ping_ms: None,
             },
         );
     }
@@ -135,6 +156,14 @@ impl AddrBook {
         }
     }
 
+    /// A ping round trip to `addr` was measured; the lowest is kept (Core's min ping).
+    pub fn record_ping(&mut self, addr: &SocketAddr, rtt: std::time::Duration) {
+        if let Some(e) = self.entries.get_mut(addr) {
+            let ms = u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX);
+            e.min_ping_ms = Some(e.min_ping_ms.map_or(ms, |m| m.min(ms)));
+        }
+    }
+
     /// Forgets `addr` (banned, or given up).
     pub fn remove(&mut self, addr: &SocketAddr) {
         self.entries.remove(addr);
@@ -150,7 +179,7 @@ impl AddrBook {
             .entries
             .iter()
             .filter(|(_, e)| e.tried == tried && e.source != Source::Manual)
-            .min_by_key(|(a, e)| (e.score, e.last_seen, **a))
+            .min_by_key(|(a, e)| (e.quality(), e.last_seen, **a))
             .map(|(a, _)| *a);
         if let Some(a) = worst {
             self.entries.remove(&a);
@@ -170,7 +199,7 @@ impl AddrBook {
             .iter()
             .filter(|(a, e)| e.score > -100 && !connected.contains(a) && eligible(a))
             .collect();
-        all.sort_by_key(|(a, e)| (!e.tried, -e.score, -e.last_seen, **a));
+        all.sort_by_key(|(a, e)| (!e.tried, -e.quality(), -e.last_seen, **a));
         let ordered: Vec<SocketAddr> = all.into_iter().map(|(a, _)| *a).collect();
         pick_outbound(&ordered, connected, want)
     }
@@ -197,6 +226,7 @@ impl AddrBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn a(i: u32) -> SocketAddr {
         SocketAddr::new(
@@ -233,6 +263,42 @@ mod tests {
             !b.candidates(&[], 8, |x| *x != addrs[3]).contains(&addrs[3]),
             "backoff filter"
         );
+    }
+
+    #[test]
+    fn latency_marks_down_slow_peers_within_a_cap() {
+        let mut b = AddrBook::default();
+        let (near, far, remote) = (
+            SocketAddr::new(std::net::Ipv4Addr::new(127, 1, 0, 1).into(), 18444),
+            SocketAddr::new(std::net::Ipv4Addr::new(127, 2, 0, 1).into(), 18444),
+            SocketAddr::new(std::net::Ipv4Addr::new(127, 3, 0, 1).into(), 18444),
+        );
+        for x in [near, far, remote] {
+            b.add(x, Source::Gossip, 0);
+            b.record(&x, Quality::Handshake, 1);
+        }
+        b.record_ping(&near, Duration::from_millis(30));
+        b.record_ping(&near, Duration::from_millis(90));
+        b.record_ping(&far, Duration::from_millis(400));
+        b.record_ping(&remote, Duration::from_secs(30));
+        assert_eq!(b.get(&near).unwrap().min_ping_ms, Some(30), "lowest kept");
+        assert_eq!(b.get(&near).unwrap().quality(), 10 - 1);
+        assert_eq!(b.get(&far).unwrap().quality(), 10 - 20);
+        assert_eq!(b.get(&remote).unwrap().quality(), 10 - 50, "capped");
+        assert_eq!(b.candidates(&[], 3, |_| true), vec![near, far, remote]);
+        // A slow but useful peer still beats a fast useless one.
+        for _ in 0..80 {
+            b.record(&remote, Quality::UsefulBlock, 2);
+        }
+        assert_eq!(b.candidates(&[], 1, |_| true), vec![remote]);
+    }
+
+    #[test]
+    fn books_saved_before_latency_was_kept_still_load() {
+        let old = br#"[["127.0.0.1:18444",{"source":"Dns","tried":true,"last_success":6,"last_seen":6,"score":10}]]"#;
+        let b = AddrBook::decode(old);
+        assert_eq!(b.get(&a(0)).unwrap().min_ping_ms, None);
+        assert_eq!(b.get(&a(0)).unwrap().quality(), 10);
     }
 
     #[test]

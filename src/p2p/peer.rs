@@ -72,6 +72,8 @@ pub struct Peer {
     pub features: Features,
     /// Last ping round trip.
     pub latency: Option<Duration>,
+    /// Lowest ping round trip.
+    pub min_latency: Option<Duration>,
     pending_ready: Option<(i32, String)>,
 }
 
@@ -100,6 +102,7 @@ impl Peer {
             their_version: 0,
             features: Features::default(),
             latency: None,
+            min_latency: None,
             pending_ready: None,
         }
     }
@@ -180,7 +183,9 @@ impl Peer {
             (Phase::Ready, NetworkMessage::Pong(n)) => {
                 if let Some((nonce, sent)) = self.ping {
                     if nonce == n {
-                        self.latency = Some(now.saturating_duration_since(sent));
+                        let rtt = now.saturating_duration_since(sent);
+                        self.latency = Some(rtt);
+                        self.min_latency = Some(self.min_latency.map_or(rtt, |m| m.min(rtt)));
                         self.ping = None;
                     }
                 }

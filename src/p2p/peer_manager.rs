@@ -264,7 +264,7 @@ impl PeerManager {
         {
             return None;
         }
-        let score = |a: &SocketAddr| self.book.get(a).map(|e| e.score).unwrap_or(0);
+        let score = |a: &SocketAddr| self.book.get(a).map(|e| e.quality()).unwrap_or(0);
         let worst = *self
             .outbound
             .iter()
@@ -478,6 +478,30 @@ mod tests {
         // After the swap the refill dials the better address.
         pm.outbound_lost(poor, t0, 3, 0.5);
         assert_eq!(pm.tick(t0, 3), vec![Command::Connect(spare)]);
+    }
+
+    #[test]
+    fn a_slow_peer_is_rotated_out_for_an_equally_proven_address() {
+        let t0 = Instant::now();
+        let mut book = AddrBook::default();
+        let (near, slow, spare) = (addr(1, 1), addr(2, 1), addr(3, 1));
+        for a in [near, slow, spare] {
+            book.add(a, Source::Gossip, 0);
+        }
+        for _ in 0..5 {
+            book.record(&spare, Quality::Handshake, 1);
+        }
+        let mut s = settings();
+        s.target_outbound = 2;
+        let mut pm = PeerManager::new(s, book, BanList::default(), 0);
+        for a in [near, slow] {
+            pm.outbound_ready(a, 2);
+            pm.book.record(&a, Quality::Handshake, 2);
+        }
+        assert_eq!(pm.rotation(t0, 3), None, "equal peers without pings");
+        pm.book.record_ping(&near, Duration::from_millis(30));
+        pm.book.record_ping(&slow, Duration::from_millis(1500));
+        assert_eq!(pm.rotation(t0, 3), Some(slow));
     }
 
     #[test]

@@ -645,7 +645,11 @@ impl Net {
         let Some(c) = self.conns.get_mut(&t) else {
             return;
         };
+        let pong = matches!(msg, NetworkMessage::Pong(_));
         let actions = c.peer.on_message(now, msg, || ours);
+        if let (true, Some(rtt)) = (pong, c.peer.min_latency) {
+            self.manager.book.record_ping(&addr, rtt);
+        }
         self.peer_actions(t, actions, now);
     }
 
@@ -1253,6 +1257,7 @@ impl Net {
                     .map(|(k, v)| (*k, *v))
                     .collect(),
                 pingtime: c.peer.latency.map(|d| d.as_secs_f64()),
+                minping: c.peer.min_latency.map(|d| d.as_secs_f64()),
                 send_queue_bytes: c.queue.bytes(),
                 wtxid_relay: c.peer.features.wtxid_relay,
                 addr_v2: c.peer.features.addr_v2,

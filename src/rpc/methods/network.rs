@@ -140,6 +140,8 @@ fn peer_json(p: &PeerInfo) -> Value {
     });
     if let Some(t) = p.pingtime {
         o["pingtime"] = json!(t);
+    }
+    if let Some(t) = p.minping {
         o["minping"] = json!(t);
     }
     o
