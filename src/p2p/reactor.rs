@@ -19,7 +19,7 @@ use crate::messages::{
 use crate::metrics::Metrics;
 use crate::state::{BanInfo, NetworkView, PeerInfo, Shared};
 use crate::supervisor::health::{Heartbeat, Status};
-use bitcoin::p2p::address::Address;
+use bitcoin::p2p::address::{AddrV2, AddrV2Message, Address};
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::Inventory;
 use bitcoin::p2p::message_network::VersionMessage;
@@ -739,8 +739,9 @@ impl Net {
             // Only inbound peers are answered, once (Core: against address-book fingerprinting).
             NetworkMessage::GetAddr if c.inbound() && !c.answered_getaddr => {
                 c.answered_getaddr = true;
-                let addrs = self.addr_sample();
-                self.send(t, NetworkMessage::Addr(addrs), now);
+                let v2 = c.peer.features.addr_v2;
+                let reply = self.addr_reply(v2);
+                self.send(t, reply, now);
             }
             NetworkMessage::Addr(list) => {
                 if list.len() > MAX_ADDR {
@@ -776,19 +777,39 @@ impl Net {
         }
     }
 
-    fn addr_sample(&self) -> Vec<(u32, Address)> {
-        let now = unix_now() as u32;
-        self.manager
-            .book
+    /// Our answer to `getaddr`: known addresses with when they were last seen, as `addrv2` to
+    /// peers that asked for it (BIP155), `addr` to the rest.
+    fn addr_reply(&self, v2: bool) -> NetworkMessage {
+        let services = ServiceFlags::NETWORK | ServiceFlags::WITNESS;
+        let book = &self.manager.book;
+        let sample = book
             .candidates(&[], MAX_ADDR, |_| true)
             .into_iter()
             .map(|a| {
-                (
-                    now,
-                    Address::new(&a, ServiceFlags::NETWORK | ServiceFlags::WITNESS),
-                )
-            })
-            .collect()
+                let seen = book.get(&a).map_or(0, |e| e.last_seen);
+                (u32::try_from(seen).unwrap_or(0), a)
+            });
+        if v2 {
+            NetworkMessage::AddrV2(
+                sample
+                    .map(|(time, a)| AddrV2Message {
+                        time,
+                        services,
+                        addr: match a.ip() {
+                            IpAddr::V4(ip) => AddrV2::Ipv4(ip),
+                            IpAddr::V6(ip) => AddrV2::Ipv6(ip),
+                        },
+                        port: a.port(),
+                    })
+                    .collect(),
+            )
+        } else {
+            NetworkMessage::Addr(
+                sample
+                    .map(|(time, a)| (time, Address::new(&a, services)))
+                    .collect(),
+            )
+        }
     }
 
     /// Hands waiting block requests to the chain while the peer's queue has room.

@@ -66,6 +66,11 @@ impl RawPeer {
 
     /// Completes the version handshake.
     pub fn handshake(&mut self) {
+        self.handshake_with(&[]);
+    }
+
+    /// Completes the version handshake, sending `features` (e.g. `sendaddrv2`) before `verack`.
+    pub fn handshake_with(&mut self, features: &[NetworkMessage]) {
         let addr = Address::new(&"127.0.0.1:0".parse().unwrap(), ServiceFlags::NONE);
         let mut v = VersionMessage::new(
             ServiceFlags::NETWORK | ServiceFlags::WITNESS,
@@ -86,7 +91,25 @@ impl RawPeer {
                 got_verack = true;
             }
         }
+        for f in features {
+            self.send(f.clone()).unwrap();
+        }
         self.send(NetworkMessage::Verack).unwrap();
+    }
+
+    /// The next message `pick` accepts within `timeout`, skipping others (pings, announcements).
+    pub fn recv_matching<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(NetworkMessage) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(v) = self.recv(Duration::from_millis(200)).and_then(&mut pick) {
+                return Some(v);
+            }
+        }
+        None
     }
 
     /// Whether the node closes the connection within `timeout` (reading and dropping anything).
