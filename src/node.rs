@@ -169,6 +169,7 @@ fn p2p_setup(config: &Config, store: &dyn Store) -> Result<P2pSetup, StartError>
         target_outbound: n.max_outbound,
         max_connections: n.max_connections,
         connect_only,
+        connect_mode: !n.connect.is_empty(),
         addnode,
         backoff: crate::p2p::backoff::Policy {
             initial: secs(n.reconnect_initial_delay_secs),

@@ -122,3 +122,33 @@ fn a_reorg_on_the_source_reaches_its_peers() {
         "B still knows the old branch: {tips}"
     );
 }
+
+#[test]
+fn peers_given_by_name_are_resolved_off_the_event_loop() {
+    // `localhost` comes from /etc/hosts: no query leaves the machine.
+    let mut a = TestNode::start();
+    a.wait_ready(Duration::from_secs(10));
+    mine(&a, 20);
+    let want = a.tip();
+    let by_name = format!("localhost:{}", a.p2p.port());
+
+    // --connect by name: the resolver thread looks it up; nothing else is dialled meanwhile.
+    let mut b = TestNode::start_with(NodeOptions {
+        args: vec!["--connect".into(), by_name.clone()],
+        ..NodeOptions::default()
+    });
+    b.wait_ready(Duration::from_secs(10));
+    wait_tip(&b, &want, "B syncs from A given as localhost");
+
+    // addnode by name: the RPC worker looks it up.
+    let mut c = TestNode::start();
+    c.wait_ready(Duration::from_secs(10));
+    c.call("addnode", json!([by_name, "add"]));
+    wait_tip(&c, &want, "C syncs from A added as localhost");
+    let added = c.call("getaddednodeinfo", json!([]));
+    assert_eq!(
+        added[0]["addednode"],
+        format!("127.0.0.1:{}", a.p2p.port()),
+        "{added}"
+    );
+}

@@ -27,6 +27,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// `--connect`: only these peers, nothing else.
     pub connect_only: Vec<SocketAddr>,
+    /// `--connect` was given, possibly only as names not yet resolved: no other peers meanwhile.
+    pub connect_mode: bool,
     /// `--addnode`: kept connected besides the others.
     pub addnode: Vec<SocketAddr>,
     /// Reconnection backoff.
@@ -80,6 +82,8 @@ impl PeerManager {
         bans: BanList,
         now_unix: i64,
     ) -> PeerManager {
+        let mut settings = settings;
+        settings.connect_mode |= !settings.connect_only.is_empty();
         let mut reconnect = HashMap::new();
         for a in settings.connect_only.iter().chain(&settings.addnode) {
             book.add(*a, Source::Manual, now_unix);
@@ -112,7 +116,7 @@ impl PeerManager {
             r.get(a).is_none_or(|x| x.due(now))
         };
         let mut want: Vec<SocketAddr> = Vec::new();
-        let manual: Vec<SocketAddr> = if self.settings.connect_only.is_empty() {
+        let manual: Vec<SocketAddr> = if !self.connect_only() {
             self.settings.addnode.clone()
         } else {
             self.settings.connect_only.clone()
@@ -125,7 +129,7 @@ impl PeerManager {
                 want.push(a);
             }
         }
-        if self.settings.connect_only.is_empty() {
+        if !self.connect_only() {
             let room = self
                 .settings
                 .target_outbound
@@ -337,7 +341,7 @@ impl PeerManager {
 
     /// `--connect` mode: no other peers, no DNS.
     pub fn connect_only(&self) -> bool {
-        !self.settings.connect_only.is_empty()
+        self.settings.connect_mode
     }
 
     /// `addnode` peers.
@@ -364,6 +368,7 @@ mod tests {
             target_outbound: 3,
             max_connections: 6,
             connect_only: vec![],
+            connect_mode: false,
             addnode: vec![],
             backoff: Policy {
                 initial: Duration::from_secs(5),
@@ -524,6 +529,20 @@ mod tests {
                 "never given up"
             );
         }
+    }
+
+    #[test]
+    fn connect_mode_by_name_dials_nothing_until_the_name_resolves() {
+        let t0 = Instant::now();
+        let mut s = settings();
+        s.connect_mode = true;
+        let mut book = AddrBook::default();
+        book.add(addr(1, 1), Source::Gossip, 0);
+        let mut pm = PeerManager::new(s, book, BanList::default(), 0);
+        assert!(pm.connect_only());
+        assert!(pm.tick(t0, 0).is_empty(), "no gossip address meanwhile");
+        pm.add_connect(addr(9, 9), 0);
+        assert_eq!(pm.tick(t0, 0), vec![Command::Connect(addr(9, 9))]);
     }
 
     #[test]

@@ -366,14 +366,17 @@ impl Net {
     fn on_resolved(&mut self, r: Resolved) {
         let now_unix = unix_now();
         log::debug!("{} resolved to {} addresses", r.lookup.host, r.addrs.len());
-        for a in r.addrs.into_iter().map(canonical) {
-            match r.lookup.purpose {
-                Purpose::Seed => self.manager.book.add(a, Source::Dns, now_unix),
-                Purpose::Connect => self.manager.add_connect(a, now_unix),
-                Purpose::AddNode => {
-                    self.manager.add_node(a, now_unix);
-                }
-            }
+        let mut addrs = r.addrs.into_iter().map(canonical);
+        match r.lookup.purpose {
+            Purpose::Seed => addrs.for_each(|a| self.manager.book.add(a, Source::Dns, now_unix)),
+            // A named peer is one peer: its first address, as Core connects to one.
+            Purpose::Connect => addrs
+                .next()
+                .into_iter()
+                .for_each(|a| self.manager.add_connect(a, now_unix)),
+            Purpose::AddNode => addrs.next().into_iter().for_each(|a| {
+                self.manager.add_node(a, now_unix);
+            }),
         }
     }
 

@@ -246,13 +246,25 @@ fn getaddednodeinfo(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
     Ok(Value::Array(list))
 }
 
+/// A peer address, or a name looked up here (an RPC worker may block; the event loop may not):
+/// its first address, as Core connects to one.
 fn parse_addr(s: &str, ctx: &Context) -> Result<SocketAddr, RpcError> {
-    crate::messages::parse_peer(s, ctx.chain.default_p2p_port()).map_err(|_| {
+    use std::net::ToSocketAddrs;
+    let (host, port) = match crate::messages::parse_peer(s, ctx.chain.default_p2p_port()) {
+        Ok(a) => return Ok(a),
+        Err(named) => named,
+    };
+    let bad = |why: String| {
         RpcError::new(
             code::INVALID_PARAMETER,
-            format!("Error: node address {s} is not an IP address (names are not resolved here)"),
+            format!("Error: cannot resolve node address {s}: {why}"),
         )
-    })
+    };
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("no addresses".into()))
 }
 
 fn addnode(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
