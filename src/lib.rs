@@ -17,5 +17,6 @@ pub mod pruning;
 pub mod rpc;
 pub mod state;
 pub mod storage;
+pub mod subnet;
 pub mod supervisor;
 pub mod thread;

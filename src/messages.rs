@@ -6,7 +6,7 @@ use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::Inventory;
 use bitcoin::{Block, BlockHash};
 use crossbeam_channel::Sender;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// The protocol version spoken (Core's, with wtxidrelay).
 pub const PROTOCOL_VERSION: u32 = 70016;
@@ -189,8 +189,8 @@ pub enum P2pCommand {
     },
     /// `setban add|remove`.
     SetBan {
-        /// The address.
-        ip: IpAddr,
+        /// The address or range.
+        range: crate::subnet::Subnet,
         /// Seconds from now (add) or `None` (remove).
         ban_secs: Option<i64>,
         /// The outcome.

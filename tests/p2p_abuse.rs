@@ -156,6 +156,15 @@ fn hostile_peers_are_banned_and_honest_ones_keep_syncing() {
     assert_eq!(err["code"], -30, "{err}");
     a2.call("setban", json!(["127.60.0.1/32", "add", 3600]));
     assert!(banned(&a2).contains(&"127.60.0.1/32".to_owned()));
+    // A range bans every address in it, listed as Core lists it.
+    a2.call("setban", json!(["127.61.7.7/16", "add", 3600]));
+    assert!(banned(&a2).contains(&"127.61.0.0/16".to_owned()));
+    let mut in_range = RawPeer::connect("127.61.5.1", a2.p2p).unwrap();
+    assert!(in_range.closed_within(WAIT), "an address in a banned range");
+    let err = a2
+        .rpc("setban", json!(["127.61.0.0/33", "add"]))
+        .unwrap_err();
+    assert_eq!(err["code"], -30, "{err}");
     a2.call("clearbanned", json!([]));
     poll(WAIT, "bans cleared", || {
         banned(&a2).is_empty().then_some(())

@@ -548,7 +548,7 @@ impl Config {
                 .map_err(|b| ("rpc.rpcauth".to_string(), b.to_string()))?;
         }
         for r in &self.rpc.allow_ip {
-            r.parse::<crate::rpc::allow::Range>()
+            r.parse::<crate::subnet::Subnet>()
                 .map_err(|b| ("rpc.allow_ip".to_string(), b.to_string()))?;
         }
         if !self.rpc_bind().ip().is_loopback() {

@@ -1,6 +1,7 @@
-//! Banned addresses with expiry (`setban`, misbehaviour), persisted in the store's `peers`
+//! Banned addresses and ranges with expiry (`setban`, misbehaviour), persisted in the store's `peers`
 //! table. Plain state: time (unix seconds) is passed in.
 
+use crate::subnet::Subnet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -21,14 +22,14 @@ pub struct Ban {
 /// The ban list.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BanList {
-    bans: BTreeMap<IpAddr, Ban>,
+    bans: BTreeMap<Subnet, Ban>,
 }
 
 impl BanList {
-    /// Bans `ip` for `secs` from `now`.
-    pub fn ban(&mut self, ip: IpAddr, now: i64, secs: i64, reason: &str) {
+    /// Bans `range` for `secs` from `now`.
+    pub fn ban(&mut self, range: Subnet, now: i64, secs: i64, reason: &str) {
         self.bans.insert(
-            ip,
+            range,
             Ban {
                 created: now,
                 until: now + secs,
@@ -37,14 +38,22 @@ impl BanList {
         );
     }
 
-    /// Lifts a ban; whether there was one.
-    pub fn unban(&mut self, ip: &IpAddr) -> bool {
-        self.bans.remove(ip).is_some()
+    /// Lifts the ban of exactly `range`; whether there was one.
+    pub fn unban(&mut self, range: &Subnet) -> bool {
+        self.bans.remove(range).is_some()
     }
 
-    /// Whether `ip` is banned at `now`.
+    /// Whether exactly `range` is banned at `now`.
+    pub fn has(&self, range: &Subnet, now: i64) -> bool {
+        self.bans.get(range).is_some_and(|b| b.until > now)
+    }
+
+    /// Whether `ip` is in a banned range at `now`. The list is small (bans expire, and the
+    /// misbehaviour that adds them costs the peer its connection), so a scan is enough.
     pub fn is_banned(&self, ip: &IpAddr, now: i64) -> bool {
-        self.bans.get(ip).is_some_and(|b| b.until > now)
+        self.bans
+            .iter()
+            .any(|(range, b)| b.until > now && range.contains(ip))
     }
 
     /// Drops expired bans; returns how many.
@@ -55,11 +64,11 @@ impl BanList {
     }
 
     /// Current bans, for `listbanned`.
-    pub fn list(&self, now: i64) -> Vec<(IpAddr, &Ban)> {
+    pub fn list(&self, now: i64) -> Vec<(Subnet, &Ban)> {
         self.bans
             .iter()
             .filter(|(_, b)| b.until > now)
-            .map(|(ip, b)| (*ip, b))
+            .map(|(range, b)| (*range, b))
             .collect()
     }
 
@@ -87,10 +96,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ranges_ban_every_address_in_them() {
+        let mut l = BanList::default();
+        let range: Subnet = "127.70.0.0/16".parse().unwrap();
+        l.ban(range, 0, 100, "manual");
+        assert!(l.is_banned(&"127.70.9.9".parse().unwrap(), 50));
+        assert!(!l.is_banned(&"127.71.0.1".parse().unwrap(), 50));
+        assert!(l.has(&range, 50));
+        assert!(
+            !l.has(&"127.70.9.9".parse().unwrap(), 50),
+            "exact ranges only"
+        );
+        assert!(l.unban(&range));
+        assert!(!l.is_banned(&"127.70.9.9".parse().unwrap(), 50));
+    }
+
+    #[test]
+    fn lists_saved_with_single_addresses_still_load() {
+        let old = br#"{"bans":{"127.9.0.1":{"created":1,"until":99,"reason":"manual"}}}"#;
+        let l = BanList::decode(old);
+        assert!(l.is_banned(&"127.9.0.1".parse().unwrap(), 50));
+        assert_eq!(l.list(50)[0].0.to_string(), "127.9.0.1/32");
+    }
+
+    #[test]
     fn bans_expire_and_persist() {
         let ip: IpAddr = "127.9.0.1".parse().unwrap();
         let mut l = BanList::default();
-        l.ban(ip, 1000, DEFAULT_BAN_SECS, "bad-checksum flood");
+        l.ban(
+            Subnet::single(ip),
+            1000,
+            DEFAULT_BAN_SECS,
+            "bad-checksum flood",
+        );
         assert!(l.is_banned(&ip, 1000 + DEFAULT_BAN_SECS - 1));
         assert!(!l.is_banned(&ip, 1000 + DEFAULT_BAN_SECS));
         assert_eq!(BanList::decode(&l.encode()), l);

@@ -244,7 +244,12 @@ impl PeerManager {
 
     /// A peer broke the protocol: it is banned (24 h) and scored down; the reactor disconnects it.
     pub fn misbehaved(&mut self, addr: SocketAddr, reason: &str, now_unix: i64) {
-        self.bans.ban(addr.ip(), now_unix, DEFAULT_BAN_SECS, reason);
+        self.bans.ban(
+            crate::subnet::Subnet::single(addr.ip()),
+            now_unix,
+            DEFAULT_BAN_SECS,
+            reason,
+        );
         self.book.record(&addr, Quality::Misbehaved, now_unix);
         self.outbound.retain(|a| *a != addr);
         self.inbound.retain(|a| *a != addr);

@@ -1158,26 +1158,25 @@ impl Net {
                 let _ = reply.send(r);
             }
             P2pCommand::SetBan {
-                ip,
+                range,
                 ban_secs,
                 reply,
             } => {
                 let now_unix = unix_now();
-                let ip = canonical(SocketAddr::new(ip, 0)).ip();
                 let r = match ban_secs {
-                    Some(_) if self.manager.bans.is_banned(&ip, now_unix) => {
+                    Some(_) if self.manager.bans.has(&range, now_unix) => {
                         Err(CommandError::AlreadyBanned)
                     }
                     Some(secs) => {
-                        self.manager.bans.ban(ip, now_unix, secs, "manual");
+                        self.manager.bans.ban(range, now_unix, secs, "manual");
                         for c in self.conns.values_mut() {
-                            if c.addr.ip() == ip {
+                            if range.contains(&c.addr.ip()) {
                                 c.closing = Some("banned");
                             }
                         }
                         Ok(())
                     }
-                    None if self.manager.bans.unban(&ip) => Ok(()),
+                    None if self.manager.bans.unban(&range) => Ok(()),
                     None => Err(CommandError::NotBanned),
                 };
                 if r.is_ok() {
@@ -1294,11 +1293,8 @@ impl Net {
             .bans
             .list(now_unix)
             .into_iter()
-            .map(|(ip, b)| BanInfo {
-                address: match ip {
-                    IpAddr::V4(_) => format!("{ip}/32"),
-                    IpAddr::V6(_) => format!("{ip}/128"),
-                },
+            .map(|(range, b)| BanInfo {
+                address: range.to_string(),
                 created: b.created,
                 until: b.until,
                 reason: b.reason.clone(),

@@ -300,26 +300,15 @@ fn disconnectnode(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
     ask(ctx, |reply| P2pCommand::Disconnect { addr, peer, reply })
 }
 
-/// One IP, optionally written as a /32 or /128 subnet; wider subnets are refused.
-fn parse_ban_target(s: &str) -> Result<IpAddr, RpcError> {
-    let bad = || RpcError::new(code::INVALID_IP_OR_SUBNET, "Error: Invalid IP/Subnet");
-    let (ip, mask) = match s.split_once('/') {
-        Some((ip, m)) => (ip, Some(m)),
-        None => (s, None),
-    };
-    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
-    match (ip, mask) {
-        (_, None) | (IpAddr::V4(_), Some("32")) | (IpAddr::V6(_), Some("128")) => Ok(ip),
-        _ => Err(RpcError::new(
-            code::INVALID_IP_OR_SUBNET,
-            "Error: only single addresses (/32, /128) can be banned",
-        )),
-    }
+/// An address or `ADDRESS/PREFIX` range (Core's `setban` subnet).
+fn parse_ban_target(s: &str) -> Result<crate::subnet::Subnet, RpcError> {
+    s.parse()
+        .map_err(|_| RpcError::new(code::INVALID_IP_OR_SUBNET, "Error: Invalid IP/Subnet"))
 }
 
 fn setban(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
     let a = Args::new(params, &["subnet", "command", "bantime", "absolute"])?;
-    let ip = parse_ban_target(a.required_str(0)?)?;
+    let range = parse_ban_target(a.required_str(0)?)?;
     let ban_secs = match a.required_str(1)? {
         "add" => {
             let t = a.int(2)?.filter(|t| *t > 0);
@@ -340,7 +329,7 @@ fn setban(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
         }
     };
     ask(ctx, |reply| P2pCommand::SetBan {
-        ip,
+        range,
         ban_secs,
         reply,
     })
@@ -363,17 +352,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ban_targets_are_single_addresses() {
+    fn ban_targets_are_addresses_or_ranges() {
         assert_eq!(
             parse_ban_target("127.0.0.2").unwrap().to_string(),
-            "127.0.0.2"
+            "127.0.0.2/32"
         );
-        assert!(parse_ban_target("127.0.0.2/32").is_ok());
-        assert!(parse_ban_target("::1/128").is_ok());
         assert_eq!(
-            parse_ban_target("10.0.0.0/8").unwrap_err().code,
-            code::INVALID_IP_OR_SUBNET
+            parse_ban_target("10.9.0.0/8").unwrap().to_string(),
+            "10.0.0.0/8"
         );
+        assert!(parse_ban_target("::1/128").is_ok());
         assert_eq!(
             parse_ban_target("nonsense").unwrap_err().code,
             code::INVALID_IP_OR_SUBNET
