@@ -1,6 +1,8 @@
 //! Chain figures: header validation and block connection per second on a generated regtest
 //! chain (P2WPKH and P2TR spends), with and without script checks, in memory and on redb; RSS.
 //! `cargo bench --bench chain` for 2,000 blocks of ~100 transactions; under `cargo test` a smoke run.
+//! Then scale: with a long header chain known (100,000 headers; `BENCH_SCALE_HEADERS` to change),
+//! the cost of accepting the headers, connecting blocks below them, and reloading the index.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -8,7 +10,8 @@ mod common;
 mod support;
 
 use bllvm_node::chain::chainstate::ChainState;
-use bllvm_node::chain::header_tree::HeaderTree;
+use bllvm_node::chain::header_tree::{HeaderTree, Validity};
+use bllvm_node::chain::mining::{build_block, grind, op_true_payout, Template};
 use bllvm_node::chain::params::Params;
 use bllvm_node::chain::persist::ChainDb;
 use bllvm_node::config::Chain;
@@ -94,5 +97,74 @@ fn main() {
         "RSS {:.0} MiB, peak {:.0} MiB",
         rss as f64 / 1024.0,
         peak as f64 / 1024.0
+    );
+    scale(&params, full);
+}
+
+/// `n` coinbase-only blocks on genesis, one second apart from `NOW`.
+fn empty_chain(params: &Params, n: u32) -> Vec<bitcoin::Block> {
+    let bits = params.genesis.header.bits;
+    let mut prev = params.genesis.block_hash();
+    (1..=n)
+        .map(|height| {
+            let t = Template {
+                prev,
+                height,
+                time: NOW as u32 + height,
+                bits,
+                fees: 0,
+            };
+            let mut b = build_block(params, &t, op_true_payout(), vec![]);
+            assert!(grind(&mut b.header));
+            prev = b.block_hash();
+            b
+        })
+        .collect()
+}
+
+/// What a long header chain costs: headers-first acceptance, connecting blocks with the rest of
+/// the headers known (IBD's shape), and rebuilding the tree from the index in storage order.
+fn scale(params: &Params, full: bool) {
+    let n: u32 = std::env::var("BENCH_SCALE_HEADERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 100_000 } else { 500 });
+    let connect = if full { 2_000 } else { 50 };
+    let t = Instant::now();
+    let chain = empty_chain(params, n);
+    println!(
+        "scale: generated {n} empty blocks in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let now = NOW + i64::from(n) + 1;
+    let mut cs = ChainState::new(params.clone());
+    let t = Instant::now();
+    for b in &chain {
+        cs.accept_header(&b.header, now).unwrap();
+    }
+    println!("scale: accept {} headers", rate(chain.len(), t));
+    let t = Instant::now();
+    for b in &chain[..connect] {
+        cs.submit_block(b.clone(), now).unwrap();
+    }
+    println!(
+        "scale: connect {} blocks with {n} headers known",
+        rate(connect, t)
+    );
+    // The index comes back from storage in key (hash) order, not parent before child.
+    let mut items: Vec<_> = cs
+        .tree()
+        .iter()
+        .map(|(h, e)| (*h, (e.header, Validity::Header, e.have_data)))
+        .collect();
+    items.sort_by_key(|(h, _)| *h);
+    let items: Vec<_> = items.into_iter().map(|(_, i)| i).collect();
+    let t = Instant::now();
+    let tree = HeaderTree::from_persisted(params.clone(), items);
+    assert_eq!(tree.len(), n as usize + 1);
+    println!(
+        "scale: rebuild the header tree from {} stored entries in {:.2} s",
+        tree.len(),
+        t.elapsed().as_secs_f64()
     );
 }

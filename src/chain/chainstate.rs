@@ -11,8 +11,9 @@ use super::reject::Reject;
 use super::utxo::{connect_block, BlockChanges, Coin, ConnectContext};
 use super::utxo_cache::{CoinSource, UtxoCache};
 use bitcoin::hashes::{sha256d, Hash, HashEngine};
-use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf, Transaction};
-use std::collections::HashMap;
+use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf, Transaction, Work};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// A change to the active chain, in the order it happened.
@@ -101,7 +102,12 @@ pub struct ChainState {
     blocks: HashMap<BlockHash, Block>,
     undo: HashMap<BlockHash, BlockChanges>,
     utxo: UtxoCache,
-    arrival: HashMap<BlockHash, u64>,
+    /// Stored blocks whose branch down to the active chain is all stored, most work first, then
+    /// first received: Core's setBlockIndexCandidates. Those no better than the tip are dropped
+    /// as the tip passes them, so it holds about the download window.
+    candidates: BTreeSet<(Reverse<Work>, u64, BlockHash)>,
+    /// Stored blocks waiting for an ancestor's data, by parent (Core's mapBlocksUnlinked).
+    unlinked: HashMap<BlockHash, Vec<BlockHash>>,
     next_arrival: u64,
     /// Scripts of this block's ancestors are not checked (Core's assumevalid).
     pub assume_valid: Option<BlockHash>,
@@ -139,7 +145,8 @@ impl ChainState {
             blocks,
             undo,
             utxo: UtxoCache::in_memory(),
-            arrival: HashMap::new(),
+            candidates: BTreeSet::new(),
+            unlinked: HashMap::new(),
             next_arrival: 0,
             assume_valid: None,
             disconnected_txs: Vec::new(),
@@ -156,19 +163,23 @@ impl ChainState {
         source: Arc<S>,
         utxo_count: u64,
     ) -> ChainState {
-        ChainState {
+        let mut cs = ChainState {
             tree,
             active,
             blocks: HashMap::new(),
             undo: HashMap::new(),
             utxo: UtxoCache::backed(source.clone(), utxo_count, usize::MAX),
-            arrival: HashMap::new(),
+            candidates: BTreeSet::new(),
+            unlinked: HashMap::new(),
             next_arrival: 0,
             assume_valid: None,
             disconnected_txs: Vec::new(),
             source: Some(source),
             new_blocks: Vec::new(),
-        }
+        };
+        // Blocks stored but not connected before the restart are candidates again.
+        cs.rebuild_candidates();
+        cs
     }
 
     /// Takes a block's data as stored without validation (genesis when bootstrapping a store).
@@ -313,8 +324,7 @@ impl ChainState {
         self.blocks.insert(hash, block);
         self.new_blocks.push(hash);
         self.tree.set_have_data(&hash);
-        self.arrival.insert(hash, self.next_arrival);
-        self.next_arrival += 1;
+        self.link(hash);
         let updates = self.activate();
         match &self.tree.get(&hash).map(|e| e.validity.clone()) {
             Some(Validity::Invalid(reason)) => Err(Reject::new(
@@ -328,25 +338,71 @@ impl ChainState {
         }
     }
 
-    /// The best candidate tip with more work than the active tip whose whole branch is stored.
-    fn best_candidate(&self) -> Option<BlockHash> {
+    /// The best candidate tip with more work than the active tip whose whole branch is stored
+    /// and not known invalid; candidates no better than the tip, or found invalid, are dropped.
+    fn best_candidate(&mut self) -> Option<BlockHash> {
         let tip_work = self.tree.get(&self.tip().0)?.chain_work;
-        let mut cands: Vec<(BlockHash, &super::header_tree::Entry)> = self
+        while let Some(&(Reverse(work), _, hash)) = self.candidates.first() {
+            if work > tip_work && self.branch_to_active(&hash).is_some() {
+                return Some(hash);
+            }
+            self.candidates.pop_first();
+        }
+        None
+    }
+
+    /// Whether `hash` and every block below it down to the active chain are stored.
+    fn all_stored(&self, hash: &BlockHash) -> bool {
+        let mut h = *hash;
+        loop {
+            let Some(e) = self.tree.get(&h) else {
+                return false;
+            };
+            if self.active.get(e.height as usize) == Some(&h) {
+                return true;
+            }
+            if !e.have_data {
+                return false;
+            }
+            h = e.header.prev_blockhash;
+        }
+    }
+
+    /// A block's data was stored: it becomes a candidate if everything below it is stored, and
+    /// so do the stored blocks that were waiting for it; otherwise it waits for its parent.
+    fn link(&mut self, hash: BlockHash) {
+        let Some(parent) = self.tree.get(&hash).map(|e| e.header.prev_blockhash) else {
+            return;
+        };
+        if !self.all_stored(&parent) {
+            self.unlinked.entry(parent).or_default().push(hash);
+            return;
+        }
+        let mut ready = vec![hash];
+        while let Some(h) = ready.pop() {
+            if let Some(e) = self.tree.get(&h).filter(|e| e.is_ok()) {
+                self.candidates
+                    .insert((Reverse(e.chain_work), self.next_arrival, h));
+                self.next_arrival += 1;
+            }
+            ready.extend(self.unlinked.remove(&h).unwrap_or_default());
+        }
+    }
+
+    /// Finds the candidates again by a scan of the tree: after a restart and after
+    /// `invalidateblock`/`reconsiderblock`, which can lower the tip or revive branches.
+    fn rebuild_candidates(&mut self) {
+        self.candidates.clear();
+        self.unlinked.clear();
+        let stored: Vec<BlockHash> = self
             .tree
             .iter()
-            .filter(|(_, e)| e.is_ok() && e.have_data && e.chain_work > tip_work)
-            .map(|(h, e)| (*h, e))
+            .filter(|(h, e)| e.have_data && self.active.get(e.height as usize) != Some(*h))
+            .map(|(h, _)| *h)
             .collect();
-        // Most work first; equal work: first received, as Core.
-        cands.sort_by(|a, b| {
-            b.1.chain_work
-                .cmp(&a.1.chain_work)
-                .then(self.arrival.get(&a.0).cmp(&self.arrival.get(&b.0)))
-        });
-        cands
-            .into_iter()
-            .map(|(h, _)| h)
-            .find(|h| self.branch_to_active(h).is_some())
+        for h in stored {
+            self.link(h);
+        }
     }
 
     /// Hashes from just above the fork with the active chain up to `tip`, if all are stored and ok.
@@ -474,6 +530,7 @@ impl ChainState {
             }
         }
         self.tree.mark_invalid(hash, "invalidated");
+        self.rebuild_candidates();
         updates.extend(self.activate());
         Ok(updates)
     }
@@ -484,6 +541,7 @@ impl ChainState {
             return Err(Reject::new("Block not found", ""));
         }
         self.tree.reconsider(hash);
+        self.rebuild_candidates();
         Ok(self.activate())
     }
 
@@ -643,5 +701,39 @@ impl ChainState {
             total,
             hash: sha256d::Hash::from_engine(engine),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::mining::op_true_payout;
+    use crate::config::Chain;
+
+    const NOW: i64 = 1_700_000_000;
+
+    #[test]
+    fn blocks_arriving_backwards_wait_unlinked_then_connect_at_once() {
+        let mut source = ChainState::new(Params::for_chain(Chain::Regtest));
+        let blocks: Vec<Block> = (0..30)
+            .map(|i| source.mine(op_true_payout(), vec![], NOW + i).unwrap().0)
+            .collect();
+        let mut cs = ChainState::new(Params::for_chain(Chain::Regtest));
+        for b in &blocks {
+            cs.accept_header(&b.header, NOW + 100).unwrap();
+        }
+        for b in blocks[1..].iter().rev() {
+            cs.submit_block(b.clone(), NOW + 100).unwrap();
+        }
+        assert_eq!(cs.tip().1, 0, "nothing connects without block 1");
+        assert!(cs.candidates.is_empty());
+        assert_eq!(cs.unlinked.values().map(Vec::len).sum::<usize>(), 29);
+        cs.submit_block(blocks[0].clone(), NOW + 100).unwrap();
+        assert_eq!(cs.tip(), source.tip());
+        assert!(
+            cs.candidates.is_empty() && cs.unlinked.is_empty(),
+            "nothing left behind: {} candidates",
+            cs.candidates.len()
+        );
     }
 }

@@ -63,6 +63,9 @@ pub struct HeaderTree {
     entries: HashMap<BlockHash, Entry>,
     genesis: BlockHash,
     dirty: std::collections::HashSet<BlockHash>,
+    /// The most-work header not known invalid, kept as headers arrive (first received wins a
+    /// tie, as in Core) and found again by a scan only when validity changes.
+    best: BlockHash,
 }
 
 impl HeaderTree {
@@ -87,54 +90,64 @@ impl HeaderTree {
             entries,
             genesis,
             dirty: std::iter::once(genesis).collect(),
+            best: genesis,
         }
     }
 
     /// Rebuilds a tree from persisted entries (header, validity, have_data); heights and
-    /// cumulative work are recomputed from the parents. Entries not connected to genesis are dropped.
+    /// cumulative work are recomputed from the parents. Entries not connected to genesis are
+    /// dropped. Linear in the entries: they come in storage (hash) order, so children are found
+    /// by parent and attached breadth-first from genesis.
     pub fn from_persisted(
         params: Params,
-        mut items: Vec<(bitcoin::block::Header, Validity, bool)>,
+        items: Vec<(bitcoin::block::Header, Validity, bool)>,
     ) -> HeaderTree {
         let mut tree = HeaderTree::new(params);
         tree.dirty.clear();
-        // Parents before children: repeat passes until nothing more attaches.
-        loop {
-            let before = items.len();
-            items.retain(|(header, validity, have_data)| {
+        let total = items.len();
+        let mut children: HashMap<BlockHash, Vec<usize>> = HashMap::with_capacity(total);
+        for (i, (header, _, _)) in items.iter().enumerate() {
+            children.entry(header.prev_blockhash).or_default().push(i);
+        }
+        let genesis = tree.genesis;
+        if let Some(i) = items.iter().position(|(h, _, _)| h.block_hash() == genesis) {
+            if let Some(e) = tree.entries.get_mut(&genesis) {
+                e.validity = items[i].1.clone();
+                e.have_data |= items[i].2;
+            }
+        }
+        let mut attached = 0;
+        let mut queue = std::collections::VecDeque::from([genesis]);
+        while let Some(parent) = queue.pop_front() {
+            for i in children.remove(&parent).unwrap_or_default() {
+                let (header, validity, have_data) = &items[i];
                 let hash = header.block_hash();
                 if tree.entries.contains_key(&hash) {
-                    if let Some(e) = tree.entries.get_mut(&hash) {
-                        e.validity = validity.clone();
-                        e.have_data |= *have_data;
-                    }
-                    return false;
+                    continue;
                 }
-                let Some(parent) = tree.entries.get(&header.prev_blockhash) else {
-                    return true;
+                let Some(p) = tree.entries.get(&parent) else {
+                    continue;
                 };
-                let height = parent.height + 1;
+                let height = p.height + 1;
                 let entry = Entry {
                     header: *header,
                     height,
-                    chain_work: parent.chain_work + header.work(),
+                    chain_work: p.chain_work + header.work(),
                     validity: validity.clone(),
                     have_data: *have_data,
-                    skip: tree.skip_for(&header.prev_blockhash, height),
+                    skip: tree.skip_for(&parent, height),
                 };
                 tree.entries.insert(hash, entry);
-                false
-            });
-            if items.is_empty() || items.len() == before {
-                break;
+                attached += 1;
+                queue.push_back(hash);
             }
         }
-        if !items.is_empty() {
-            log::warn!(
-                "{} stored headers do not connect to genesis; ignored",
-                items.len()
-            );
+        let genesis_stored = items.iter().any(|(h, _, _)| h.block_hash() == genesis);
+        let dropped = total - attached - usize::from(genesis_stored);
+        if dropped > 0 {
+            log::warn!("{dropped} stored headers do not connect to genesis; ignored");
         }
+        tree.best = tree.scan_best();
         tree
     }
 
@@ -242,6 +255,9 @@ impl HeaderTree {
             have_data: false,
             skip: self.skip_for(&prev_hash, height),
         };
+        if entry.chain_work > self.entries[&self.best].chain_work {
+            self.best = hash;
+        }
         self.entries.insert(hash, entry);
         self.dirty.insert(hash);
         Ok(hash)
@@ -284,6 +300,7 @@ impl HeaderTree {
                 self.dirty.insert(d);
             }
         }
+        self.best = self.scan_best();
     }
 
     /// Whether `a` is `b` or an ancestor of it.
@@ -310,16 +327,23 @@ impl HeaderTree {
                 }
             }
         }
+        self.best = self.scan_best();
     }
 
     /// The most-work header not known invalid.
     pub fn best_header(&self) -> (BlockHash, &Entry) {
+        (self.best, &self.entries[&self.best])
+    }
+
+    /// The most-work valid header by a full scan (after validity changes); ties go to the lower
+    /// hash, since arrival order is not known here.
+    fn scan_best(&self) -> BlockHash {
         self.entries
             .iter()
             .filter(|(_, e)| e.is_ok())
             .max_by(|a, b| a.1.chain_work.cmp(&b.1.chain_work).then(b.0.cmp(a.0)))
-            .map(|(h, e)| (*h, e))
-            .unwrap_or((self.genesis, &self.entries[&self.genesis]))
+            .map(|(h, _)| *h)
+            .unwrap_or(self.genesis)
     }
 
     /// Core's block locator from `tip`: 10 steps back one by one, then doubling, then genesis.
@@ -349,6 +373,7 @@ mod tests {
     use super::*;
     use crate::chain::mining::{build_block, grind, Template};
     use crate::config::Chain;
+    use bitcoin::hashes::Hash;
 
     /// A regtest header chain of `n` blocks on genesis.
     fn chain(n: u32) -> (HeaderTree, Vec<BlockHash>) {
@@ -428,5 +453,85 @@ mod tests {
         tree.reconsider(&hashes[4]);
         assert!(tree.get(&hashes[3]).unwrap().is_ok() && tree.get(&hashes[5]).unwrap().is_ok());
         assert_eq!(tree.best_header().1.height, 5);
+    }
+
+    #[test]
+    fn the_tree_rebuilds_from_entries_in_any_order() {
+        let (mut tree, hashes) = chain(200);
+        // A side branch off height 150, and an orphan whose parent was never stored.
+        let params = tree.params().clone();
+        let side = {
+            let t = Template {
+                prev: hashes[150],
+                height: 151,
+                time: 1_700_000_999,
+                bits: params.pow_limit_bits(),
+                fees: 0,
+            };
+            let mut b = build_block(&params, &t, bitcoin::ScriptBuf::new(), vec![]);
+            assert!(grind(&mut b.header));
+            tree.accept(&b.header, 1_800_000_000).unwrap()
+        };
+        let mut orphan = tree.get(&hashes[7]).unwrap().header;
+        orphan.prev_blockhash = BlockHash::from_byte_array([9; 32]);
+        tree.set_have_data(&hashes[100]);
+        tree.mark_invalid(&hashes[190], "bad-cb-amount");
+        let mut items: Vec<(BlockHash, (Header, Validity, bool))> = tree
+            .iter()
+            .map(|(h, e)| (*h, (e.header, e.validity.clone(), e.have_data)))
+            .collect();
+        items.push((orphan.block_hash(), (orphan, Validity::Header, false)));
+        // Storage order (by hash), and children before parents.
+        for order in [false, true] {
+            items.sort_by_key(|(h, _)| {
+                let height = tree.get(h).map_or(0, |e| e.height);
+                if order {
+                    (u32::MAX - height, *h)
+                } else {
+                    (0, *h)
+                }
+            });
+            let rebuilt = HeaderTree::from_persisted(
+                params.clone(),
+                items.iter().map(|(_, i)| i.clone()).collect(),
+            );
+            assert_eq!(rebuilt.len(), tree.len(), "all but the orphan");
+            for (h, e) in tree.iter() {
+                let r = rebuilt.get(h).unwrap();
+                assert_eq!(
+                    (r.height, r.chain_work, &r.validity),
+                    (e.height, e.chain_work, &e.validity)
+                );
+                assert_eq!(r.have_data, e.have_data);
+            }
+            assert_eq!(rebuilt.best_header().1.height, 189, "invalid tail excluded");
+            assert!(rebuilt.get(&side).is_some());
+            assert_eq!(rebuilt.ancestor(&hashes[200], 3).unwrap().0, hashes[3]);
+        }
+    }
+
+    #[test]
+    fn the_best_header_follows_arrivals_first_received_winning_ties() {
+        let (mut tree, hashes) = chain(3);
+        let params = tree.params().clone();
+        assert_eq!(tree.best_header().0, hashes[3]);
+        // A competing block at the same height: as much work, second: the first stays best.
+        let t = Template {
+            prev: hashes[2],
+            height: 3,
+            time: 1_700_000_777,
+            bits: params.pow_limit_bits(),
+            fees: 0,
+        };
+        let mut b = build_block(&params, &t, bitcoin::ScriptBuf::new(), vec![]);
+        assert!(grind(&mut b.header));
+        let rival = tree.accept(&b.header, 1_800_000_000).unwrap();
+        assert_eq!(tree.best_header().0, hashes[3]);
+        tree.mark_invalid(&hashes[3], "bad-cb-amount");
+        assert_eq!(
+            tree.best_header().0,
+            rival,
+            "the rival once the first is invalid"
+        );
     }
 }
