@@ -375,23 +375,28 @@ mod tests {
     use crate::config::Chain;
     use bitcoin::hashes::Hash;
 
+    /// A ground regtest header at `height` on `prev`.
+    fn header_on(params: &Params, prev: BlockHash, height: u32, time: u32) -> Header {
+        let t = Template {
+            prev,
+            height,
+            time,
+            bits: params.pow_limit_bits(),
+            fees: 0,
+        };
+        let mut b = build_block(params, &t, bitcoin::ScriptBuf::new(), vec![]);
+        assert!(grind(&mut b.header));
+        b.header
+    }
+
     /// A regtest header chain of `n` blocks on genesis.
     fn chain(n: u32) -> (HeaderTree, Vec<BlockHash>) {
         let params = Params::for_chain(Chain::Regtest);
         let mut tree = HeaderTree::new(params.clone());
         let mut hashes = vec![tree.genesis()];
         for h in 1..=n {
-            let prev = *hashes.last().unwrap();
-            let t = Template {
-                prev,
-                height: h,
-                time: 1_700_000_000 + h,
-                bits: params.pow_limit_bits(),
-                fees: 0,
-            };
-            let mut b = build_block(&params, &t, bitcoin::ScriptBuf::new(), vec![]);
-            assert!(grind(&mut b.header));
-            hashes.push(tree.accept(&b.header, 1_800_000_000).unwrap());
+            let header = header_on(&params, *hashes.last().unwrap(), h, 1_700_000_000 + h);
+            hashes.push(tree.accept(&header, 1_800_000_000).unwrap());
         }
         (tree, hashes)
     }
@@ -460,18 +465,12 @@ mod tests {
         let (mut tree, hashes) = chain(200);
         // A side branch off height 150, and an orphan whose parent was never stored.
         let params = tree.params().clone();
-        let side = {
-            let t = Template {
-                prev: hashes[150],
-                height: 151,
-                time: 1_700_000_999,
-                bits: params.pow_limit_bits(),
-                fees: 0,
-            };
-            let mut b = build_block(&params, &t, bitcoin::ScriptBuf::new(), vec![]);
-            assert!(grind(&mut b.header));
-            tree.accept(&b.header, 1_800_000_000).unwrap()
-        };
+        let side = tree
+            .accept(
+                &header_on(&params, hashes[150], 151, 1_700_000_999),
+                1_800_000_000,
+            )
+            .unwrap();
         let mut orphan = tree.get(&hashes[7]).unwrap().header;
         orphan.prev_blockhash = BlockHash::from_byte_array([9; 32]);
         tree.set_have_data(&hashes[100]);
@@ -516,16 +515,12 @@ mod tests {
         let params = tree.params().clone();
         assert_eq!(tree.best_header().0, hashes[3]);
         // A competing block at the same height: as much work, second: the first stays best.
-        let t = Template {
-            prev: hashes[2],
-            height: 3,
-            time: 1_700_000_777,
-            bits: params.pow_limit_bits(),
-            fees: 0,
-        };
-        let mut b = build_block(&params, &t, bitcoin::ScriptBuf::new(), vec![]);
-        assert!(grind(&mut b.header));
-        let rival = tree.accept(&b.header, 1_800_000_000).unwrap();
+        let rival = tree
+            .accept(
+                &header_on(&params, hashes[2], 3, 1_700_000_777),
+                1_800_000_000,
+            )
+            .unwrap();
         assert_eq!(tree.best_header().0, hashes[3]);
         tree.mark_invalid(&hashes[3], "bad-cb-amount");
         assert_eq!(

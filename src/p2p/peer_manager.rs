@@ -458,23 +458,29 @@ mod tests {
         assert_eq!(pm.outbound_count(), 1);
     }
 
-    #[test]
-    fn the_worst_outbound_peer_makes_room_for_a_clearly_better_address() {
-        let t0 = Instant::now();
+    /// Two outbound peers filling the target, and a spare address with five handshakes.
+    fn full_with_a_proven_spare() -> (PeerManager, [SocketAddr; 3]) {
+        let peers = [addr(1, 1), addr(2, 1), addr(3, 1)];
         let mut book = AddrBook::default();
-        let (good, poor, spare) = (addr(1, 1), addr(2, 1), addr(3, 1));
-        for a in [good, poor, spare] {
+        for a in peers {
             book.add(a, Source::Gossip, 0);
         }
-        // The spare address has a record of handshakes; the peer it would replace stalled.
         for _ in 0..5 {
-            book.record(&spare, Quality::Handshake, 1);
+            book.record(&peers[2], Quality::Handshake, 1);
         }
         let mut s = settings();
         s.target_outbound = 2;
         let mut pm = PeerManager::new(s, book, BanList::default(), 0);
-        pm.outbound_ready(good, 2);
-        pm.outbound_ready(poor, 2);
+        pm.outbound_ready(peers[0], 2);
+        pm.outbound_ready(peers[1], 2);
+        (pm, peers)
+    }
+
+    #[test]
+    fn the_worst_outbound_peer_makes_room_for_a_clearly_better_address() {
+        let t0 = Instant::now();
+        // The spare address has a record of handshakes; the peer it would replace stalled.
+        let (mut pm, [good, poor, spare]) = full_with_a_proven_spare();
         pm.book.record(&good, Quality::UsefulBlock, 3);
         assert_eq!(pm.rotation(t0, 3), None, "not clearly better yet");
         pm.book.record(&poor, Quality::Stalled, 3);
@@ -493,19 +499,8 @@ mod tests {
     #[test]
     fn a_slow_peer_is_rotated_out_for_an_equally_proven_address() {
         let t0 = Instant::now();
-        let mut book = AddrBook::default();
-        let (near, slow, spare) = (addr(1, 1), addr(2, 1), addr(3, 1));
-        for a in [near, slow, spare] {
-            book.add(a, Source::Gossip, 0);
-        }
-        for _ in 0..5 {
-            book.record(&spare, Quality::Handshake, 1);
-        }
-        let mut s = settings();
-        s.target_outbound = 2;
-        let mut pm = PeerManager::new(s, book, BanList::default(), 0);
+        let (mut pm, [near, slow, _spare]) = full_with_a_proven_spare();
         for a in [near, slow] {
-            pm.outbound_ready(a, 2);
             pm.book.record(&a, Quality::Handshake, 2);
         }
         assert_eq!(pm.rotation(t0, 3), None, "equal peers without pings");
