@@ -338,13 +338,16 @@ impl ChainState {
         }
     }
 
-    /// The best candidate tip with more work than the active tip whose whole branch is stored
-    /// and not known invalid; candidates no better than the tip, or found invalid, are dropped.
-    fn best_candidate(&mut self) -> Option<BlockHash> {
+    /// The branch (from just above the fork) of the best candidate tip with more work than the
+    /// active tip, all stored and not known invalid; candidates no better than the tip, or found
+    /// invalid, are dropped.
+    fn best_candidate_branch(&mut self) -> Option<Vec<BlockHash>> {
         let tip_work = self.tree.get(&self.tip().0)?.chain_work;
         while let Some(&(Reverse(work), _, hash)) = self.candidates.first() {
-            if work > tip_work && self.branch_to_active(&hash).is_some() {
-                return Some(hash);
+            if work > tip_work {
+                if let Some(path) = self.branch_to_active(&hash) {
+                    return Some(path);
+                }
             }
             self.candidates.pop_first();
         }
@@ -427,10 +430,7 @@ impl ChainState {
     /// Moves the active chain to the most-work valid stored branch.
     pub fn activate(&mut self) -> Vec<Update> {
         let mut updates = Vec::new();
-        while let Some(cand) = self.best_candidate() {
-            let Some(path) = self.branch_to_active(&cand) else {
-                break;
-            };
+        while let Some(path) = self.best_candidate_branch() {
             let fork_height = self.tree.get(&path[0]).map(|e| e.height - 1).unwrap_or(0);
             while self.tip().1 > fork_height {
                 updates.push(self.disconnect_tip());

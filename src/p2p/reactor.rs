@@ -1070,17 +1070,16 @@ impl Net {
             P2pCommand::Send { peer, msg } => {
                 let t = token_of(peer);
                 if let Some(c) = self.conns.get_mut(&t) {
-                    let mut continued = false;
                     let answered = match &msg {
-                        NetworkMessage::Block(b) => {
-                            continued =
-                                c.continuation.is_some() && c.continuation == Some(b.block_hash());
-                            1
-                        }
+                        NetworkMessage::Block(_) => 1,
                         NetworkMessage::NotFound(items) => items.len(),
                         _ => 0,
                     };
                     c.getdata_out = c.getdata_out.saturating_sub(answered);
+                    let continued = match (&msg, c.continuation) {
+                        (NetworkMessage::Block(b), Some(h)) => b.block_hash() == h,
+                        _ => false,
+                    };
                     if continued {
                         c.continuation = None;
                     }
