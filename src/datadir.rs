@@ -68,10 +68,17 @@ pub fn lock(dir: &Path) -> Result<DatadirLock, DatadirError> {
             pid: if pid.is_empty() { "unknown" } else { pid }.to_owned(),
         });
     }
-    file.set_len(0).map_err(file_err)?;
-    file.seek(SeekFrom::Start(0)).map_err(file_err)?;
-    write!(file, "{}", std::process::id()).map_err(file_err)?;
-    file.sync_all().map_err(file_err)?;
+    // The pid only names the holder in the message above; the lock is the flock. Written over
+    // the old pid rather than after truncating, so it needs no new block on a full disk.
+    let pid = std::process::id().to_string();
+    let written = file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.write_all(pid.as_bytes()))
+        .and_then(|()| file.set_len(pid.len() as u64))
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        log::warn!("cannot write the pid to {}: {e}", path.display());
+    }
     Ok(DatadirLock { file, path })
 }
 

@@ -87,6 +87,91 @@ pub struct Metrics {
     pub rpc_in_flight: IntGauge,
     /// P2P traffic and peer-management figures.
     pub net: NetMetrics,
+    /// Disk, pruning and write-failure figures.
+    pub disk: DiskMetrics,
+}
+
+/// The pruning monitor's and the writer's figures about disk space, pruning and failed writes.
+#[derive(Clone)]
+pub struct DiskMetrics {
+    /// Used share of the datadir's filesystem, 0 to 1.
+    pub used_ratio: Gauge,
+    /// `disk_warn_percent` as a ratio.
+    pub warn_ratio: Gauge,
+    /// `disk_critical_percent` as a ratio.
+    pub critical_ratio: Gauge,
+    /// Prunes that deleted files, by trigger (auto, disk_critical, manual).
+    pub prunes_total: IntCounterVec,
+    /// Block and undo files deleted by pruning.
+    pub pruned_files_total: IntCounter,
+    /// Bytes freed by pruning.
+    pub pruned_bytes_total: IntCounter,
+    /// Highest pruned block height; -1 while nothing is pruned.
+    pub prune_height: IntGauge,
+    /// Commits that failed (the batch is kept and retried).
+    pub write_failures_total: IntCounter,
+    /// 1 while writes are failing and new blocks are refused.
+    pub writes_paused: IntGauge,
+    /// The UTXO cache's budget (`dbcache_mb`).
+    pub utxo_cache_budget_bytes: IntGauge,
+}
+
+impl DiskMetrics {
+    fn new(r: &Registry) -> Result<DiskMetrics, MetricsError> {
+        let gauge = |name: &str, help: &str| reg(r, Gauge::new(name, help)?);
+        let int_gauge = |name: &str, help: &str| reg(r, IntGauge::new(name, help)?);
+        let counter = |name: &str, help: &str| reg(r, IntCounter::new(name, help)?);
+        let m = DiskMetrics {
+            used_ratio: gauge(
+                "bllvm_disk_used_ratio",
+                "Used share of the datadir's filesystem (0 to 1).",
+            )?,
+            warn_ratio: gauge(
+                "bllvm_disk_warn_ratio",
+                "Used share at which health turns degraded (storage.disk_warn_percent).",
+            )?,
+            critical_ratio: gauge(
+                "bllvm_disk_critical_ratio",
+                "Used share at which the node prunes at once (storage.disk_critical_percent).",
+            )?,
+            prunes_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_prunes_total",
+                        "Prunes that deleted block files, by trigger.",
+                    ),
+                    &["trigger"],
+                )?,
+            )?,
+            pruned_files_total: counter(
+                "bllvm_pruned_files_total",
+                "Block and undo files deleted by pruning.",
+            )?,
+            pruned_bytes_total: counter("bllvm_pruned_bytes_total", "Bytes freed by pruning.")?,
+            prune_height: int_gauge(
+                "bllvm_prune_height",
+                "Highest block height whose data was pruned; -1 while nothing is pruned.",
+            )?,
+            write_failures_total: counter(
+                "bllvm_storage_write_failures_total",
+                "Storage commits that failed; the batch is kept and retried.",
+            )?,
+            writes_paused: int_gauge(
+                "bllvm_storage_writes_paused",
+                "1 while storage writes fail (a full disk) and new blocks are refused.",
+            )?,
+            utxo_cache_budget_bytes: int_gauge(
+                "bllvm_utxo_cache_budget_bytes",
+                "Memory budget of the UTXO cache (storage.dbcache_mb).",
+            )?,
+        };
+        for trigger in ["auto", "disk_critical", "manual"] {
+            m.prunes_total.with_label_values(&[trigger]);
+        }
+        m.prune_height.set(-1);
+        Ok(m)
+    }
 }
 
 /// The p2p thread's metrics; every label is a bounded set (commands from a fixed list, reasons
@@ -458,6 +543,7 @@ impl Metrics {
                 )?,
             )?,
             net: NetMetrics::new(r)?,
+            disk: DiskMetrics::new(r)?,
             rpc_in_flight: reg(
                 r,
                 IntGauge::new("bllvm_rpc_in_flight", "RPC calls being answered now.")?,

@@ -11,6 +11,7 @@ use crate::lifecycle::stop_pair;
 use crate::messages::P2pHandle;
 use crate::metrics::{Metrics, MetricsError};
 use crate::p2p::reactor::{P2pSetup, Reactor, ReactorError, ReactorLinks};
+use crate::pruning::policy::PruneSettings;
 use crate::pruning::PruningMonitor;
 use crate::rpc::allow::AllowList;
 use crate::rpc::auth::{CookieFile, Credentials};
@@ -93,6 +94,9 @@ pub fn run(config: Config) -> i32 {
     }
     code
 }
+
+/// Block file size with `fastprune` (Core's, for trying pruning on small chains).
+const FASTPRUNE_FILE_SIZE: u64 = 64 * 1024;
 
 /// How often idle loops wake to beat: well inside the staleness limit, at most a second.
 fn tick_for(heartbeat_timeout: Duration) -> Duration {
@@ -202,7 +206,7 @@ fn p2p_setup(config: &Config, store: &dyn Store) -> Result<P2pSetup, StartError>
     })
 }
 
-fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), StartError> {
+fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock)), StartError> {
     // First, so a SIGTERM during start-up is queued for an orderly stop instead of killing us.
     let (sig_tx, sig_rx) = bounded(4);
     signals::spawn(sig_tx.clone()).map_err(|source| StartError::Spawn {
@@ -211,20 +215,32 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
     })?;
     let dir = config.network_dir();
     let lock = datadir::lock(&dir)?;
-    // Core writes the cookie at start and removes it on a clean exit.
-    let (cookie, secret) = CookieFile::create(&dir).map_err(|source| StartError::Cookie {
-        path: dir.join(".cookie"),
-        source,
-    })?;
+    // Core writes the cookie at start and removes it on a clean exit. On a full disk the node
+    // still starts (degraded, see storage); the pruning monitor writes the cookie once it can.
+    let cookie = Arc::new(CookieFile::new(&dir));
+    if let Err(source) = cookie.write() {
+        if source.kind() != std::io::ErrorKind::StorageFull {
+            return Err(StartError::Cookie {
+                path: cookie.path().to_owned(),
+                source,
+            });
+        }
+        log::error!(
+            "cannot write the RPC cookie {}: the disk is full; it is written once space returns (rpc.user/rpcauth work meanwhile)",
+            cookie.path().display()
+        );
+    }
     let user_password = config.rpc.user.clone().zip(config.rpc.password.clone());
     // rpcauth entries were validated by the config loader.
-    let credentials =
-        Credentials::new(Some(secret), user_password, &config.rpc.rpcauth).map_err(|e| {
-            StartError::Cookie {
-                path: dir.join(".cookie"),
-                source: std::io::Error::other(e),
-            }
-        })?;
+    let credentials = Credentials::new(
+        Some(cookie.secret().to_owned()),
+        user_password,
+        &config.rpc.rpcauth,
+    )
+    .map_err(|e| StartError::Cookie {
+        path: dir.join(".cookie"),
+        source: std::io::Error::other(e),
+    })?;
     log::info!(
         "starting bllvm-node {} on {} in {}",
         env!("CARGO_PKG_VERSION"),
@@ -236,9 +252,26 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
     let store: Arc<dyn Store> = opened.store;
     let fallback_reason = opened.fallback_reason;
     // Cuts uncommitted block-file tails and loads the chain: the crash repair happens here.
-    let (chain_db, chain_state) =
-        ChainDb::open(&dir, store.clone(), Params::for_chain(config.chain))?;
+    let file_size = if config.storage.fastprune {
+        FASTPRUNE_FILE_SIZE
+    } else {
+        storage::block_files::MAX_FILE_SIZE
+    };
+    let (mut chain_db, mut chain_state) = ChainDb::open_with_file_size(
+        &dir,
+        store.clone(),
+        Params::for_chain(config.chain),
+        file_size,
+    )?;
+    chain_db.set_pruning(PruneSettings::from_config(&config.storage));
+    let utxo_budget = config.storage.dbcache_mb as usize * 1024 * 1024;
+    chain_state.set_utxo_budget(utxo_budget);
+    chain_state.assume_valid = config.validation.assume_valid(config.chain);
+    if let Some(h) = chain_state.assume_valid {
+        log::info!("assumevalid {h}: scripts of it and its ancestors are not verified");
+    }
     let metrics = Arc::new(Metrics::new(store.backend())?);
+    metrics.disk.utxo_cache_budget_bytes.set(utxo_budget as i64);
     let shared = Arc::new(Shared::new(true));
     shared.network.write().peers_max = config.network.max_connections;
     let heartbeat_timeout = Duration::from_secs_f64(config.heartbeat_timeout_secs);
@@ -257,7 +290,10 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
     let (records_tx, records_rx) = bounded(4);
     watch(&metrics, "peer_events", ch.peer_events, &peer_rx);
     watch(&metrics, "p2p_commands", ch.p2p_commands, &cmd_rx);
-    watch(&metrics, "write_batches", ch.write_batches, &batch_rx);
+    // Watched through a sender: a receiver clone would keep the queue open after the writer
+    // exits, and the chain thread would never learn that it is gone.
+    let depth_of = batch_tx.clone();
+    metrics.watch_channel("write_batches", ch.write_batches, move || depth_of.len());
     watch(&metrics, "chain_requests", ch.chain_requests, &req_rx);
     watch(&metrics, "prune_requests", ch.prune_requests, &prune_rx);
     watch(&metrics, "probe_queue", ch.probe_queue, &probe_rx);
@@ -270,6 +306,7 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
     let p2p_waker = reactor.waker();
 
     let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (commit_tx, commit_rx) = bounded(1);
     let (storage_stop, storage_sig) = stop_pair(None);
     let writer = Writer {
         committer: chain_db,
@@ -278,6 +315,7 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
         prunes: prune_rx,
         peer_records: records_rx,
         committed: committed.clone(),
+        commit_notify: commit_tx,
         metrics: metrics.clone(),
         stop: storage_sig,
         heartbeat: beat(Component::Storage),
@@ -296,6 +334,8 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
         requests: req_rx,
         jobs: batch_tx,
         committed,
+        commits: commit_rx,
+        pruned: config.storage.pruning_mode.enabled(),
         stop: chain_sig,
         heartbeat: beat(Component::Chain),
         shared: shared.clone(),
@@ -310,7 +350,8 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
     let monitor = PruningMonitor {
         config: config.storage.clone(),
         dir: dir.clone(),
-        prunes: prune_tx,
+        prunes: prune_tx.clone(),
+        cookie: cookie.clone(),
         metrics: metrics.clone(),
         stop: pruning_sig,
         heartbeat: beat(Component::Pruning),
@@ -356,6 +397,8 @@ fn start(config: &Config) -> Result<(Supervisor, (CookieFile, DatadirLock)), Sta
                 .iter()
                 .map(|(m, t)| (m.clone(), Duration::from_secs_f64(*t)))
                 .collect(),
+            prunes: prune_tx,
+            pruning: PruneSettings::from_config(&config.storage),
             fault: config.debug.fail_rpc_method.clone().map(|m| {
                 (
                     m,

@@ -25,6 +25,12 @@ pub struct StorageView {
     pub size_bytes: u64,
     /// The backend in use.
     pub backend: &'static str,
+    /// Set while commits fail (a full disk): why. New blocks are refused meanwhile.
+    pub write_error: Option<String>,
+    /// Highest block height whose data was pruned.
+    pub prune_height: Option<u32>,
+    /// Bytes of the block and undo files.
+    pub block_files_bytes: u64,
 }
 
 /// What the p2p thread publishes.

@@ -34,6 +34,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
     // No p2p thread: summaries go to a queue nobody reads, which the chain must not wait on forever.
     let (p2p_tx, _p2p_rx) = bounded(1024);
     let committed = Arc::new(AtomicU64::new(0));
+    let (commit_tx, commit_rx) = bounded(1);
     let tick = Duration::from_millis(20);
     let (writer_stop, writer_sig) = stop_pair(None);
     let (chain_stop, chain_sig) = stop_pair(None);
@@ -44,6 +45,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
         prunes: prune_rx,
         peer_records: records_rx,
         committed: committed.clone(),
+        commit_notify: commit_tx,
         stop: writer_sig,
         heartbeat: shared.vitals.heartbeat(Component::Storage, None),
         shared: shared.clone(),
@@ -57,6 +59,8 @@ fn generate_and_submit_through_the_threads_then_reopen() {
         requests: req_rx,
         jobs: jobs_tx,
         committed,
+        commits: commit_rx,
+        pruned: false,
         stop: chain_sig,
         heartbeat: shared.vitals.heartbeat(Component::Chain, None),
         shared: shared.clone(),

@@ -229,6 +229,11 @@ impl ChainState {
         self.utxo.seal()
     }
 
+    /// True while the UTXO cache is over its budget with entries the writer has not committed.
+    pub fn utxo_over_budget(&self) -> bool {
+        self.utxo.over_budget()
+    }
+
     /// The writer committed UTXO generation `gen`: its entries may leave the cache.
     pub fn utxo_committed(&mut self, gen: u64) {
         self.utxo.committed(gen);

@@ -58,6 +58,21 @@ pub struct Params {
     pub signet_challenge: Option<bitcoin::ScriptBuf>,
 }
 
+/// Each public network's default assumevalid block, as Bitcoin Core 28 ships them (its
+/// `bitcoind -help` text for `-assumevalid`). Scripts of the block and its ancestors are not
+/// verified when it is on the best header chain; `[validation] assumevalid = "0"` turns it off.
+pub fn default_assume_valid(chain: Chain) -> Option<BlockHash> {
+    let h = match chain {
+        Chain::Mainnet => "000000000000000000011c5890365bdbe5d25b97ce0057589acaef4f1a57263f",
+        Chain::Testnet3 => "000000000000000465b1a66c9f386308e8c75acef9201f3f577811da09fc90ad",
+        // Height 39,550.
+        Chain::Testnet4 => "000000005be348057db991fa5d89fe7c4695b667cfb311391a8db374b6f681fd",
+        Chain::Signet => "0000014aad1d58dddcb964dd749b073374c6306e716b22f573a2efe68d414539",
+        Chain::Regtest => return None,
+    };
+    Some(hash(h))
+}
+
 fn hash(s: &str) -> BlockHash {
     // Constants below are valid hex; a typo is caught by the unit tests.
     BlockHash::from_str(s).expect("valid block hash constant")
@@ -226,6 +241,21 @@ mod tests {
         let reg = Params::for_chain(Chain::Regtest);
         assert_eq!(reg.subsidy(150), 2_500_000_000);
         assert_eq!(reg.difficulty_adjustment_interval(), 2016);
+    }
+
+    #[test]
+    fn default_assume_valid_parses_for_public_networks_only() {
+        for chain in [
+            Chain::Mainnet,
+            Chain::Testnet3,
+            Chain::Testnet4,
+            Chain::Signet,
+        ] {
+            let h = default_assume_valid(chain).unwrap();
+            // Every one of them is a real block: it meets at least the minimum difficulty.
+            assert!(h.to_string().starts_with("0000"), "{chain}");
+        }
+        assert_eq!(default_assume_valid(Chain::Regtest), None);
     }
 
     #[test]

@@ -8,13 +8,14 @@ use super::header_tree::{HeaderTree, Validity};
 use super::params::Params;
 use super::utxo::{BlockChanges, Coin};
 use super::utxo_cache::CoinSource;
+use crate::pruning::policy::PruneSettings;
 use crate::storage::block_files::{self, BlockFiles, FilePos, MAX_FILE_SIZE};
-use crate::storage::{Flow, StorageError, Store, Table, WriteBatch};
+use crate::storage::{Flow, PruneReport, PruneTrigger, StorageError, Store, Table, WriteBatch};
 use bitcoin::block::Header;
 use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::hashes::{sha256d, Hash, HashEngine};
 use bitcoin::{Block, BlockHash, OutPoint, TxOut};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -275,12 +276,27 @@ impl BlockSource for FileSource {
     }
 }
 
+/// Per block file: the highest block height with data in it, and its size.
+#[derive(Debug, Clone, Copy, Default)]
+struct FileInfo {
+    max_height: u32,
+    bytes: u64,
+}
+
 /// The writer side: owns the file series and turns chain changes into durable commits.
 pub struct ChainDb {
     store: Arc<dyn Store>,
     blk: BlockFiles,
     rev: BlockFiles,
     positions: HashMap<BlockHash, (Option<FilePos>, Option<FilePos>)>,
+    /// Per series (0 `blk`, 1 `rev`): every file on disk, by number.
+    files: [BTreeMap<u32, FileInfo>; 2],
+    /// Height of the last committed tip.
+    tip_height: u32,
+    /// Highest block height pruned so far (`prune_height` in the store).
+    prune_height: Option<u32>,
+    /// How block files are pruned.
+    pruning: PruneSettings,
 }
 
 fn has_block_data(blocks_dir: &Path) -> bool {
@@ -310,11 +326,39 @@ fn key_name(key: &str) -> &'static str {
     }
 }
 
+/// The `<prefix>NNNNN.dat` files in `dir`, with their sizes (heights are filled in from the index).
+fn list_files(dir: &Path, prefix: &str) -> BTreeMap<u32, FileInfo> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(".dat"))
+            .filter(|n| n.len() == 5)
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        let bytes = entry.metadata().map_or(0, |m| m.len());
+        out.insert(
+            n,
+            FileInfo {
+                max_height: 0,
+                bytes,
+            },
+        );
+    }
+    out
+}
+
 fn encode_pos((file, len): (u32, u64)) -> Vec<u8> {
     let mut v = file.to_le_bytes().to_vec();
     v.extend_from_slice(&len.to_le_bytes());
     v
 }
+
+mod prune;
 
 impl ChainDb {
     /// Opens the files (cutting uncommitted tails) and loads the chain state; a fresh store
@@ -435,6 +479,20 @@ impl ChainDb {
             blk,
             rev,
             positions: HashMap::new(),
+            files: [
+                list_files(&blocks_dir, "blk"),
+                list_files(&blocks_dir, "rev"),
+            ],
+            tip_height: 0,
+            prune_height: match store.get_meta("prune_height")? {
+                None => None,
+                Some(v) => {
+                    Some(u32::from_le_bytes(v.as_slice().try_into().map_err(
+                        |_| corrupt("prune_height", format!("{} bytes", v.len())),
+                    )?))
+                }
+            },
+            pruning: PruneSettings::DISABLED,
         };
         let Some(tip) = store.get_meta("tip_hash")? else {
             let mut cs = ChainState::new(params);
@@ -477,6 +535,16 @@ impl ChainDb {
         let tip_entry = tree
             .get(&tip)
             .ok_or_else(|| corrupt("tip", "not in the index"))?;
+        db.tip_height = tip_entry.height;
+        for (h, (bp, up)) in &db.positions {
+            let height = tree.get(h).map_or(0, |e| e.height);
+            for (series, pos) in [(0, bp), (1, up)] {
+                if let Some(p) = pos {
+                    let info = db.files[series].entry(p.file).or_default();
+                    info.max_height = info.max_height.max(height);
+                }
+            }
+        }
         let mut active = vec![tip; tip_entry.height as usize + 1];
         let mut h = tip;
         for height in (0..=tip_entry.height).rev() {
@@ -512,10 +580,54 @@ impl ChainDb {
     }
 
     /// Writes a job: block and undo bytes first, fsynced, then one atomic commit naming them.
+    /// On failure (a full disk) the files are cut back to where they were, so the same job can
+    /// be committed again once the cause is gone.
     pub fn commit(&mut self, job: &PersistJob) -> Result<(), PersistError> {
+        let marks = [self.blk.position(), self.rev.position()];
+        let mut written = Vec::new();
+        match self.write(job, &mut written) {
+            Ok(()) => {
+                self.tip_height = job.tip.1;
+                for (series, file, height) in written {
+                    let info = self.files[series].entry(file).or_default();
+                    info.max_height = info.max_height.max(height);
+                }
+                for (series, mark) in marks.into_iter().enumerate() {
+                    let files = if series == 0 { &self.blk } else { &self.rev };
+                    let end = files.position();
+                    for n in mark.0..=end.0 {
+                        let bytes = if n == end.0 {
+                            end.1
+                        } else {
+                            files.file_size(n)
+                        };
+                        self.files[series].entry(n).or_default().bytes = bytes;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for (files, mark) in [(&mut self.blk, marks[0]), (&mut self.rev, marks[1])] {
+                    if let Err(undo) = files.rollback(mark) {
+                        log::error!("cannot cut block files back after a failed write: {undo}");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The writes of `commit`; `written` collects (series, file, height) of each record.
+    fn write(
+        &mut self,
+        job: &PersistJob,
+        written: &mut Vec<(usize, u32, u32)>,
+    ) -> Result<(), PersistError> {
+        let height = |h: &BlockHash| job.heights.get(h).copied().unwrap_or(0);
         for (h, bytes) in &job.new_blocks {
             let pos = self.blk.append(bytes, &[])?;
             self.positions.entry(*h).or_default().0 = Some(pos);
+            written.push((0, pos.file, height(h)));
         }
         let mut batch = WriteBatch::default();
         for change in &job.changes {
@@ -524,6 +636,7 @@ impl ChainDb {
                     let undo = encode_undo(changes);
                     let pos = self.rev.append(&undo, &undo_checksum(hash, &undo))?;
                     self.positions.entry(*hash).or_default().1 = Some(pos);
+                    written.push((1, pos.file, height(hash)));
                     for (op, _) in &changes.spent {
                         batch.delete(Table::Coins, coin_key(op));
                     }
@@ -570,6 +683,22 @@ impl crate::storage::writer::Committer for ChainDb {
     fn commit(&mut self, job: &PersistJob) -> Result<(), PersistError> {
         ChainDb::commit(self, job)
     }
+
+    fn recover(&mut self) -> Result<(), PersistError> {
+        Ok(self.store.reopen()?)
+    }
+
+    fn prune(&mut self, trigger: PruneTrigger) -> Result<Option<PruneReport>, PersistError> {
+        ChainDb::prune(self, trigger)
+    }
+
+    fn prune_height(&self) -> Option<u32> {
+        self.prune_height
+    }
+
+    fn block_files_bytes(&self) -> u64 {
+        ChainDb::block_files_bytes(self)
+    }
 }
 
 /// One UTXO-set change to persist, with the data to apply it.
@@ -594,6 +723,8 @@ pub struct PersistJob {
     pub tip: (BlockHash, u32),
     /// The UTXO cache generation whose changes this job carries.
     pub utxo_gen: u64,
+    /// Heights of the blocks whose block or undo data this job writes.
+    pub heights: HashMap<BlockHash, u32>,
     /// Unspent outputs after this job.
     pub utxo_count: u64,
 }
@@ -644,6 +775,14 @@ pub fn prepare(cs: &mut ChainState, updates: &[Update]) -> Result<PersistJob, Pe
         .iter()
         .filter_map(|h| cs.tree().get(h).map(|e| (*h, e.header, e.validity.clone())))
         .collect();
+    let heights = new_hashes
+        .iter()
+        .chain(updates.iter().filter_map(|u| match u {
+            Update::Connected { hash, .. } => Some(hash),
+            Update::Disconnected { .. } => None,
+        }))
+        .filter_map(|h| cs.tree().get(h).map(|e| (*h, e.height)))
+        .collect();
     Ok(PersistJob {
         new_blocks,
         changes,
@@ -651,6 +790,7 @@ pub fn prepare(cs: &mut ChainState, updates: &[Update]) -> Result<PersistJob, Pe
         tip: cs.tip(),
         utxo_gen: cs.seal_utxo_generation(),
         utxo_count: cs.utxo_count(),
+        heights,
     })
 }
 

@@ -11,7 +11,21 @@ pub struct Reject {
     pub detail: String,
 }
 
+/// The reason given when a block cannot be stored: the node's own fault, never a verdict on the
+/// block or on the peer that sent it.
+pub const STORAGE_UNAVAILABLE: &str = "storage-unavailable";
+
 impl Reject {
+    /// The node cannot store blocks now (a full disk); `detail` says why.
+    pub fn storage(detail: impl Into<String>) -> Reject {
+        Reject::new(STORAGE_UNAVAILABLE, detail)
+    }
+
+    /// True for [`Reject::storage`].
+    pub fn is_storage(&self) -> bool {
+        self.reason == STORAGE_UNAVAILABLE
+    }
+
     /// A rejection with `reason` and `detail`.
     pub fn new(reason: impl Into<String>, detail: impl Into<String>) -> Reject {
         Reject {

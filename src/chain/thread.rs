@@ -79,6 +79,10 @@ pub struct ChainThread {
     pub jobs: Sender<Sequenced<PersistJob>>,
     /// The last sequence number the writer made durable.
     pub committed: Arc<AtomicU64>,
+    /// Woken by the writer after each commit.
+    pub commits: Receiver<()>,
+    /// Whether block files may be pruned (peers are told `NODE_NETWORK_LIMITED`).
+    pub pruned: bool,
     /// Shutdown.
     pub stop: StopSignal,
     /// Liveness.
@@ -101,6 +105,10 @@ struct Progress {
     seq: u64,
     /// Jobs handed over but not yet durable: (seq, blocks written, UTXO generation).
     pending: VecDeque<(u64, Vec<BlockHash>, u64)>,
+    /// Jobs made while the writer was failing, in order, to hand over once it takes them.
+    unsent: VecDeque<Sequenced<PersistJob>>,
+    /// Whether the last summary went out while block storage was refused.
+    paused: bool,
     /// Headers connected since the last summary (only the last few are kept).
     connected: Vec<bitcoin::block::Header>,
     /// The chain changed since the last summary.
@@ -118,11 +126,16 @@ impl ChainThread {
         let mut progress = Progress {
             seq: self.committed.load(Ordering::Acquire),
             pending: VecDeque::new(),
+            unsent: VecDeque::new(),
+            paused: false,
             connected: Vec::new(),
             dirty: false,
             sent: Instant::now(),
         };
         self.publish();
+        self.metrics
+            .utxo_cache_bytes
+            .set(self.state.utxo_cache_bytes() as i64);
         let (tip, height) = self.state.tip();
         log::info!(height = height; "chain state loaded, tip {tip}");
         self.heartbeat.set_status(Status::Healthy, "");
@@ -130,7 +143,14 @@ impl ChainThread {
         self.send_summary(&mut progress);
         loop {
             self.heartbeat.beat();
+            self.flush_jobs(&mut progress, false)?;
             self.evict_committed(&mut progress.pending);
+            let paused = self.refusal(&progress).is_some();
+            if paused != progress.paused {
+                // The summary tells p2p to stop (or resume) asking peers for blocks.
+                progress.paused = paused;
+                progress.dirty = true;
+            }
             let wait = next_mine
                 .map(|t| t.saturating_duration_since(Instant::now()).min(self.tick))
                 .unwrap_or(self.tick);
@@ -143,6 +163,7 @@ impl ChainThread {
                     Ok(ev) => self.on_peer_event(ev, &mut progress)?,
                     Err(_) => break,
                 },
+                recv(self.commits) -> _ => {}
                 recv(self.stop.receiver()) -> _ => break,
                 default(wait) => {}
             }
@@ -172,13 +193,62 @@ impl ChainThread {
             }
         }
         let drained = self.peer_events.try_iter().count();
+        // The writer stops after this stage and commits what it was handed; what it cannot take
+        // within a second is lost, as in a crash (the store stays consistent).
+        while let Some(job) = progress.unsent.pop_front() {
+            if self.jobs.send_timeout(job, Duration::from_secs(1)).is_err() {
+                log::error!(
+                    lost = progress.unsent.len() + 1;
+                    "chain stopped with changes the storage writer could not take"
+                );
+                break;
+            }
+        }
         log::info!(drained = drained; "chain stopped");
         Ok(())
+    }
+
+    /// Why new blocks cannot be taken now: the writer reports failing writes, or it has not yet
+    /// taken the jobs made while it was failing.
+    fn refusal(&self, progress: &Progress) -> Option<String> {
+        self.shared.storage.read().write_error.clone().or_else(|| {
+            (!progress.unsent.is_empty())
+                .then(|| "storage writer has not caught up after failing writes".to_owned())
+        })
+    }
+
+    /// Waits until job `seq` is durable, so RPC acknowledges only stored blocks; the reason
+    /// when the writer is failing (or the node stops) first.
+    fn wait_durable(
+        &mut self,
+        seq: u64,
+        progress: &mut Progress,
+    ) -> Result<Result<(), String>, ChainError> {
+        loop {
+            self.flush_jobs(progress, false)?;
+            if self.committed.load(Ordering::Acquire) >= seq {
+                self.evict_committed(&mut progress.pending);
+                return Ok(Ok(()));
+            }
+            if let Some(why) = self.shared.storage.read().write_error.clone() {
+                return Ok(Err(why));
+            }
+            if self.stop.requested() {
+                return Ok(Err("shutting down before the block was stored".into()));
+            }
+            self.heartbeat.beat();
+            let _ = self
+                .commits
+                .recv_timeout(self.tick.min(Duration::from_millis(50)));
+        }
     }
 
     fn handle(&mut self, req: ChainRequest, progress: &mut Progress) -> Result<(), ChainError> {
         match req {
             ChainRequest::Query(query) => query(&self.state),
+            // Dropping a refused mutation drops its reply: RPC checks the same state first and
+            // says why, so this only covers the race.
+            ChainRequest::Mutate(_) if self.refusal(progress).is_some() => {}
             ChainRequest::Mutate(mutation) => {
                 let started = Instant::now();
                 let updates = mutation(&mut self.state);
@@ -198,6 +268,10 @@ impl ChainThread {
                         result = Err(Reject::new("cancelled", "timed out or shutting down"));
                         break;
                     }
+                    if let Some(why) = self.refusal(progress) {
+                        result = Err(Reject::storage(why));
+                        break;
+                    }
                     self.heartbeat.beat();
                     let started = Instant::now();
                     match self.state.mine(payout.clone(), Vec::new(), unix_now()) {
@@ -211,15 +285,34 @@ impl ChainThread {
                         }
                     }
                 }
+                if result.is_ok() && !hashes.is_empty() {
+                    if let Err(why) = self.wait_durable(progress.seq, progress)? {
+                        result = Err(Reject::storage(format!(
+                            "{} block(s) mined but not all stored: {why}",
+                            hashes.len()
+                        )));
+                    }
+                }
                 let _ = reply.send(result.map(|_| hashes));
             }
             ChainRequest::SubmitBlock { block, reply } => {
+                if let Some(why) = self.refusal(progress) {
+                    let _ = reply.send(Err(Reject::storage(why)));
+                    return Ok(());
+                }
                 let started = Instant::now();
                 let outcome = self.state.submit_block(*block, unix_now());
                 let result = match outcome {
+                    Ok((Submitted::Duplicate, updates)) => {
+                        self.after_change(&updates, started, progress)?;
+                        Ok(Submitted::Duplicate)
+                    }
                     Ok((submitted, updates)) => {
                         self.after_change(&updates, started, progress)?;
-                        Ok(submitted)
+                        match self.wait_durable(progress.seq, progress)? {
+                            Ok(()) => Ok(submitted),
+                            Err(why) => Err(Reject::storage(why)),
+                        }
                     }
                     Err(r) => {
                         // A rejected block may still have changed index entries (marked invalid).
@@ -235,6 +328,9 @@ impl ChainThread {
 
     /// Test-only load: one block, spending the OP_TRUE coinbase from 100 blocks back.
     fn auto_mine(&mut self, progress: &mut Progress) -> Result<(), ChainError> {
+        if self.refusal(progress).is_some() {
+            return Ok(());
+        }
         let height = self.state.tip().1;
         let mut txs = Vec::new();
         if height >= 101 {
@@ -309,27 +405,79 @@ impl ChainThread {
         progress
             .pending
             .push_back((progress.seq, job.written(), job.utxo_gen));
-        let mut msg = Sequenced {
+        progress.unsent.push_back(Sequenced {
             seq: progress.seq,
             job,
-        };
-        loop {
-            match self.jobs.send_timeout(msg, self.tick) {
-                Ok(()) => return Ok(()),
-                // The writer is behind: wait (backpressure) but stay live.
-                Err(SendTimeoutError::Timeout(m)) => {
-                    self.heartbeat.beat();
-                    self.evict_committed(&mut progress.pending);
-                    msg = m;
-                }
-                Err(SendTimeoutError::Disconnected(_)) => return Err(ChainError::WriterGone),
+        });
+        self.flush_jobs(progress, true)?;
+        // Over budget with uncommitted coins: let the writer catch up so they can be evicted
+        // (Core flushes its cache when full). Clean entries were evicted already.
+        while self.state.utxo_over_budget() && progress.unsent.is_empty() {
+            if self.wait_durable(progress.seq, progress)?.is_err() {
+                break;
             }
         }
+        self.metrics
+            .utxo_cache_bytes
+            .set(self.state.utxo_cache_bytes() as i64);
+        Ok(())
+    }
+
+    /// Hands queued jobs to the writer in order. `wait`: wait for room while the writer is
+    /// merely behind (backpressure), beating; otherwise, and whenever the writer is failing,
+    /// leave the rest queued for a later turn.
+    fn flush_jobs(&mut self, progress: &mut Progress, wait: bool) -> Result<(), ChainError> {
+        while let Some(job) = progress.unsent.pop_front() {
+            let mut msg = job;
+            loop {
+                let sent = if wait {
+                    self.jobs.send_timeout(msg, self.tick)
+                } else {
+                    self.jobs.try_send(msg).map_err(|e| match e {
+                        crossbeam_channel::TrySendError::Full(m) => SendTimeoutError::Timeout(m),
+                        crossbeam_channel::TrySendError::Disconnected(m) => {
+                            SendTimeoutError::Disconnected(m)
+                        }
+                    })
+                };
+                match sent {
+                    Ok(()) => break,
+                    Err(SendTimeoutError::Timeout(m)) => {
+                        if !wait || self.shared.storage.read().write_error.is_some() {
+                            progress.unsent.push_front(m);
+                            return Ok(());
+                        }
+                        // The writer is behind: wait (backpressure) but stay live.
+                        self.heartbeat.beat();
+                        self.evict_committed(&mut progress.pending);
+                        msg = m;
+                    }
+                    Err(SendTimeoutError::Disconnected(_)) => return Err(ChainError::WriterGone),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A message from the network: headers and blocks are validated here, requests answered.
     fn on_peer_event(&mut self, ev: PeerEvent, progress: &mut Progress) -> Result<(), ChainError> {
         match ev {
+            // While blocks cannot be stored nothing new is taken; the summary told p2p to stop
+            // asking, and nothing here is the peer's fault.
+            PeerEvent::Headers { peer, .. } if self.refusal(progress).is_some() => {
+                self.tell_p2p(P2pCommand::HeadersDone {
+                    peer,
+                    last: None,
+                    more: false,
+                    unconnected: false,
+                });
+            }
+            PeerEvent::Block { block, .. } if self.refusal(progress).is_some() => {
+                log::debug!(
+                    "block {} dropped: storage writes are failing",
+                    block.block_hash()
+                );
+            }
             PeerEvent::Headers { peer, headers } => self.on_headers(peer, headers, progress)?,
             PeerEvent::Block { peer, block } => {
                 let started = Instant::now();
@@ -338,7 +486,10 @@ impl ChainThread {
                     Err(r) => {
                         self.after_change(&[], started, progress)?;
                         // A clock disagreement or our own storage fault is not the peer's doing.
-                        if r.reason != "time-too-new" && r.reason != "block-data-missing" {
+                        if r.reason != "time-too-new"
+                            && r.reason != "block-data-missing"
+                            && !r.is_storage()
+                        {
                             self.misbehaved(peer, format!("invalid block: {}", r.reason));
                         }
                     }
@@ -443,7 +594,11 @@ impl ChainThread {
     }
 
     fn send_summary(&self, progress: &mut Progress) {
-        let s = summary(&self.state, &progress.connected, false, unix_now());
+        let mut s = summary(&self.state, &progress.connected, self.pruned, unix_now());
+        if progress.paused {
+            // No block can be stored: p2p asks peers for none until this clears.
+            s.wanted.clear();
+        }
         progress.connected.clear();
         progress.dirty = false;
         progress.sent = Instant::now();
@@ -473,8 +628,5 @@ impl ChainThread {
             .headers_height
             .set(i64::from(self.state.tree().best_header().1.height));
         self.metrics.utxo_count.set(self.state.utxo_count() as i64);
-        self.metrics
-            .utxo_cache_bytes
-            .set(self.state.utxo_cache_bytes() as i64);
     }
 }

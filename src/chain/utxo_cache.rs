@@ -129,6 +129,7 @@ impl UtxoCache {
             self.set(*op, Some(coin.clone()));
         }
         self.count = self.count + changes.created.len() as u64 - changes.spent.len() as u64;
+        self.trim();
     }
 
     /// Reverts a disconnected block's changes.
@@ -140,6 +141,7 @@ impl UtxoCache {
             self.set(*op, Some(coin.clone()));
         }
         self.count = self.count + changes.spent.len() as u64 - changes.created.len() as u64;
+        self.trim();
     }
 
     /// Unspent outputs in the set.
@@ -166,6 +168,18 @@ impl UtxoCache {
     /// Records that generation `gen` is durable, then evicts clean entries while over budget.
     pub fn committed(&mut self, gen: u64) {
         self.committed = self.committed.max(gen);
+        self.trim();
+    }
+
+    /// True while the cache holds more than its budget (only uncommitted entries can keep it
+    /// there: clean ones are evicted first).
+    pub fn over_budget(&self) -> bool {
+        self.bytes > self.budget
+    }
+
+    /// Evicts clean entries, tombstones first, down to 90% of the budget once over it. Dirty
+    /// entries stay until the writer has committed them.
+    fn trim(&mut self) {
         if self.source.is_none() || self.bytes <= self.budget {
             return;
         }
@@ -184,6 +198,10 @@ impl UtxoCache {
             });
         }
         self.bytes -= freed;
+        // The table keeps its peak capacity otherwise, and that is memory too.
+        if self.slots.capacity() > 4 * self.slots.len() + 1024 {
+            self.slots.shrink_to(2 * self.slots.len());
+        }
     }
 
     /// Every coin of the set: the store's, with the cache's newer state laid over it. `stop` is
@@ -340,6 +358,41 @@ mod tests {
             "served from the store now"
         );
         assert_eq!(cache.len(), 50);
+    }
+
+    /// The set grows to 40 times the budget; once each generation is committed the cache is
+    /// back under budget, and every coin is still found (in the cache or the store).
+    #[test]
+    fn the_cache_stays_within_budget_while_the_set_grows_past_it() {
+        let store = Arc::new(Store::default());
+        let budget = 100 * 132;
+        let mut cache = UtxoCache::backed(store.clone(), 0, budget);
+        let mut all = Vec::new();
+        for round in 0..40u32 {
+            let created: Vec<_> = (0..100u32)
+                .map(|i| {
+                    let mut txid = [0u8; 32];
+                    txid[..4].copy_from_slice(&(round * 100 + i).to_le_bytes());
+                    (OutPoint::new(Txid::from_byte_array(txid), 0), coin(1))
+                })
+                .collect();
+            cache.apply(&BlockChanges {
+                created: created.clone(),
+                spent: vec![],
+                fees: 0,
+            });
+            let g = cache.seal();
+            store.0.lock().extend(created.iter().cloned());
+            all.extend(created);
+            cache.committed(g);
+            assert!(
+                cache.memory_bytes() <= budget,
+                "round {round}: {} bytes over a budget of {budget}",
+                cache.memory_bytes()
+            );
+        }
+        assert_eq!(cache.len(), 4_000);
+        assert!(all.iter().all(|(op, c)| cache.get(op).as_ref() == Some(c)));
     }
 
     #[test]

@@ -76,14 +76,22 @@ pub struct NetworkConfig {
 pub struct StorageConfig {
     /// Which key-value store holds the chain state.
     pub backend: Backend,
-    /// Whether block files are pruned.
+    /// Whether and how block files are pruned.
     pub pruning_mode: PruningMode,
-    /// Prune once block files use more than this many GB.
+    /// `normal` and `aggressive`: prune once block files use more than this many GB.
     pub pruning_threshold_gb: f64,
-    /// Prune down to this many GB.
+    /// `normal`: prune down to this many GB.
     pub pruning_target_gb: f64,
+    /// `custom`: keep block data of this many blocks below the tip (at least 288).
+    pub keep_recent_blocks: u32,
     /// How often the pruning monitor looks at the disk.
     pub pruning_check_interval_secs: f64,
+    /// Used share of the datadir's filesystem at which health turns degraded.
+    pub disk_warn_percent: f64,
+    /// Used share at which the node prunes what its mode allows at once.
+    pub disk_critical_percent: f64,
+    /// Regtest only: 64 KiB block files, so pruning can be tried on small chains (Core's fastprune).
+    pub fastprune: bool,
     /// Memory budget of the UTXO cache.
     pub dbcache_mb: u64,
 }
@@ -106,11 +114,34 @@ pub enum Backend {
 pub enum PruningMode {
     /// Keep every block.
     Disabled,
-    /// Prune automatically past the threshold.
-    Auto,
-    /// Prune only when asked (`pruneblockchain`).
+    /// Past the threshold, prune down to the target (`auto` is accepted for older files).
+    #[serde(alias = "auto")]
+    Normal,
+    /// Past the threshold, prune everything but the last 288 blocks.
+    Aggressive,
+    /// Keep the last `keep_recent_blocks` blocks, prune the rest.
+    Custom,
+    /// Prune only when asked (`pruneblockchain`; Core's `prune=1`).
     Manual,
 }
+
+impl PruningMode {
+    /// Whether any pruning may happen (the node then serves only recent blocks).
+    pub fn enabled(self) -> bool {
+        self != PruningMode::Disabled
+    }
+
+    /// Whether the node prunes by itself (Core's `automatic_pruning`).
+    pub fn automatic(self) -> bool {
+        matches!(
+            self,
+            PruningMode::Normal | PruningMode::Aggressive | PruningMode::Custom
+        )
+    }
+}
+
+/// Bitcoin Core's `-dbcache` range, MiB.
+pub const DBCACHE_MB_RANGE: std::ops::RangeInclusive<u64> = 4..=16_384;
 
 /// `[rpc]`: the HTTP server for JSON-RPC, health and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,9 +286,22 @@ impl LogLevel {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidationConfig {
-    /// Core's assumevalid: scripts of this block's ancestors are not verified (hex block hash).
+    /// Core's assumevalid: scripts of this block's ancestors are not verified (hex block hash;
+    /// `"0"` verifies every script; unset uses the network's default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assumevalid: Option<String>,
+}
+
+impl ValidationConfig {
+    /// The block whose ancestors' scripts are assumed valid: the configured one, else the
+    /// network's default; `None` when set to `"0"`.
+    pub fn assume_valid(&self, chain: Chain) -> Option<bitcoin::BlockHash> {
+        match self.assumevalid.as_deref() {
+            Some("0") => None,
+            Some(h) => h.parse().ok(),
+            None => crate::chain::params::default_assume_valid(chain),
+        }
+    }
 }
 
 /// `[channels]`: capacity of each bounded channel.
@@ -348,7 +392,11 @@ impl Default for StorageConfig {
             pruning_mode: PruningMode::Disabled,
             pruning_threshold_gb: 10.0,
             pruning_target_gb: 8.0,
+            keep_recent_blocks: 288,
             pruning_check_interval_secs: 60.0,
+            disk_warn_percent: 80.0,
+            disk_critical_percent: 90.0,
+            fastprune: false,
             dbcache_mb: 64,
         }
     }
@@ -494,6 +542,50 @@ impl Config {
                 ),
             ));
         }
+        if s.keep_recent_blocks < crate::pruning::MIN_BLOCKS_TO_KEEP {
+            return Err((
+                "storage.keep_recent_blocks".into(),
+                format!(
+                    "must be at least {} (Core's MIN_BLOCKS_TO_KEEP: reorgs need them), got {}",
+                    crate::pruning::MIN_BLOCKS_TO_KEEP,
+                    s.keep_recent_blocks
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("storage.disk_warn_percent", s.disk_warn_percent),
+            ("storage.disk_critical_percent", s.disk_critical_percent),
+        ] {
+            if !(v > 0.0 && v <= 100.0) {
+                return Err((key.into(), format!("must be in (0, 100], got {v}")));
+            }
+        }
+        if s.disk_warn_percent > s.disk_critical_percent {
+            return Err((
+                "storage.disk_warn_percent".into(),
+                format!(
+                    "({}) must not exceed storage.disk_critical_percent ({})",
+                    s.disk_warn_percent, s.disk_critical_percent
+                ),
+            ));
+        }
+        if s.fastprune && self.chain != Chain::Regtest {
+            return Err((
+                "storage.fastprune".into(),
+                "is only allowed on regtest".into(),
+            ));
+        }
+        if !DBCACHE_MB_RANGE.contains(&s.dbcache_mb) {
+            return Err((
+                "storage.dbcache_mb".into(),
+                format!(
+                    "must be in {} to {} (MiB, as Bitcoin Core's -dbcache), got {}",
+                    DBCACHE_MB_RANGE.start(),
+                    DBCACHE_MB_RANGE.end(),
+                    s.dbcache_mb
+                ),
+            ));
+        }
         let n = &self.network;
         positive(
             "network.reconnect_initial_delay_secs",
@@ -586,7 +678,7 @@ impl Config {
             )?;
         }
         if let Some(h) = &self.validation.assumevalid {
-            if h.parse::<bitcoin::BlockHash>().is_err() {
+            if h != "0" && h.parse::<bitcoin::BlockHash>().is_err() {
                 return Err((
                     "validation.assumevalid".into(),
                     format!("`{h}` is not a block hash (64 hex digits)"),

@@ -111,30 +111,69 @@ impl Credentials {
 #[derive(Debug)]
 pub struct CookieFile {
     path: PathBuf,
+    secret: String,
+    written: std::sync::atomic::AtomicBool,
 }
 
 impl CookieFile {
-    /// Writes a fresh random cookie (mode 0600, via rename so readers never see half of it).
-    pub fn create(dir: &Path) -> std::io::Result<(CookieFile, String)> {
+    /// A fresh random secret for `<dir>/.cookie`; nothing is written yet.
+    pub fn new(dir: &Path) -> CookieFile {
         let secret: [u8; 32] = bitcoin::secp256k1::rand::random();
-        let secret = bitcoin::hex::DisplayHex::to_lower_hex_string(&secret[..]);
-        let path = dir.join(".cookie");
-        let tmp = dir.join(".cookie.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        write!(f, "{COOKIE_USER}:{secret}")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        Ok((CookieFile { path }, secret))
+        CookieFile {
+            path: dir.join(".cookie"),
+            secret: bitcoin::hex::DisplayHex::to_lower_hex_string(&secret[..]),
+            written: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The password of `__cookie__`.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Whether the file is on disk (it cannot be written on a full disk; see [`write`]).
+    ///
+    /// [`write`]: CookieFile::write
+    pub fn written(&self) -> bool {
+        self.written.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Writes the file (mode 0600, via rename so readers never see half of it).
+    pub fn write(&self) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            write!(f, "{COOKIE_USER}:{}", self.secret)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        match result {
+            Ok(()) => self
+                .written
+                .store(true, std::sync::atomic::Ordering::Release),
+            Err(_) => {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        result
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
 impl Drop for CookieFile {
     fn drop(&mut self) {
+        if !self.written() {
+            return;
+        }
         if let Err(e) = std::fs::remove_file(&self.path) {
             log::warn!("cannot remove {}: {e}", self.path.display());
         }

@@ -199,6 +199,38 @@ impl BlockFiles {
         Ok(())
     }
 
+    /// Undoes appends after a failed write: cuts the series back to `to` (a `position()` taken
+    /// before them), removing any file created since, so the failed job can be written again.
+    pub fn rollback(&mut self, to: (u32, u64)) -> Result<(), StorageError> {
+        self.handle = None;
+        for n in to.0 + 1..=self.current.max(to.0) {
+            let p = self.path(n);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove", &p)(e)),
+            }
+        }
+        let path = self.path(to.0);
+        if path.exists() {
+            // Shrinking a file needs no free space, so this works on a full disk.
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io("open", &path))?;
+            f.set_len(to.1).map_err(io("truncate", &path))?;
+        }
+        self.current = to.0;
+        self.len = to.1;
+        self.new_file = false;
+        Ok(())
+    }
+
+    /// Bytes of file `n` on disk (0 when absent).
+    pub fn file_size(&self, n: u32) -> u64 {
+        std::fs::metadata(self.path(n)).map_or(0, |m| m.len())
+    }
+
     /// Reads a payload (and `trailer_len` bytes after it), checking the frame.
     pub fn read(
         &self,
@@ -332,6 +364,26 @@ mod tests {
         assert_eq!(std::fs::metadata(f.path(0)).unwrap().len(), committed.1);
         assert!(!f.path(1).exists());
         assert_eq!(f.scan(0).unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rollback_undoes_appends_across_a_new_file() {
+        let dir = tmp("rollback");
+        let mut f = BlockFiles::open(&dir, "blk", MAGIC, 100, (0, 0)).unwrap();
+        f.append(&[1; 10], &[]).unwrap();
+        f.sync().unwrap();
+        let before = f.position();
+        f.append(&[2; 60], &[]).unwrap();
+        f.append(&[3; 60], &[]).unwrap();
+        assert_eq!(f.position().0, 1);
+        f.rollback(before).unwrap();
+        assert_eq!(f.position(), before);
+        assert!(!f.path(1).exists());
+        assert_eq!(std::fs::metadata(f.path(0)).unwrap().len(), before.1);
+        // Writing again after the rollback gives the positions the failed write would have had.
+        let p = f.append(&[2; 60], &[]).unwrap();
+        assert_eq!((p.file, p.offset), (0, before.1 + 8));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

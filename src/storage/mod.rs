@@ -64,11 +64,40 @@ impl WriteBatch {
     }
 }
 
-/// The pruning monitor's request to the writer.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What asks for a prune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneTrigger {
+    /// The writer's own check after each commit.
+    Auto,
+    /// The disk passed `disk_critical_percent`: prune what the mode allows now.
+    DiskCritical,
+    /// `pruneblockchain <height>`.
+    Manual(u32),
+}
+
+/// The answer to `pruneblockchain`: the height of the last pruned block, or why it failed.
+pub type PruneReply = crossbeam_channel::Sender<Result<Option<u32>, String>>;
+
+/// A request to the writer to prune block files (from the pruning monitor or RPC).
+#[derive(Debug, Clone)]
 pub struct PruneRequest {
-    /// Delete whole block files until block data is at most this many bytes.
-    pub target_bytes: u64,
+    /// Why.
+    pub trigger: PruneTrigger,
+    /// Where to answer, for `pruneblockchain`.
+    pub reply: Option<PruneReply>,
+}
+
+/// What one prune deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// File names deleted, oldest first.
+    pub files: Vec<String>,
+    /// Bytes freed.
+    pub bytes: u64,
+    /// Lowest and highest block height whose data went.
+    pub heights: (u32, u32),
+    /// The height of the highest block pruned so far (kept across restarts).
+    pub prune_height: Option<u32>,
 }
 
 /// Storage failures, with the file involved.
@@ -121,6 +150,11 @@ pub trait Store: Send + Sync {
     fn apply(&self, batch: &WriteBatch) -> Result<(), StorageError>;
     /// Bytes on disk.
     fn size_bytes(&self) -> u64;
+    /// After a failed write (a full disk), closes and reopens the database: both backends refuse
+    /// every operation after an I/O error until then. A no-op when no write has failed.
+    fn reopen(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Reads a metadata value.
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {

@@ -1,8 +1,10 @@
 //! The default backend: one redb file, `chainstate.redb`.
 
 use super::{check_schema, Flow, StorageError, Store, Table, WriteBatch};
+use parking_lot::RwLock;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The redb file's name in the network directory.
 pub const FILE: &str = "chainstate.redb";
@@ -13,74 +15,49 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
 
 /// A redb database holding the chain state.
 pub struct RedbStore {
-    db: Database,
+    /// `None` only while a reopen is under way or has failed.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
+    /// A write failed: redb refuses every later operation until the file is reopened.
+    poisoned: AtomicBool,
 }
 
 impl RedbStore {
     /// Opens or creates `<dir>/chainstate.redb` and checks its schema version.
     pub fn open(dir: &Path) -> Result<RedbStore, StorageError> {
         let path = dir.join(FILE);
-        let db = Database::create(&path).map_err(|e| StorageError::Open {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
         let store = RedbStore {
-            db,
+            db: RwLock::new(Some(Self::create(&path)?)),
             path: path.clone(),
+            poisoned: AtomicBool::new(false),
         };
         check_schema(&store, path)?;
         Ok(store)
     }
-}
 
-impl Store for RedbStore {
-    fn backend(&self) -> &'static str {
-        "redb"
+    fn create(path: &Path) -> Result<Database, StorageError> {
+        Database::create(path).map_err(|e| StorageError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     }
 
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let tx = self
-            .db
-            .begin_read()
-            .map_err(|e| StorageError::io("read", e))?;
-        let t = match tx.open_table(def(table)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(StorageError::io("read", e)),
+    fn read_tx(&self, op: &'static str) -> Result<redb::ReadTransaction, StorageError> {
+        let guard = self.db.read();
+        let db = guard
+            .as_ref()
+            .ok_or_else(|| StorageError::io(op, "store is being reopened after a write error"))?;
+        db.begin_read().map_err(|e| StorageError::io(op, e))
+    }
+
+    fn write(&self, batch: &WriteBatch) -> Result<(), StorageError> {
+        let tx = {
+            let guard = self.db.read();
+            let db = guard.as_ref().ok_or_else(|| {
+                StorageError::io("write", "store is being reopened after a write error")
+            })?;
+            db.begin_write().map_err(|e| StorageError::io("write", e))?
         };
-        let v = t.get(key).map_err(|e| StorageError::io("read", e))?;
-        Ok(v.map(|v| v.value().to_vec()))
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
-    ) -> Result<(), StorageError> {
-        let tx = self
-            .db
-            .begin_read()
-            .map_err(|e| StorageError::io("scan", e))?;
-        let t = match tx.open_table(def(table)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(StorageError::io("scan", e)),
-        };
-        for item in t.iter().map_err(|e| StorageError::io("scan", e))? {
-            let (k, v) = item.map_err(|e| StorageError::io("scan", e))?;
-            if f(k.value(), v.value()).is_break() {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    fn apply(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let tx = self
-            .db
-            .begin_write()
-            .map_err(|e| StorageError::io("write", e))?;
         {
             let mut tables = Vec::new();
             for t in Table::ALL {
@@ -101,6 +78,67 @@ impl Store for RedbStore {
         }
         // redb's default durability fsyncs on commit.
         tx.commit().map_err(|e| StorageError::io("commit", e))
+    }
+}
+
+impl Store for RedbStore {
+    fn backend(&self) -> &'static str {
+        "redb"
+    }
+
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let tx = self.read_tx("read")?;
+        let t = match tx.open_table(def(table)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(StorageError::io("read", e)),
+        };
+        let v = t.get(key).map_err(|e| StorageError::io("read", e))?;
+        Ok(v.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
+    ) -> Result<(), StorageError> {
+        let tx = self.read_tx("scan")?;
+        let t = match tx.open_table(def(table)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(StorageError::io("scan", e)),
+        };
+        for item in t.iter().map_err(|e| StorageError::io("scan", e))? {
+            let (k, v) = item.map_err(|e| StorageError::io("scan", e))?;
+            if f(k.value(), v.value()).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, batch: &WriteBatch) -> Result<(), StorageError> {
+        let result = self.write(batch);
+        if result.is_err() {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn reopen(&self) -> Result<(), StorageError> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut guard = self.db.write();
+        // The old handle must be closed before the file can be opened again.
+        guard.take();
+        *guard = Some(Self::create(&self.path)?);
+        self.poisoned.store(false, Ordering::Release);
+        log::info!(
+            "redb store {} reopened after a write error",
+            self.path.display()
+        );
+        Ok(())
     }
 
     fn size_bytes(&self) -> u64 {

@@ -1,40 +1,85 @@
 //! The fallback backend: a sled database in `chainstate.sled/`.
 
 use super::{check_schema, Flow, StorageError, Store, Table, WriteBatch};
+use parking_lot::RwLock;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The sled directory's name in the network directory.
 pub const DIR: &str = "chainstate.sled";
 
-/// A sled database with one tree per table.
-pub struct SledStore {
+/// An open sled database and its trees, one per table.
+struct Handle {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+}
+
+/// A sled database with one tree per table.
+pub struct SledStore {
+    /// `None` only while a reopen is under way or has failed.
+    handle: RwLock<Option<Handle>>,
+    path: PathBuf,
+    /// A write failed: sled keeps failing until it is reopened.
+    poisoned: AtomicBool,
 }
 
 impl SledStore {
     /// Opens or creates `<dir>/chainstate.sled/` and checks its schema version.
     pub fn open(dir: &Path) -> Result<SledStore, StorageError> {
         let path = dir.join(DIR);
-        let open_err = |e: sled::Error| StorageError::Open {
+        let store = SledStore {
+            handle: RwLock::new(Some(Self::open_handle(&path)?)),
             path: path.clone(),
+            poisoned: AtomicBool::new(false),
+        };
+        check_schema(&store, path)?;
+        Ok(store)
+    }
+
+    fn open_handle(path: &Path) -> Result<Handle, StorageError> {
+        let open_err = |e: sled::Error| StorageError::Open {
+            path: path.to_owned(),
             message: e.to_string(),
         };
-        let db = open_when_released(&path).map_err(open_err)?;
+        let db = open_when_released(path).map_err(open_err)?;
         let trees = Table::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(open_err)?;
-        let store = SledStore { db, trees };
-        check_schema(&store, path)?;
-        Ok(store)
+        Ok(Handle { db, trees })
     }
 
-    fn tree(&self, t: Table) -> &sled::Tree {
-        &self.trees[Table::ALL.iter().position(|x| *x == t).unwrap_or(0)]
+    /// The table's tree (a cheap handle), or an error while the store is being reopened.
+    fn tree(&self, t: Table, op: &'static str) -> Result<sled::Tree, StorageError> {
+        let guard = self.handle.read();
+        let h = guard
+            .as_ref()
+            .ok_or_else(|| StorageError::io(op, "store is being reopened after a write error"))?;
+        Ok(h.trees[Table::ALL.iter().position(|x| *x == t).unwrap_or(0)].clone())
+    }
+
+    fn write(&self, batch: &WriteBatch) -> Result<(), StorageError> {
+        let guard = self.handle.read();
+        let h = guard.as_ref().ok_or_else(|| {
+            StorageError::io("write", "store is being reopened after a write error")
+        })?;
+        let result: Result<(), TransactionError<()>> = h.trees.as_slice().transaction(|views| {
+            for (table, key, value) in &batch.ops {
+                let idx = Table::ALL.iter().position(|t| t == table).unwrap_or(0);
+                match value {
+                    Some(v) => views[idx].insert(key.as_slice(), v.as_slice())?,
+                    None => views[idx].remove(key.as_slice())?,
+                };
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        result.map_err(|e| StorageError::io("write", format!("{e:?}")))?;
+        // sled commits in memory; flush makes the batch durable before the writer moves on.
+        h.db.flush().map_err(|e| StorageError::io("flush", e))?;
+        Ok(())
     }
 }
 
@@ -63,7 +108,7 @@ impl Store for SledStore {
     }
 
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.tree(table)
+        self.tree(table, "read")?
             .get(key)
             .map(|v| v.map(|v| v.to_vec()))
             .map_err(|e| StorageError::io("read", e))
@@ -74,7 +119,7 @@ impl Store for SledStore {
         table: Table,
         f: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
     ) -> Result<(), StorageError> {
-        for item in self.tree(table).iter() {
+        for item in self.tree(table, "scan")?.iter() {
             let (k, v) = item.map_err(|e| StorageError::io("scan", e))?;
             if f(&k, &v).is_break() {
                 break;
@@ -84,24 +129,34 @@ impl Store for SledStore {
     }
 
     fn apply(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let result: Result<(), TransactionError<()>> = self.trees.as_slice().transaction(|views| {
-            for (table, key, value) in &batch.ops {
-                let idx = Table::ALL.iter().position(|t| t == table).unwrap_or(0);
-                match value {
-                    Some(v) => views[idx].insert(key.as_slice(), v.as_slice())?,
-                    None => views[idx].remove(key.as_slice())?,
-                };
-            }
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        result.map_err(|e| StorageError::io("write", format!("{e:?}")))?;
-        // sled commits in memory; flush makes the batch durable before the writer moves on.
-        self.db.flush().map_err(|e| StorageError::io("flush", e))?;
+        let result = self.write(batch);
+        if result.is_err() {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn reopen(&self) -> Result<(), StorageError> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut guard = self.handle.write();
+        guard.take();
+        *guard = Some(Self::open_handle(&self.path)?);
+        self.poisoned.store(false, Ordering::Release);
+        log::info!(
+            "sled store {} reopened after a write error",
+            self.path.display()
+        );
         Ok(())
     }
 
     fn size_bytes(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.handle
+            .read()
+            .as_ref()
+            .and_then(|h| h.db.size_on_disk().ok())
+            .unwrap_or(0)
     }
 }
 

@@ -1,25 +1,44 @@
 //! The storage-writer thread: the only code that writes the store and the block files. What a
 //! job contains is the committer's business (the chain's `ChainDb`); the writer sequences jobs,
-//! reports progress and stops cleanly.
+//! prunes, reports progress and stops cleanly. A failed commit (a full disk) is a state, not a
+//! crash: the job is kept and retried, no new job is taken, and the chain sees the reason in
+//! the shared storage view and refuses new blocks until a retry succeeds.
 
-use super::{PruneRequest, Store, Table, WriteBatch};
+use super::{PruneReport, PruneRequest, PruneTrigger, Store, Table, WriteBatch};
 use crate::lifecycle::StopSignal;
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::supervisor::health::{Heartbeat, Status};
-use crossbeam_channel::{select, Receiver};
+use crossbeam_channel::{never, select, Receiver, Sender};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Makes jobs durable; implemented by the chain's persistence layer.
+/// Makes jobs durable and prunes block files; implemented by the chain's persistence layer.
 pub trait Committer: Send + 'static {
     /// One unit of work.
     type Job: Send + 'static;
     /// Why a commit failed.
     type Error: std::error::Error + Send + Sync + 'static;
-    /// Writes `job` durably and atomically (as far as the store is concerned).
+    /// Writes `job` durably and atomically (as far as the store is concerned). On failure
+    /// nothing of it counts, and the same job may be committed again.
     fn commit(&mut self, job: &Self::Job) -> Result<(), Self::Error>;
+    /// After a failed commit: makes the store usable again (reopens it).
+    fn recover(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// Deletes block files as `trigger` allows; `None` when nothing was deleted.
+    fn prune(&mut self, _trigger: PruneTrigger) -> Result<Option<PruneReport>, Self::Error> {
+        Ok(None)
+    }
+    /// Highest block height pruned so far.
+    fn prune_height(&self) -> Option<u32> {
+        None
+    }
+    /// Bytes of the block and undo files.
+    fn block_files_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// A job with its sequence number; `committed` reaches `seq` once it is durable.
@@ -30,10 +49,29 @@ pub struct Sequenced<J> {
     pub job: J,
 }
 
-/// A commit failed: the writer stops and the node restarts, repairing on start.
+/// The writer could not finish: a job it had taken is not durable at shutdown.
 #[derive(Debug, thiserror::Error)]
-#[error("storage commit failed")]
-pub struct WriterError(#[source] Box<dyn std::error::Error + Send + Sync>);
+#[error("storage writer stopped with {jobs} job(s) not written")]
+pub struct WriterError {
+    /// Jobs lost.
+    pub jobs: usize,
+    /// The last write error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// First wait between retries of a failed commit; it doubles up to `RETRY_MAX`.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A job whose commit failed, waiting for its retry.
+struct Held<J> {
+    job: Sequenced<J>,
+    since: Instant,
+    attempts: u32,
+    retry_at: Instant,
+    error: Box<dyn std::error::Error + Send + Sync>,
+}
 
 /// Everything the writer thread owns.
 pub struct Writer<C: Committer> {
@@ -43,12 +81,14 @@ pub struct Writer<C: Committer> {
     pub store: Arc<dyn Store>,
     /// Jobs from the chain thread.
     pub jobs: Receiver<Sequenced<C::Job>>,
-    /// Requests from the pruning monitor.
+    /// Requests from the pruning monitor and `pruneblockchain`.
     pub prunes: Receiver<PruneRequest>,
     /// Records for the `peers` table (address book, bans) from the p2p thread.
     pub peer_records: Receiver<Vec<(Vec<u8>, Vec<u8>)>>,
     /// The last durable sequence number, read by the producer.
     pub committed: Arc<AtomicU64>,
+    /// Woken (without blocking) after each commit, so the producer need not poll.
+    pub commit_notify: Sender<()>,
     /// Shutdown.
     pub stop: StopSignal,
     /// Liveness.
@@ -67,72 +107,228 @@ impl<C: Committer> Writer<C> {
     /// Commits jobs until stopped, then commits what is still queued.
     pub fn run(mut self) -> Result<(), WriterError> {
         self.publish(true);
-        match &self.fallback_reason {
-            Some(why) => self.heartbeat.set_status(
-                Status::Degraded,
-                format!("running on the sled fallback: {why}"),
-            ),
-            None => self.heartbeat.set_status(Status::Healthy, ""),
-        }
+        self.set_status(None);
+        let mut held: Option<Held<C::Job>> = None;
         loop {
             self.heartbeat.beat();
+            if held.as_ref().is_some_and(|h| Instant::now() >= h.retry_at) {
+                held = held.and_then(|h| self.retry(h));
+            }
+            // While a job is held no other is taken: the queue fills and the chain pauses.
+            let none = never();
+            let jobs = if held.is_some() { &none } else { &self.jobs };
+            let idle = match &held {
+                Some(h) => h.retry_at.saturating_duration_since(Instant::now()),
+                None => self.tick,
+            }
+            .min(self.tick);
             select! {
-                recv(self.jobs) -> msg => match msg {
-                    Ok(job) => self.commit(job)?,
+                recv(jobs) -> msg => match msg {
+                    Ok(job) => held = self.commit(job),
                     // The chain thread is gone: nothing more can arrive.
                     Err(_) => break,
                 },
                 recv(self.prunes) -> msg => if let Ok(req) = msg {
-                    // Deleting block files arrives with pruning; until then the request is noted.
-                    log::debug!("prune request to {} bytes: pruning not implemented yet", req.target_bytes);
+                    self.prune_request(req, held.is_some());
                 },
                 recv(self.peer_records) -> msg => if let Ok(records) = msg {
-                    self.write_peers(records)?;
+                    self.write_peers(records);
                 },
                 recv(self.stop.receiver()) -> _ => break,
-                default(self.tick) => self.publish(true),
+                default(idle) => self.publish(true),
+            }
+        }
+        // Shutdown: one more try for a held job, then whatever is queued.
+        let mut lost = 0;
+        let mut last_error = None;
+        if let Some(h) = held {
+            if let Some(h) = self.retry(h) {
+                lost += 1;
+                last_error = Some(h.error);
             }
         }
         let mut drained = 0;
         while let Ok(job) = self.jobs.try_recv() {
-            self.commit(job)?;
-            drained += 1;
+            if last_error.is_some() {
+                lost += 1;
+                continue;
+            }
+            match self.commit(job) {
+                None => drained += 1,
+                Some(h) => {
+                    lost += 1;
+                    last_error = Some(h.error);
+                }
+            }
         }
         // p2p saves its tables as it stops, before this stage.
         while let Ok(records) = self.peer_records.try_recv() {
-            self.write_peers(records)?;
+            self.write_peers(records);
         }
-        log::info!(drained = drained; "storage writer stopped after committing queued jobs");
         self.publish(false);
-        Ok(())
+        match last_error {
+            None => {
+                log::info!(drained = drained; "storage writer stopped after committing queued jobs");
+                Ok(())
+            }
+            Some(source) => {
+                log::error!(
+                    lost = lost;
+                    "storage writer stopped with {lost} job(s) not written ({source}): the blocks in them are fetched or mined again after restart"
+                );
+                Err(WriterError { jobs: lost, source })
+            }
+        }
     }
 
-    fn commit(&mut self, job: Sequenced<C::Job>) -> Result<(), WriterError> {
+    /// Commits `job`; on failure returns it held for a retry.
+    fn commit(&mut self, job: Sequenced<C::Job>) -> Option<Held<C::Job>> {
         let started = Instant::now();
-        self.committer
-            .commit(&job.job)
-            .map_err(|e| WriterError(Box::new(e)))?;
+        match self.committer.commit(&job.job) {
+            Ok(()) => {
+                self.committed(&job, started);
+                None
+            }
+            Err(e) => {
+                self.metrics.disk.write_failures_total.inc();
+                self.metrics.disk.writes_paused.set(1);
+                let reason = format!(
+                    "storage writes are failing ({e}); new blocks are refused until a retry succeeds"
+                );
+                log::error!("{reason}");
+                self.set_status(Some(&reason));
+                self.shared.storage.write().write_error = Some(reason);
+                Some(Held {
+                    job,
+                    since: started,
+                    attempts: 1,
+                    retry_at: Instant::now() + RETRY_FIRST,
+                    error: Box::new(e),
+                })
+            }
+        }
+    }
+
+    /// Reopens the store and commits the held job again; returns it when that failed too.
+    fn retry(&mut self, mut h: Held<C::Job>) -> Option<Held<C::Job>> {
+        let started = Instant::now();
+        let outcome = self
+            .committer
+            .recover()
+            .and_then(|()| self.committer.commit(&h.job.job));
+        match outcome {
+            Ok(()) => {
+                log::info!(
+                    attempts = h.attempts + 1;
+                    "storage writes resumed after {:.1} s",
+                    h.since.elapsed().as_secs_f64()
+                );
+                self.metrics.disk.writes_paused.set(0);
+                self.shared.storage.write().write_error = None;
+                self.set_status(None);
+                self.committed(&h.job, started);
+                None
+            }
+            Err(e) => {
+                self.metrics.disk.write_failures_total.inc();
+                // Logged once when it starts; each retry only at debug level.
+                log::debug!("storage write retry {} failed: {e}", h.attempts);
+                h.attempts += 1;
+                let wait = (RETRY_FIRST * 2u32.saturating_pow(h.attempts.min(8))).min(RETRY_MAX);
+                h.retry_at = Instant::now() + wait;
+                h.error = Box::new(e);
+                Some(h)
+            }
+        }
+    }
+
+    /// A job is durable: tell the producer, then prune if the settings ask for it.
+    fn committed(&mut self, job: &Sequenced<C::Job>, started: Instant) {
         self.metrics
             .storage_commit_seconds
             .observe(started.elapsed().as_secs_f64());
         self.committed.store(job.seq, Ordering::Release);
-        Ok(())
+        let _ = self.commit_notify.try_send(());
+        let _ = self.prune(PruneTrigger::Auto);
     }
 
-    fn write_peers(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), WriterError> {
+    /// Prunes as `trigger` allows, logging and counting what went; the answer for RPC.
+    fn prune(&mut self, trigger: PruneTrigger) -> Result<Option<u32>, String> {
+        match self.committer.prune(trigger) {
+            Ok(None) => Ok(self.committer.prune_height()),
+            Ok(Some(r)) => {
+                let label = match trigger {
+                    PruneTrigger::Auto => "auto",
+                    PruneTrigger::DiskCritical => "disk_critical",
+                    PruneTrigger::Manual(_) => "manual",
+                };
+                log::info!(
+                    bytes = r.bytes, files = r.files.len(), trigger = label;
+                    "pruned {} (block heights {} to {}): {} bytes freed",
+                    r.files.join(", "), r.heights.0, r.heights.1, r.bytes
+                );
+                let d = &self.metrics.disk;
+                d.prunes_total.with_label_values(&[label]).inc();
+                d.pruned_files_total.inc_by(r.files.len() as u64);
+                d.pruned_bytes_total.inc_by(r.bytes);
+                self.publish(true);
+                Ok(r.prune_height)
+            }
+            Err(e) => {
+                log::error!("pruning failed: {e}");
+                Err(format!("pruning failed: {e}"))
+            }
+        }
+    }
+
+    fn prune_request(&mut self, req: PruneRequest, paused: bool) {
+        if paused {
+            // Deleting files is what frees the space; the store must be usable to record it.
+            if let Err(e) = self.committer.recover() {
+                log::debug!("cannot reopen the store to prune: {e}");
+            }
+        }
+        let result = self.prune(req.trigger);
+        if let Some(reply) = req.reply {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// The peers table is rewritten every 15 minutes, so a failed write is logged, not held.
+    fn write_peers(&self, records: Vec<(Vec<u8>, Vec<u8>)>) {
         let mut batch = WriteBatch::default();
         for (k, v) in records {
             batch.put(Table::Peers, k, v);
         }
-        self.store
-            .apply(&batch)
-            .map_err(|e| WriterError(Box::new(e)))
+        if let Err(e) = self.store.apply(&batch) {
+            log::warn!("cannot save the address book and bans: {e}");
+        }
+    }
+
+    fn set_status(&self, write_error: Option<&str>) {
+        match (write_error, &self.fallback_reason) {
+            (Some(why), _) => self.heartbeat.set_status(Status::Unhealthy, why),
+            (None, Some(why)) => self.heartbeat.set_status(
+                Status::Degraded,
+                format!("running on the sled fallback: {why}"),
+            ),
+            (None, None) => self.heartbeat.set_status(Status::Healthy, ""),
+        }
     }
 
     fn publish(&self, available: bool) {
+        let prune_height = self.committer.prune_height();
+        let files = self.committer.block_files_bytes();
+        self.metrics
+            .disk
+            .prune_height
+            .set(prune_height.map_or(-1, i64::from));
+        self.metrics.block_files_bytes.set(files as i64);
         let mut view = self.shared.storage.write();
         view.available = available;
         view.size_bytes = self.store.size_bytes();
         view.backend = self.store.backend();
+        view.prune_height = prune_height;
+        view.block_files_bytes = files;
     }
 }

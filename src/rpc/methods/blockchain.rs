@@ -317,6 +317,7 @@ pub fn getblockchaininfo(
     cs: &ChainState,
     p: &Params,
     size_on_disk: u64,
+    prune: &PruneInfo,
 ) -> Result<Value, RpcError> {
     Args::new(p, &[])?;
     let (tip, height) = cs.tip();
@@ -325,7 +326,7 @@ pub fn getblockchaininfo(
     let now = crate::clock::unix_now() as u64;
     // Core's rule: in IBD while the tip is older than a day.
     let ibd = u64::from(e.header.time) + 24 * 3600 < now;
-    Ok(json!({
+    let mut v = json!({
         "chain": chain_name(cs.params().chain),
         "blocks": height,
         "headers": headers,
@@ -337,9 +338,58 @@ pub fn getblockchaininfo(
         "initialblockdownload": ibd,
         "chainwork": work_hex(cs, &tip),
         "size_on_disk": size_on_disk,
-        "pruned": false,
+        "pruned": prune.enabled,
         "warnings": [],
-    }))
+    });
+    if prune.enabled {
+        // Core: the lowest height with a complete block stored.
+        v["pruneheight"] = prune.prune_height.map_or(0, |h| h + 1).into();
+        v["automatic_pruning"] = prune.automatic.into();
+        if let Some(t) = prune.target_bytes {
+            v["prune_target_size"] = t.into();
+        }
+    }
+    Ok(v)
+}
+
+/// Pruning as `getblockchaininfo` reports it.
+#[derive(Debug, Clone)]
+pub struct PruneInfo {
+    /// Any pruning mode but disabled (Core's `pruned`).
+    pub enabled: bool,
+    /// Highest pruned block height.
+    pub prune_height: Option<u32>,
+    /// The node prunes by itself.
+    pub automatic: bool,
+    /// Core's `prune_target_size`, bytes.
+    pub target_bytes: Option<u64>,
+}
+
+/// `pruneblockchain`'s height argument as Core reads it: above 1e9 a unix time, meaning the
+/// first active block at most two hours older than it.
+pub fn prune_height_for(cs: &ChainState, h: i64) -> Result<u32, RpcError> {
+    const TIMESTAMP_WINDOW: i64 = 2 * 60 * 60;
+    let (_, tip) = cs.tip();
+    if h > 1_000_000_000 {
+        let first = (0..=tip).find(|&height| {
+            cs.hash_at(height)
+                .and_then(|hash| cs.tree().get(&hash))
+                .is_some_and(|e| i64::from(e.header.time) >= h - TIMESTAMP_WINDOW)
+        });
+        return first.ok_or_else(|| {
+            RpcError::new(
+                code::INVALID_PARAMETER,
+                "Could not find block with at least the specified timestamp.",
+            )
+        });
+    }
+    match u32::try_from(h) {
+        Ok(height) if height <= tip => Ok(height),
+        _ => Err(RpcError::new(
+            code::INVALID_PARAMETER,
+            "Blockchain is shorter than the attempt to prune it.",
+        )),
+    }
 }
 
 /// `gettxout txid n (include_mempool=true)`: `null` when spent or unknown.

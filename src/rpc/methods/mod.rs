@@ -34,6 +34,10 @@ pub struct Context {
     pub method_timeouts: std::collections::BTreeMap<String, Duration>,
     /// Test-only: this method fails with an internal error for its next N calls.
     pub fault: Option<(String, std::sync::atomic::AtomicU32)>,
+    /// Prune requests to the storage writer (`pruneblockchain`).
+    pub prunes: Sender<crate::storage::PruneRequest>,
+    /// How block files are pruned (`getblockchaininfo`).
+    pub pruning: crate::pruning::policy::PruneSettings,
 }
 
 impl Context {
@@ -42,6 +46,29 @@ impl Context {
             .get(method)
             .copied()
             .unwrap_or(self.timeout)
+    }
+
+    /// An error naming why, while storage writes fail: changes could not be kept.
+    fn writable(&self) -> Result<(), RpcError> {
+        match &self.probes.shared.storage.read().write_error {
+            None => Ok(()),
+            Some(why) => Err(RpcError::new(code::MISC_ERROR, why.clone())),
+        }
+    }
+
+    /// What `getblockchaininfo` says about pruning.
+    fn prune_info(&self) -> blockchain::PruneInfo {
+        let s = &self.pruning;
+        blockchain::PruneInfo {
+            enabled: s.mode.enabled(),
+            prune_height: self.probes.shared.storage.read().prune_height,
+            automatic: s.mode.automatic(),
+            target_bytes: match s.mode {
+                crate::config::PruningMode::Normal => Some(s.target_bytes),
+                crate::config::PruningMode::Aggressive => Some(s.threshold_bytes),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -157,6 +184,7 @@ fn mutate<T: Send + 'static>(
     method: &str,
     f: impl FnOnce(&mut ChainState) -> (T, Vec<crate::chain::chainstate::Update>) + Send + 'static,
 ) -> Result<T, RpcError> {
+    ctx.writable()?;
     let timeout = ctx.timeout_for(method);
     let (tx, rx) = bounded(1);
     let mutation = Box::new(move |cs: &mut ChainState| {
@@ -228,8 +256,9 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
         "getblockchaininfo" => {
             let size = ctx.probes.shared.storage.read().size_bytes;
             let params = params.clone();
+            let prune = ctx.prune_info();
             on_chain(ctx, method, move |cs| {
-                b::getblockchaininfo(cs, &params, size)
+                b::getblockchaininfo(cs, &params, size, &prune)
             })?
         }
         "gettxoutsetinfo" => {
@@ -268,13 +297,7 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
                 }
             })?
         }
-        "pruneblockchain" => {
-            Args::new(params, &["height"])?;
-            Err(RpcError::new(
-                code::MISC_ERROR,
-                "Cannot prune blocks because node is not in prune mode.",
-            ))
-        }
+        "pruneblockchain" => pruneblockchain(ctx, params),
         "generateblock" => generateblock(ctx, params),
         "decoderawtransaction" => {
             let a = Args::new(params, &["hexstring", "iswitness"])?;
@@ -410,6 +433,46 @@ fn regtest_payout(
         .ok_or_else(|| RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Error: Invalid address"))
 }
 
+/// Core's `pruneblockchain height`: a height, or a unix time (above 1e9) meaning the first block
+/// at most two hours older; the last 288 blocks are always kept. Answers the height of the last
+/// block pruned, -1 when none is.
+fn pruneblockchain(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
+    let a = Args::new(params, &["height"])?;
+    if !ctx.pruning.mode.enabled() {
+        return Err(RpcError::new(
+            code::MISC_ERROR,
+            "Cannot prune blocks because node is not in prune mode.",
+        ));
+    }
+    let h = a
+        .int(0)?
+        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument height"))?;
+    if h < 0 {
+        return Err(RpcError::new(
+            code::INVALID_PARAMETER,
+            "Negative block height.",
+        ));
+    }
+    let height = on_chain(ctx, "pruneblockchain", move |cs| {
+        blockchain::prune_height_for(cs, h)
+    })??;
+    let (tx, rx) = bounded(1);
+    let timeout = ctx.timeout_for("pruneblockchain");
+    ctx.prunes
+        .send_timeout(
+            crate::storage::PruneRequest {
+                trigger: crate::storage::PruneTrigger::Manual(height),
+                reply: Some(tx),
+            },
+            timeout,
+        )
+        .map_err(|_| RpcError::internal(code::MISC_ERROR, "storage is busy; try again"))?;
+    match wait(&rx, timeout, "pruneblockchain")? {
+        Ok(pruned) => Ok(pruned.map_or(-1, i64::from).into()),
+        Err(why) => Err(RpcError::internal(code::MISC_ERROR, why)),
+    }
+}
+
 fn generatetoaddress(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
     let a = Args::new(params, &["nblocks", "address", "maxtries"])?;
     let n = a
@@ -419,6 +482,7 @@ fn generatetoaddress(ctx: &Context, params: &Params) -> Result<Value, RpcError> 
         .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "nblocks must not be negative"))?;
     let addr = a.required_str(1)?;
     let payout = regtest_payout(ctx, "generatetoaddress", addr)?;
+    ctx.writable()?;
     let (tx, rx) = bounded(1);
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let timeout = ctx.timeout_for("generatetoaddress");
@@ -502,6 +566,7 @@ fn submitblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
             "Block does not start with a coinbase",
         ));
     }
+    ctx.writable()?;
     let (tx, rx) = bounded(1);
     let timeout = ctx.timeout_for("submitblock");
     let request = ChainRequest::SubmitBlock {
@@ -518,6 +583,8 @@ fn submitblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
         Ok(Submitted::Active) => Ok(Value::Null),
         Ok(Submitted::Duplicate) => Ok("duplicate".into()),
         Ok(Submitted::SideBranch) => Ok("inconclusive".into()),
+        // Not the block's fault: an error, not a BIP22 verdict.
+        Err(r) if r.is_storage() => Err(RpcError::new(code::MISC_ERROR, r.detail)),
         Err(r) => Ok(r.reason.into()),
     }
 }
