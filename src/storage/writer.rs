@@ -247,9 +247,11 @@ impl<C: Committer> Writer<C> {
         self.metrics
             .storage_commit_seconds
             .observe(started.elapsed().as_secs_f64());
+        // Pruned before the producer hears of the commit, so whoever waited for this block
+        // sees the block files as the settings keep them.
+        let _ = self.prune(PruneTrigger::Auto);
         self.committed.store(job.seq, Ordering::Release);
         let _ = self.commit_notify.try_send(());
-        let _ = self.prune(PruneTrigger::Auto);
     }
 
     /// Prunes as `trigger` allows, logging and counting what went; the answer for RPC.

@@ -42,6 +42,8 @@ pub struct TestNode {
     pub rpc: SocketAddr,
     pub p2p: SocketAddr,
     pub log_path: PathBuf,
+    /// Credentials `rpc` uses instead of the cookie.
+    pub rpc_auth: Option<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
     exit: Option<ExitStatus>,
 }
@@ -59,6 +61,10 @@ pub struct NodeOptions {
     pub datadir: Option<PathBuf>,
     /// Reuse these ports.
     pub ports: Option<(u16, u16)>,
+    /// Where the log and config go (default: beside the datadir).
+    pub log_dir: Option<PathBuf>,
+    /// RPC credentials to use instead of the cookie (they must be in the config too).
+    pub rpc_auth: Option<(String, String)>,
 }
 
 /// Reconnection fast enough for tests.
@@ -122,10 +128,11 @@ impl TestNode {
         let (rpc_port, p2p_port) = opts.ports.unwrap_or_else(|| (free_port(), free_port()));
         let rpc: SocketAddr = format!("127.0.0.1:{rpc_port}").parse().unwrap();
         let p2p: SocketAddr = format!("127.0.0.1:{p2p_port}").parse().unwrap();
-        let log_dir = tmp
-            .as_ref()
-            .map(|t| t.path().to_owned())
-            .unwrap_or_else(|| datadir.parent().unwrap().to_owned());
+        let log_dir = opts.log_dir.clone().unwrap_or_else(|| {
+            tmp.as_ref()
+                .map(|t| t.path().to_owned())
+                .unwrap_or_else(|| datadir.parent().unwrap().to_owned())
+        });
         let log_path = unique(&log_dir, "node", "log");
         let mut cmd = Command::new(BIN);
         cmd.args(["--network", "regtest"])
@@ -157,6 +164,7 @@ impl TestNode {
             rpc,
             p2p,
             log_path,
+            rpc_auth: opts.rpc_auth,
             _tmp: tmp,
             exit: None,
         }
@@ -326,8 +334,11 @@ impl TestNode {
         params: serde_json::Value,
     ) -> Result<serde_json::Value, serde_json::Value> {
         use base64::Engine;
-        let cookie = std::fs::read_to_string(self.datadir.join("regtest/.cookie"))
-            .map_err(|e| serde_json::json!({ "message": format!("no cookie: {e}") }))?;
+        let cookie = match &self.rpc_auth {
+            Some((user, password)) => format!("{user}:{password}"),
+            None => std::fs::read_to_string(self.datadir.join("regtest/.cookie"))
+                .map_err(|e| serde_json::json!({ "message": format!("no cookie: {e}") }))?,
+        };
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(cookie.trim())
@@ -362,5 +373,24 @@ impl TestNode {
             info["blocks"].as_u64().unwrap(),
             info["bestblockhash"].as_str().unwrap().to_owned(),
         )
+    }
+}
+
+impl TestNode {
+    /// The value of the metric series `series` (name with labels, as exposed); panics when the
+    /// node does not export it, so a renamed metric fails the test instead of reading as 0.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.get("/metrics").expect("GET /metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {series} is not exported"))
+    }
+
+    /// Submits a block; panics unless the node accepts it (`null`).
+    pub fn submit(&self, block: &bitcoin::Block) {
+        let hex = bitcoin::consensus::encode::serialize_hex(block);
+        let r = self.call("submitblock", serde_json::json!([hex]));
+        assert!(r.is_null(), "block {} refused: {r}", block.block_hash());
     }
 }

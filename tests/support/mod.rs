@@ -222,3 +222,36 @@ pub fn spend_chain(blocks: u32, per_block: usize) -> Vec<Block> {
         .map(|h| cs.block(&cs.hash_at(h).unwrap()).unwrap())
         .collect()
 }
+
+/// A regtest chain of `blocks` blocks paying OP_TRUE coinbases, where each block from height
+/// 101 on also spends the coinbase of 100 blocks before into `outputs` P2WPKH outputs: a UTXO
+/// set that grows by `outputs` a block, with no signatures to make.
+pub fn fanout_chain(blocks: u32, outputs: usize) -> Vec<Block> {
+    use bllvm_node::chain::mining::{op_true_payout, spend_op_true};
+    let mut cs = ChainState::new(Params::for_chain(Chain::Regtest));
+    for h in 1..=blocks {
+        let mut txs = Vec::new();
+        if h > 100 && outputs > 0 {
+            let cb = cs.block(&cs.hash_at(h - 100).unwrap()).unwrap().txdata[0].clone();
+            let value = cb.output[0].value.to_sat();
+            let mut tx = spend_op_true(OutPoint::new(cb.compute_txid(), 0), value);
+            let each = (value - 100_000) / outputs as u64;
+            tx.output = (0..outputs)
+                .map(|i| {
+                    let mut hash = [0u8; 20];
+                    hash[..4].copy_from_slice(&h.to_le_bytes());
+                    hash[4..12].copy_from_slice(&(i as u64).to_le_bytes());
+                    out(
+                        each,
+                        ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array(hash)),
+                    )
+                })
+                .collect();
+            txs.push(tx);
+        }
+        cs.mine(op_true_payout(), txs, NOW).unwrap();
+    }
+    (1..=cs.tip().1)
+        .map(|h| cs.block(&cs.hash_at(h).unwrap()).unwrap())
+        .collect()
+}

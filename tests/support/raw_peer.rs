@@ -15,6 +15,8 @@ pub struct RawPeer {
     /// The socket.
     pub stream: TcpStream,
     buf: Vec<u8>,
+    /// The node's `version` message, once the handshake has seen it.
+    pub their_version: Option<VersionMessage>,
 }
 
 impl RawPeer {
@@ -29,6 +31,7 @@ impl RawPeer {
         Ok(RawPeer {
             stream,
             buf: Vec::new(),
+            their_version: None,
         })
     }
 
@@ -87,8 +90,10 @@ impl RawPeer {
         let mut got_verack = false;
         while !got_verack {
             assert!(Instant::now() < deadline, "no verack from the node");
-            if let Some(NetworkMessage::Verack) = self.recv(Duration::from_millis(500)) {
-                got_verack = true;
+            match self.recv(Duration::from_millis(500)) {
+                Some(NetworkMessage::Verack) => got_verack = true,
+                Some(NetworkMessage::Version(v)) => self.their_version = Some(v),
+                _ => {}
             }
         }
         for f in features {
