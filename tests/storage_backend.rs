@@ -2,6 +2,8 @@
 
 mod common;
 
+use bllvm_node::storage::{redb_store::RedbStore, sled_store::SledStore, Store, Table, WriteBatch};
+use common::tmpfs::Tmpfs;
 use common::{json, NodeOptions, TestNode};
 use std::time::Duration;
 
@@ -97,4 +99,49 @@ fn fallback_after_corruption_rebuilds_the_chain_from_block_files() {
         "rebuilt from block files: {d}"
     );
     assert!(again.log().contains("reindexing"));
+}
+
+/// Both backends refuse every write after one failed on a full disk; once space returns a
+/// reopen (what the writer does before retrying) makes them writable again, with every commit
+/// from before intact.
+#[test]
+fn a_store_that_filled_its_disk_writes_again_after_reopen() {
+    for backend in ["redb", "sled"] {
+        let Some(fs) = Tmpfs::mount(8) else { return };
+        let store: Box<dyn Store> = match backend {
+            "redb" => Box::new(RedbStore::open(&fs.mnt).unwrap()),
+            _ => Box::new(SledStore::open(&fs.mnt).unwrap()),
+        };
+        let batch = |n: u32| {
+            let mut b = WriteBatch::default();
+            for j in 0..50u32 {
+                b.put(
+                    Table::Coins,
+                    [n.to_be_bytes(), j.to_be_bytes()].concat(),
+                    vec![7u8; 1000],
+                );
+            }
+            b
+        };
+        let mut committed = 0;
+        while store.apply(&batch(committed)).is_ok() {
+            committed += 1;
+            assert!(committed < 10_000, "{backend}: an 8 MiB disk never filled");
+        }
+        fs.resize(64);
+        assert!(
+            store.apply(&batch(committed)).is_err(),
+            "{backend} writes again without a reopen: the reopen is not what this test shows"
+        );
+        store.reopen().unwrap();
+        store.apply(&batch(committed)).unwrap();
+        for n in [0, committed - 1, committed] {
+            let key = [n.to_be_bytes(), 49u32.to_be_bytes()].concat();
+            assert_eq!(
+                store.get(Table::Coins, &key).unwrap(),
+                Some(vec![7u8; 1000]),
+                "{backend}: batch {n}"
+            );
+        }
+    }
 }

@@ -135,7 +135,7 @@ impl Supervisor {
     }
 
     /// The design's shutdown order; returns `code`, or 1 if a stage missed the deadline.
-    fn shutdown(self, code: i32) -> i32 {
+    fn shutdown(mut self, code: i32) -> i32 {
         let started = Instant::now();
         let deadline = started + self.shutdown_timeout;
         self.shared.shutting_down.store(true, Ordering::Release);
@@ -151,7 +151,7 @@ impl Supervisor {
             let _ = self.p2p_waker.wake();
         }
         let mut stuck = Vec::new();
-        for stage in self.stages {
+        for stage in std::mem::take(&mut self.stages) {
             stage.stop.stop();
             let finished = wait_until(&stage.threads, deadline, || self.heartbeat.beat());
             if finished {
@@ -161,6 +161,13 @@ impl Supervisor {
             }
         }
         let elapsed = started.elapsed().as_secs_f64();
+        // A component that failed while stopping (the writer with blocks it could not write)
+        // makes the exit unclean, so systemd's on-failure restart applies.
+        let mut code = code;
+        for f in self.failures.try_iter() {
+            self.record_failure(&f);
+            code = code.max(EXIT_COMPONENT_FAILED);
+        }
         if stuck.is_empty() {
             log::info!(elapsed_secs = format!("{elapsed:.3}").as_str(); "all components stopped");
             code

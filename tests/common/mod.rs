@@ -1,6 +1,8 @@
 //! Test harness: starts the real `bllvm-node` binary on loopback with a temporary datadir.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod tmpfs;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
