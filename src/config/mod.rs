@@ -737,6 +737,78 @@ mod tests {
     }
 
     #[test]
+    fn pruning_modes_load_with_auto_as_normal() {
+        for (text, mode) in [
+            ("auto", PruningMode::Normal),
+            ("normal", PruningMode::Normal),
+            ("aggressive", PruningMode::Aggressive),
+            ("custom", PruningMode::Custom),
+            ("manual", PruningMode::Manual),
+            ("disabled", PruningMode::Disabled),
+        ] {
+            let c: Config =
+                toml::from_str(&format!("[storage]\npruning_mode = \"{text}\"\n")).unwrap();
+            assert_eq!(c.storage.pruning_mode, mode, "{text}");
+        }
+        assert!(toml::from_str::<Config>("[storage]\npruning_mode = \"sometimes\"\n").is_err());
+    }
+
+    #[test]
+    fn resource_settings_out_of_range_are_refused_naming_the_key() {
+        let refused = |edit: &dyn Fn(&mut Config)| {
+            let mut c = Config {
+                chain: Chain::Regtest,
+                ..Config::default()
+            };
+            edit(&mut c);
+            c.validate().unwrap_err().0
+        };
+        assert_eq!(refused(&|c| c.storage.dbcache_mb = 3), "storage.dbcache_mb");
+        assert_eq!(
+            refused(&|c| c.storage.dbcache_mb = 99_999_999_999),
+            "storage.dbcache_mb"
+        );
+        assert_eq!(
+            refused(&|c| c.storage.keep_recent_blocks = 287),
+            "storage.keep_recent_blocks"
+        );
+        assert_eq!(
+            refused(&|c| c.storage.disk_warn_percent = 95.0),
+            "storage.disk_warn_percent"
+        );
+        assert_eq!(
+            refused(&|c| c.storage.disk_critical_percent = 101.0),
+            "storage.disk_critical_percent"
+        );
+        assert_eq!(
+            refused(&|c| {
+                c.chain = Chain::Testnet4;
+                c.storage.fastprune = true;
+            }),
+            "storage.fastprune"
+        );
+        assert_eq!(
+            refused(&|c| c.validation.assumevalid = Some("00zz".into())),
+            "validation.assumevalid"
+        );
+    }
+
+    #[test]
+    fn assumevalid_defaults_per_network_and_zero_turns_it_off() {
+        let mut v = ValidationConfig::default();
+        assert_eq!(
+            v.assume_valid(Chain::Mainnet),
+            crate::chain::params::default_assume_valid(Chain::Mainnet)
+        );
+        assert_eq!(v.assume_valid(Chain::Regtest), None);
+        v.assumevalid = Some("0".into());
+        assert_eq!(v.assume_valid(Chain::Mainnet), None);
+        let h = "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
+        v.assumevalid = Some(h.into());
+        assert_eq!(v.assume_valid(Chain::Regtest).unwrap().to_string(), h);
+    }
+
+    #[test]
     fn binds_default_per_network() {
         let mut c = Config {
             chain: Chain::Regtest,
