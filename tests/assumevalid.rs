@@ -13,7 +13,7 @@ use common::{poll, NodeOptions, TestNode};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use support::raw_peer::RawPeer;
-use support::{block_with, coinbase_utxo, out, regtest_chain, Wallet, NOW};
+use support::{block_with, coinbase_utxo, out, regtest_chain, Wallet};
 
 /// 101 blocks, a block spending a coinbase with a signature from the wrong key, and a child.
 fn chain_with_forged_spend() -> Vec<Block> {
