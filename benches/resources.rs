@@ -70,7 +70,10 @@ fn main() {
     // 1. dbcache: 100 fan-out blocks of 3,000 outputs = 300,000 coins, ~40 MB of cache entries.
     let (blocks, outputs) = if full { (200, 3_000) } else { (110, 100) };
     let chain = fanout_chain(blocks, outputs);
-    println!("dbcache: {blocks} blocks, {} coins", (blocks - 100) as usize * outputs + 100);
+    println!(
+        "dbcache: {blocks} blocks, {} coins",
+        (blocks - 100) as usize * outputs + 100
+    );
     let a = source(&chain);
     for mb in [4, 64, 450] {
         timed_sync(
@@ -90,7 +93,11 @@ fn main() {
         chain.len()
     );
     let a = source(&chain);
-    timed_sync(&a, "[validation]\nassumevalid = \"0\"\n", "every script checked");
+    timed_sync(
+        &a,
+        "[validation]\nassumevalid = \"0\"\n",
+        "every script checked",
+    );
     timed_sync(
         &a,
         &format!("[validation]\nassumevalid = \"{tip}\"\n"),
@@ -100,7 +107,10 @@ fn main() {
 
     // 3. Pruning 1 GB of block files (128 MiB files; 1 MiB in the smoke run).
     if full {
-        prune_bench(1_000_000_000, bllvm_node::storage::block_files::MAX_FILE_SIZE);
+        prune_bench(
+            1_000_000_000,
+            bllvm_node::storage::block_files::MAX_FILE_SIZE,
+        );
     } else {
         prune_bench(20_000_000, 1 << 20);
     }
