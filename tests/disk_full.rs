@@ -223,3 +223,46 @@ fn a_full_disk_degrades_resumes_and_loses_nothing_acknowledged() {
     let node = start(&datadir, logs.path(), Some(ports));
     assert_consistent(&node, &acked);
 }
+
+/// Past the critical mark a pruning node prunes at once, below its threshold, down to its
+/// target, and says so; the trigger is counted apart from routine pruning.
+#[test]
+fn a_critical_disk_prunes_what_the_mode_allows_at_once() {
+    let Some(fs) = Tmpfs::mount(32) else { return };
+    let logs = tempfile::tempdir().unwrap();
+    // The threshold is never reached by the chain; only the critical disk can prune.
+    let config = "[storage]\npruning_mode = \"normal\"\nfastprune = true\n\
+                  pruning_threshold_gb = 1.0\npruning_target_gb = 0.00001\n\
+                  pruning_check_interval_secs = 0.1\n\
+                  disk_warn_percent = 50.0\ndisk_critical_percent = 70.0\n\
+                  [rpc.auth]\nrate_limit_enabled = false\n";
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(config.into()),
+        datadir: Some(fs.mnt.join("data")),
+        log_dir: Some(logs.path().to_owned()),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(30));
+    node.call("generatetoaddress", json!([700, common::address(1)]));
+    let blk0 = fs.mnt.join("data/regtest/blocks/blk00000.dat");
+    assert!(blk0.exists());
+    assert_eq!(node.metric("bllvm_prunes_total{trigger=\"auto\"}"), 0.0);
+    fs.fill_to(0.75);
+    poll(
+        Duration::from_secs(10),
+        "a prune on the critical disk",
+        || (!blk0.exists()).then_some(()),
+    );
+    assert!(node.metric("bllvm_prunes_total{trigger=\"disk_critical\"}") >= 1.0);
+    assert_eq!(node.metric("bllvm_prunes_total{trigger=\"auto\"}"), 0.0);
+    let (_, reason) = component(&node, "pruning");
+    assert!(
+        reason.contains("pruning block files down to pruning_target_gb"),
+        "{reason}"
+    );
+    assert!(node.log().contains("pruned blk00000.dat"), "{}", node.log());
+    // The last 288 blocks are still there.
+    let tip = node.tip().0;
+    let hash = node.call("getblockhash", json!([tip - 287]));
+    node.call("getblock", json!([hash, 0]));
+}
