@@ -326,30 +326,22 @@ fn key_name(key: &str) -> &'static str {
     }
 }
 
-/// The `<prefix>NNNNN.dat` files in `dir`, with their sizes (heights are filled in from the index).
-fn list_files(dir: &Path, prefix: &str) -> BTreeMap<u32, FileInfo> {
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let Some(n) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(prefix))
-            .and_then(|n| n.strip_suffix(".dat"))
-            .filter(|n| n.len() == 5)
-            .and_then(|n| n.parse().ok())
-        else {
-            continue;
-        };
-        let bytes = entry.metadata().map_or(0, |m| m.len());
-        out.insert(
-            n,
-            FileInfo {
-                max_height: 0,
-                bytes,
-            },
-        );
-    }
-    out
+/// Every file of a series with its size (heights are filled in from the index).
+fn list_files(files: &BlockFiles) -> BTreeMap<u32, FileInfo> {
+    files
+        .numbers()
+        .into_iter()
+        .map(|n| {
+            let bytes = files.file_size(n);
+            (
+                n,
+                FileInfo {
+                    max_height: 0,
+                    bytes,
+                },
+            )
+        })
+        .collect()
 }
 
 fn encode_pos((file, len): (u32, u64)) -> Vec<u8> {
@@ -474,15 +466,13 @@ impl ChainDb {
                 magic,
             })
         };
+        let files = [list_files(&blk), list_files(&rev)];
         let mut db = ChainDb {
             store: store.clone(),
             blk,
             rev,
             positions: HashMap::new(),
-            files: [
-                list_files(&blocks_dir, "blk"),
-                list_files(&blocks_dir, "rev"),
-            ],
+            files,
             tip_height: 0,
             prune_height: match store.get_meta("prune_height")? {
                 None => None,

@@ -111,12 +111,12 @@ impl BlockFiles {
                 });
             }
         }
-        let mut n = current + 1;
-        while files.path(n).exists() {
+        // Every later file, not only the next few: after pruning, numbers can have gaps, and a
+        // stale file would otherwise be appended to when its number comes round again.
+        for n in files.numbers().into_iter().filter(|n| *n > current) {
             let p = files.path(n);
             log::warn!("removing {}: created after the last commit", p.display());
             std::fs::remove_file(&p).map_err(io("remove", &p))?;
-            n += 1;
         }
         Ok(files)
     }
@@ -133,6 +133,23 @@ impl BlockFiles {
             handle: None,
             new_file: false,
         }
+    }
+
+    /// The numbers of this series' files in the directory.
+    pub fn numbers(&self) -> Vec<u32> {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let n = name
+                    .to_str()?
+                    .strip_prefix(self.prefix)?
+                    .strip_suffix(".dat")?;
+                (n.len() == 5).then(|| n.parse().ok()).flatten()
+            })
+            .collect()
     }
 
     /// `<dir>/<prefix>NNNNN.dat`.
@@ -360,9 +377,12 @@ mod tests {
             f.append(&[3; 60], &[]).unwrap();
             f.sync().unwrap();
         }
+        // A stray later file past a gap (numbers after pruning are not contiguous).
+        std::fs::write(dir.join("blk00007.dat"), [1u8; 10]).unwrap();
         let f = BlockFiles::open(&dir, "blk", MAGIC, 100, committed).unwrap();
         assert_eq!(std::fs::metadata(f.path(0)).unwrap().len(), committed.1);
         assert!(!f.path(1).exists());
+        assert!(!f.path(7).exists());
         assert_eq!(f.scan(0).unwrap().len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
