@@ -4,6 +4,7 @@
 pub mod block_files;
 pub mod open;
 pub mod redb_store;
+pub mod reopen;
 pub mod sled_store;
 pub mod writer;
 

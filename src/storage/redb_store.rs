@@ -1,10 +1,9 @@
 //! The default backend: one redb file, `chainstate.redb`.
 
+use super::reopen::Reopenable;
 use super::{check_schema, Flow, StorageError, Store, Table, WriteBatch};
-use parking_lot::RwLock;
 use redb::{Database, ReadableTable, TableDefinition};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 
 /// The redb file's name in the network directory.
 pub const FILE: &str = "chainstate.redb";
@@ -15,11 +14,7 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
 
 /// A redb database holding the chain state.
 pub struct RedbStore {
-    /// `None` only while a reopen is under way or has failed.
-    db: RwLock<Option<Database>>,
-    path: PathBuf,
-    /// A write failed: redb refuses every later operation until the file is reopened.
-    poisoned: AtomicBool,
+    db: Reopenable<Database>,
 }
 
 impl RedbStore {
@@ -27,9 +22,7 @@ impl RedbStore {
     pub fn open(dir: &Path) -> Result<RedbStore, StorageError> {
         let path = dir.join(FILE);
         let store = RedbStore {
-            db: RwLock::new(Some(Self::create(&path)?)),
-            path: path.clone(),
-            poisoned: AtomicBool::new(false),
+            db: Reopenable::open(path.clone(), Self::create)?,
         };
         check_schema(&store, path)?;
         Ok(store)
@@ -43,42 +36,34 @@ impl RedbStore {
     }
 
     fn read_tx(&self, op: &'static str) -> Result<redb::ReadTransaction, StorageError> {
-        let guard = self.db.read();
-        let db = guard
-            .as_ref()
-            .ok_or_else(|| StorageError::io(op, "store is being reopened after a write error"))?;
-        db.begin_read().map_err(|e| StorageError::io(op, e))
+        self.db.with(op, |db| {
+            db.begin_read().map_err(|e| StorageError::io(op, e))
+        })
     }
+}
 
-    fn write(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let tx = {
-            let guard = self.db.read();
-            let db = guard.as_ref().ok_or_else(|| {
-                StorageError::io("write", "store is being reopened after a write error")
-            })?;
-            db.begin_write().map_err(|e| StorageError::io("write", e))?
-        };
-        {
-            let mut tables = Vec::new();
-            for t in Table::ALL {
-                tables.push(
-                    tx.open_table(def(t))
-                        .map_err(|e| StorageError::io("write", e))?,
-                );
-            }
-            for (table, key, value) in &batch.ops {
-                let idx = Table::ALL.iter().position(|t| t == table).unwrap_or(0);
-                let t = &mut tables[idx];
-                match value {
-                    Some(v) => t.insert(key.as_slice(), v.as_slice()).map(|_| ()),
-                    None => t.remove(key.as_slice()).map(|_| ()),
-                }
-                .map_err(|e| StorageError::io("write", e))?;
-            }
+fn write(db: &Database, batch: &WriteBatch) -> Result<(), StorageError> {
+    let tx = db.begin_write().map_err(|e| StorageError::io("write", e))?;
+    {
+        let mut tables = Vec::new();
+        for t in Table::ALL {
+            tables.push(
+                tx.open_table(def(t))
+                    .map_err(|e| StorageError::io("write", e))?,
+            );
         }
-        // redb's default durability fsyncs on commit.
-        tx.commit().map_err(|e| StorageError::io("commit", e))
+        for (table, key, value) in &batch.ops {
+            let idx = Table::ALL.iter().position(|t| t == table).unwrap_or(0);
+            let t = &mut tables[idx];
+            match value {
+                Some(v) => t.insert(key.as_slice(), v.as_slice()).map(|_| ()),
+                None => t.remove(key.as_slice()).map(|_| ()),
+            }
+            .map_err(|e| StorageError::io("write", e))?;
+        }
     }
+    // redb's default durability fsyncs on commit.
+    tx.commit().map_err(|e| StorageError::io("commit", e))
 }
 
 impl Store for RedbStore {
@@ -118,31 +103,17 @@ impl Store for RedbStore {
     }
 
     fn apply(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let result = self.write(batch);
-        if result.is_err() {
-            self.poisoned.store(true, Ordering::Release);
-        }
-        result
+        self.db.write(|db| write(db, batch))
     }
 
     fn reopen(&self) -> Result<(), StorageError> {
-        if !self.poisoned.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let mut guard = self.db.write();
-        // The old handle must be closed before the file can be opened again.
-        guard.take();
-        *guard = Some(Self::create(&self.path)?);
-        self.poisoned.store(false, Ordering::Release);
-        log::info!(
-            "redb store {} reopened after a write error",
-            self.path.display()
-        );
-        Ok(())
+        self.db.reopen()
     }
 
     fn size_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(self.db.path())
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 }
 

@@ -1,11 +1,10 @@
 //! The fallback backend: a sled database in `chainstate.sled/`.
 
+use super::reopen::Reopenable;
 use super::{check_schema, Flow, StorageError, Store, Table, WriteBatch};
-use parking_lot::RwLock;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 
 /// The sled directory's name in the network directory.
 pub const DIR: &str = "chainstate.sled";
@@ -18,11 +17,7 @@ struct Handle {
 
 /// A sled database with one tree per table.
 pub struct SledStore {
-    /// `None` only while a reopen is under way or has failed.
-    handle: RwLock<Option<Handle>>,
-    path: PathBuf,
-    /// A write failed: sled keeps failing until it is reopened.
-    poisoned: AtomicBool,
+    handle: Reopenable<Handle>,
 }
 
 impl SledStore {
@@ -30,57 +25,49 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StorageError> {
         let path = dir.join(DIR);
         let store = SledStore {
-            handle: RwLock::new(Some(Self::open_handle(&path)?)),
-            path: path.clone(),
-            poisoned: AtomicBool::new(false),
+            handle: Reopenable::open(path.clone(), open_handle)?,
         };
         check_schema(&store, path)?;
         Ok(store)
     }
 
-    fn open_handle(path: &Path) -> Result<Handle, StorageError> {
-        let open_err = |e: sled::Error| StorageError::Open {
-            path: path.to_owned(),
-            message: e.to_string(),
-        };
-        let db = open_when_released(path).map_err(open_err)?;
-        let trees = Table::ALL
-            .iter()
-            .map(|t| db.open_tree(t.name()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(open_err)?;
-        Ok(Handle { db, trees })
-    }
-
-    /// The table's tree (a cheap handle), or an error while the store is being reopened.
+    /// The table's tree (a cheap handle).
     fn tree(&self, t: Table, op: &'static str) -> Result<sled::Tree, StorageError> {
-        let guard = self.handle.read();
-        let h = guard
-            .as_ref()
-            .ok_or_else(|| StorageError::io(op, "store is being reopened after a write error"))?;
-        Ok(h.trees[Table::ALL.iter().position(|x| *x == t).unwrap_or(0)].clone())
+        self.handle.with(op, |h| {
+            Ok(h.trees[Table::ALL.iter().position(|x| *x == t).unwrap_or(0)].clone())
+        })
     }
+}
 
-    fn write(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let guard = self.handle.read();
-        let h = guard.as_ref().ok_or_else(|| {
-            StorageError::io("write", "store is being reopened after a write error")
-        })?;
-        let result: Result<(), TransactionError<()>> = h.trees.as_slice().transaction(|views| {
-            for (table, key, value) in &batch.ops {
-                let idx = Table::ALL.iter().position(|t| t == table).unwrap_or(0);
-                match value {
-                    Some(v) => views[idx].insert(key.as_slice(), v.as_slice())?,
-                    None => views[idx].remove(key.as_slice())?,
-                };
-            }
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        result.map_err(|e| StorageError::io("write", format!("{e:?}")))?;
-        // sled commits in memory; flush makes the batch durable before the writer moves on.
-        h.db.flush().map_err(|e| StorageError::io("flush", e))?;
-        Ok(())
-    }
+fn open_handle(path: &Path) -> Result<Handle, StorageError> {
+    let open_err = |e: sled::Error| StorageError::Open {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let db = open_when_released(path).map_err(open_err)?;
+    let trees = Table::ALL
+        .iter()
+        .map(|t| db.open_tree(t.name()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(open_err)?;
+    Ok(Handle { db, trees })
+}
+
+fn write(h: &Handle, batch: &WriteBatch) -> Result<(), StorageError> {
+    let result: Result<(), TransactionError<()>> = h.trees.as_slice().transaction(|views| {
+        for (table, key, value) in &batch.ops {
+            let idx = Table::ALL.iter().position(|t| t == table).unwrap_or(0);
+            match value {
+                Some(v) => views[idx].insert(key.as_slice(), v.as_slice())?,
+                None => views[idx].remove(key.as_slice())?,
+            };
+        }
+        Ok::<(), ConflictableTransactionError<()>>(())
+    });
+    result.map_err(|e| StorageError::io("write", format!("{e:?}")))?;
+    // sled commits in memory; flush makes the batch durable before the writer moves on.
+    h.db.flush().map_err(|e| StorageError::io("flush", e))?;
+    Ok(())
 }
 
 /// sled releases its file lock from a background thread after a `Db` is dropped, so a reopen in
@@ -129,33 +116,16 @@ impl Store for SledStore {
     }
 
     fn apply(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let result = self.write(batch);
-        if result.is_err() {
-            self.poisoned.store(true, Ordering::Release);
-        }
-        result
+        self.handle.write(|h| write(h, batch))
     }
 
     fn reopen(&self) -> Result<(), StorageError> {
-        if !self.poisoned.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let mut guard = self.handle.write();
-        guard.take();
-        *guard = Some(Self::open_handle(&self.path)?);
-        self.poisoned.store(false, Ordering::Release);
-        log::info!(
-            "sled store {} reopened after a write error",
-            self.path.display()
-        );
-        Ok(())
+        self.handle.reopen()
     }
 
     fn size_bytes(&self) -> u64 {
         self.handle
-            .read()
-            .as_ref()
-            .and_then(|h| h.db.size_on_disk().ok())
+            .with("size", |h| Ok(h.db.size_on_disk().unwrap_or(0)))
             .unwrap_or(0)
     }
 }
