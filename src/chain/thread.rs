@@ -26,9 +26,14 @@ use std::time::{Duration, Instant};
 /// A read of the chain state, run on the chain thread; it sends its own reply.
 pub type Query = Box<dyn FnOnce(&ChainState) + Send>;
 
-/// A change of the chain state (invalidateblock, generateblock, ...), run on the chain thread;
-/// it sends its own reply and returns the updates for the writer to persist.
-pub type Mutation = Box<dyn FnOnce(&mut ChainState) -> Vec<Update> + Send>;
+/// A change of the chain state (invalidateblock, generateblock, ...), run on the chain thread.
+/// It returns the updates for the writer to persist and its reply, which the chain thread calls
+/// once they are durable (`Err` with the reason when they could not be stored), so nothing is
+/// acknowledged that a crash could take back.
+pub type Mutation = Box<dyn FnOnce(&mut ChainState) -> (Vec<Update>, Acknowledge) + Send>;
+
+/// Sends a mutation's answer, told whether its changes are durable.
+pub type Acknowledge = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// Requests from RPC (and tests) with a reply channel each.
 pub enum ChainRequest {
@@ -251,8 +256,9 @@ impl ChainThread {
             ChainRequest::Mutate(_) if self.refusal(progress).is_some() => {}
             ChainRequest::Mutate(mutation) => {
                 let started = Instant::now();
-                let updates = mutation(&mut self.state);
+                let (updates, acknowledge) = mutation(&mut self.state);
                 self.after_change(&updates, started, progress)?;
+                acknowledge(self.wait_durable(progress.seq, progress)?);
             }
             ChainRequest::Generate {
                 count,

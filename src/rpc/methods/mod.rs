@@ -189,15 +189,18 @@ fn mutate<T: Send + 'static>(
     let (tx, rx) = bounded(1);
     let mutation = Box::new(move |cs: &mut ChainState| {
         let (answer, updates) = f(cs);
-        let _ = tx.send(answer);
-        updates
+        let acknowledge: crate::chain::thread::Acknowledge =
+            Box::new(move |durable: Result<(), String>| {
+                let _ = tx.send(durable.map(|()| answer));
+            });
+        (updates, acknowledge)
     });
     ctx.chain_requests
         .send_timeout(ChainRequest::Mutate(mutation), timeout)
         .map_err(|_| {
             RpcError::internal(code::MISC_ERROR, "chain is busy or stopping; try again")
         })?;
-    wait(&rx, timeout, method)
+    wait(&rx, timeout, method)?.map_err(|why| RpcError::new(code::MISC_ERROR, why))
 }
 
 fn block_hash_param(params: &Params) -> Result<bitcoin::BlockHash, RpcError> {
