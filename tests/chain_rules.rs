@@ -61,7 +61,7 @@ fn regrind(block: &mut Block) {
 fn a_valid_chain_grows_and_its_utxo_set_adds_up() {
     let (cs, _) = setup();
     assert_eq!(cs.tip().1, 101);
-    let stats = cs.utxo_stats();
+    let stats = cs.utxo_stats().unwrap();
     // One spendable coinbase output per block; witness commitments (OP_RETURN) never enter the set.
     assert_eq!(stats.count, 101);
     assert_eq!(stats.total, 101 * 50 * COIN);

@@ -14,6 +14,12 @@ use bitcoin::{Block, ScriptBuf, Transaction};
 const WITNESS_COMMITMENT_HEADER: [u8; 6] = [0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
 
 /// Context-free checks; `check_pow` is off for tests of other rules.
+/// The data does not match the header's commitments: malleated in transit, so the header (and
+/// the honest block with it) is not condemned (Core's BLOCK_MUTATED).
+fn mutated_data(r: Reject) -> Reject {
+    r.of_kind(super::reject::RejectKind::Mutated)
+}
+
 pub fn check_block(block: &Block, params: &Params, check_pow: bool) -> Result<(), Reject> {
     if check_pow {
         check_proof_of_work(&block.header, params)?;
@@ -31,10 +37,12 @@ pub fn check_block(block: &Block, params: &Params, check_pow: bool) -> Result<()
         root == block.header.merkle_root.to_byte_array(),
         "bad-txnmrklroot",
         || "hashMerkleRoot mismatch".into(),
-    )?;
+    )
+    .map_err(mutated_data)?;
     ensure(!mutated, "bad-txns-duplicate", || {
         "duplicate transaction".into()
-    })?;
+    })
+    .map_err(mutated_data)?;
     let stripped = bitcoin::consensus::serialize(&stripped_block(block)).len() as u64;
     ensure(
         !block.txdata.is_empty()
@@ -168,14 +176,16 @@ pub fn contextual_check_block(
                 w.len() == 1 && w.nth(0).is_some_and(|n| n.len() == 32),
                 "bad-witness-nonce-size",
                 || "invalid witness reserved value size".into(),
-            )?;
+            )
+            .map_err(mutated_data)?;
             let reserved = w.nth(0).unwrap_or_default();
             let expect = witness_commitment(block, reserved);
             ensure(
                 coinbase.output[idx].script_pubkey.as_bytes()[6..38] == expect,
                 "bad-witness-merkle-match",
                 || "witness merkle commitment mismatch".into(),
-            )?;
+            )
+            .map_err(mutated_data)?;
         }
     }
     if !have_witness_commitment {
@@ -186,7 +196,8 @@ pub fn contextual_check_block(
                 .all(|tx| tx.input.iter().all(|i| i.witness.is_empty())),
             "unexpected-witness",
             || "unexpected witness data found".into(),
-        )?;
+        )
+        .map_err(mutated_data)?;
     }
     ensure(
         block.weight().to_wu() <= MAX_BLOCK_WEIGHT,

@@ -7,7 +7,7 @@ use super::header_tree::{HeaderTree, Validity};
 use super::mining::{build_block, grind, Template};
 use super::params::Params;
 use super::pow::next_work_required;
-use super::reject::Reject;
+use super::reject::{Reject, RejectKind, StorageFault};
 use super::utxo::{connect_block, BlockChanges, Coin, ConnectContext};
 use super::utxo_cache::{CoinSource, UtxoCache};
 use bitcoin::hashes::{sha256d, Hash, HashEngine};
@@ -34,6 +34,8 @@ pub enum Update {
         hash: BlockHash,
         /// Its height.
         height: u32,
+        /// Its undo data, as reverted (the writer applies it to the store).
+        changes: BlockChanges,
     },
 }
 
@@ -89,10 +91,10 @@ pub struct UtxoStats {
 
 /// Where block and undo data live once they are no longer kept in memory (the block files).
 pub trait BlockSource: Send + Sync {
-    /// A stored block.
-    fn block(&self, hash: &BlockHash) -> Option<Block>;
-    /// The undo data of a connected block.
-    fn undo(&self, hash: &BlockHash) -> Option<BlockChanges>;
+    /// A stored block: `None` when not stored (or pruned), a fault when unreadable or corrupt.
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StorageFault>;
+    /// The undo data of a connected block, likewise.
+    fn undo(&self, hash: &BlockHash) -> Result<Option<BlockChanges>, StorageFault>;
 }
 
 /// The chain state: index and UTXO set in memory, block data in memory until persisted.
@@ -115,19 +117,11 @@ pub struct ChainState {
     pub disconnected_txs: Vec<Transaction>,
     source: Option<Arc<dyn BlockSource>>,
     new_blocks: Vec<BlockHash>,
-}
-
-/// Reasons that say the block data was malleated, not that the header's block is invalid:
-/// the header must not be marked invalid for them (Core's BLOCK_MUTATED).
-fn is_mutation(reason: &str) -> bool {
-    matches!(
-        reason,
-        "bad-txnmrklroot"
-            | "bad-txns-duplicate"
-            | "bad-witness-nonce-size"
-            | "bad-witness-merkle-match"
-            | "unexpected-witness"
-    )
+    /// The storage fault that stopped block connection, until an activation succeeds again.
+    fault: Option<StorageFault>,
+    /// Changes made by a submission that then failed (a reorg that met an invalid block or a
+    /// fault): they must still be persisted, and `persist::prepare` takes them.
+    unreported: Vec<Update>,
 }
 
 impl ChainState {
@@ -152,6 +146,8 @@ impl ChainState {
             disconnected_txs: Vec::new(),
             source: None,
             new_blocks: Vec::new(),
+            fault: None,
+            unreported: Vec::new(),
         }
     }
 
@@ -176,6 +172,8 @@ impl ChainState {
             disconnected_txs: Vec::new(),
             source: Some(source),
             new_blocks: Vec::new(),
+            fault: None,
+            unreported: Vec::new(),
         };
         // Blocks stored but not connected before the restart are candidates again.
         cs.rebuild_candidates();
@@ -192,6 +190,11 @@ impl ChainState {
     /// Blocks stored since the last call (to be written to the block files).
     pub fn take_new_blocks(&mut self) -> Vec<BlockHash> {
         std::mem::take(&mut self.new_blocks)
+    }
+
+    /// Changes made by submissions that failed after changing the chain, since the last call.
+    pub fn take_unreported(&mut self) -> Vec<Update> {
+        std::mem::take(&mut self.unreported)
     }
 
     /// Index entries changed since the last call.
@@ -245,19 +248,27 @@ impl ChainState {
     }
 
     /// Block data from memory or the source.
-    pub fn load_block(&self, hash: &BlockHash) -> Option<Block> {
-        self.blocks
-            .get(hash)
-            .cloned()
-            .or_else(|| self.source.as_ref()?.block(hash))
+    pub fn load_block(&self, hash: &BlockHash) -> Result<Option<Block>, StorageFault> {
+        match (self.blocks.get(hash), &self.source) {
+            (Some(b), _) => Ok(Some(b.clone())),
+            (None, Some(source)) => source.block(hash),
+            (None, None) => Ok(None),
+        }
     }
 
     /// Undo data from memory or the source.
-    pub fn load_undo(&self, hash: &BlockHash) -> Option<BlockChanges> {
-        self.undo
-            .get(hash)
-            .cloned()
-            .or_else(|| self.source.as_ref()?.undo(hash))
+    pub fn load_undo(&self, hash: &BlockHash) -> Result<Option<BlockChanges>, StorageFault> {
+        match (self.undo.get(hash), &self.source) {
+            (Some(u), _) => Ok(Some(u.clone())),
+            (None, Some(source)) => source.undo(hash),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The storage fault that stopped block connection, if one has and no activation has
+    /// succeeded since.
+    pub fn fault(&self) -> Option<&StorageFault> {
+        self.fault.as_ref()
     }
 
     /// The rules.
@@ -283,13 +294,26 @@ impl ChainState {
         self.active.get(height as usize).copied()
     }
 
-    /// Stored block data.
+    /// Stored block data; `None` when not stored, pruned or unreadable (the fault is logged:
+    /// callers that must tell these apart use [`ChainState::load_block`]).
     pub fn block(&self, hash: &BlockHash) -> Option<Block> {
-        self.load_block(hash)
+        self.load_block(hash).unwrap_or_else(|f| {
+            log::error!("storage fault: {f}");
+            None
+        })
     }
 
-    /// An unspent output.
+    /// An unspent output; `None` also when the store cannot be read (logged: callers that must
+    /// tell these apart use [`ChainState::read_coin`]).
     pub fn coin(&self, outpoint: &OutPoint) -> Option<Coin> {
+        self.read_coin(outpoint).unwrap_or_else(|f| {
+            log::error!("storage fault: {f}");
+            None
+        })
+    }
+
+    /// An unspent output, or the fault that kept the store from saying.
+    pub fn read_coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StorageFault> {
         self.utxo.get(outpoint)
     }
 
@@ -321,7 +345,7 @@ impl ChainState {
         let checked = check_block(&block, &params, true)
             .and_then(|_| contextual_check_block(&block, &params, height, prev_mtp));
         if let Err(r) = checked {
-            if !is_mutation(&r.reason) {
+            if r.is_consensus() {
                 self.tree.mark_invalid(&hash, &r.reason);
             }
             return Err(r);
@@ -332,14 +356,27 @@ impl ChainState {
         self.link(hash);
         let updates = self.activate();
         match &self.tree.get(&hash).map(|e| e.validity.clone()) {
-            Some(Validity::Invalid(reason)) => Err(Reject::new(
-                reason.clone(),
-                format!("block {hash} failed to connect"),
-            )),
+            Some(Validity::Invalid(reason)) => {
+                self.unreported.extend(updates);
+                Err(Reject::new(
+                    reason.clone(),
+                    format!("block {hash} failed to connect"),
+                ))
+            }
             _ if self.active.get(height as usize) == Some(&hash) => {
                 Ok((Submitted::Active, updates))
             }
-            _ => Ok((Submitted::SideBranch, updates)),
+            // Stored, but a storage fault stopped the chain short of it: said as our fault.
+            _ => match self.fault.clone() {
+                Some(f) => {
+                    self.unreported.extend(updates);
+                    Err(Reject::local(
+                        "storage-fault",
+                        format!("block {hash} stored, not connected: {f}"),
+                    ))
+                }
+                None => Ok((Submitted::SideBranch, updates)),
+            },
         }
     }
 
@@ -432,20 +469,28 @@ impl ChainState {
         Some(path)
     }
 
-    /// Moves the active chain to the most-work valid stored branch.
+    /// Moves the active chain to the most-work valid stored branch. A storage fault stops it
+    /// where it is (nothing is judged invalid for it) and is kept in [`ChainState::fault`]
+    /// until an activation gets past it.
     pub fn activate(&mut self) -> Vec<Update> {
         let mut updates = Vec::new();
+        self.fault = None;
         while let Some(path) = self.best_candidate_branch() {
             let fork_height = self.tree.get(&path[0]).map(|e| e.height - 1).unwrap_or(0);
-            while self.tip().1 > fork_height {
-                updates.push(self.disconnect_tip());
+            match self.disconnect_to(fork_height) {
+                Ok(u) => updates.extend(u),
+                Err(f) => {
+                    log::error!("cannot reorganise to {}: {f}", path[path.len() - 1]);
+                    self.fault = Some(f);
+                    return updates;
+                }
             }
             for h in path {
                 match self.connect(&h) {
                     Ok(u) => updates.push(u),
-                    // Unreadable data is a storage fault, not a verdict on the block.
-                    Err(r) if r.reason == "block-data-missing" => {
+                    Err(r) if r.kind == RejectKind::LocalFault => {
                         log::error!("cannot connect {h}: {r}");
+                        self.fault = Some(StorageFault::new("block connection", r.to_string()));
                         return updates;
                     }
                     Err(r) => {
@@ -461,8 +506,8 @@ impl ChainState {
 
     fn connect(&mut self, hash: &BlockHash) -> Result<Update, Reject> {
         let block = self
-            .load_block(hash)
-            .ok_or_else(|| Reject::new("block-data-missing", format!("{hash}")))?;
+            .load_block(hash)?
+            .ok_or_else(|| Reject::local("block-data-missing", format!("{hash} is not stored")))?;
         let block = &block;
         self.utxo.prefetch(
             block
@@ -470,7 +515,7 @@ impl ChainState {
                 .iter()
                 .skip(1)
                 .flat_map(|tx| tx.input.iter().map(|i| i.previous_output)),
-        );
+        )?;
         let entry = self
             .tree
             .get(hash)
@@ -505,17 +550,34 @@ impl ChainState {
         })
     }
 
-    fn disconnect_tip(&mut self) -> Update {
-        let (hash, height) = self.tip();
-        if let Some(changes) = self.load_undo(&hash) {
+    /// Disconnects the active chain down to `height`. Every block's undo data is read before
+    /// anything changes, so unreadable or corrupt undo data stops a reorg with the chain as it
+    /// was (Core aborts there; we stop and say why).
+    fn disconnect_to(&mut self, height: u32) -> Result<Vec<Update>, StorageFault> {
+        let mut undos = Vec::new();
+        for h in (height + 1..=self.tip().1).rev() {
+            let hash = self.active[h as usize];
+            let changes = self.load_undo(&hash)?.ok_or_else(|| {
+                StorageFault::new("undo data", format!("{hash} at height {h} is not stored"))
+            })?;
+            undos.push((hash, h, changes));
+        }
+        let mut updates = Vec::with_capacity(undos.len());
+        for (hash, height, changes) in undos {
             self.utxo.revert(&changes);
+            // For the mempool; a block that cannot be read only loses that.
+            if let Ok(Some(block)) = self.load_block(&hash) {
+                self.disconnected_txs
+                    .extend(block.txdata.iter().skip(1).cloned());
+            }
+            self.active.pop();
+            updates.push(Update::Disconnected {
+                hash,
+                height,
+                changes,
+            });
         }
-        if let Some(block) = self.load_block(&hash) {
-            self.disconnected_txs
-                .extend(block.txdata.iter().skip(1).cloned());
-        }
-        self.active.pop();
-        Update::Disconnected { hash, height }
+        Ok(updates)
     }
 
     /// `invalidateblock`: marks `hash` invalid and moves to the best remaining chain.
@@ -530,9 +592,7 @@ impl ChainState {
         let height = entry.height;
         let mut updates = Vec::new();
         if self.active.get(height as usize) == Some(hash) {
-            while self.tip().1 >= height {
-                updates.push(self.disconnect_tip());
-            }
+            updates = self.disconnect_to(height - 1)?;
         }
         self.tree.mark_invalid(hash, "invalidated");
         self.rebuild_candidates();
@@ -584,7 +644,7 @@ impl ChainState {
                     Some(v) => v,
                     None => self
                         .utxo
-                        .get(&op)
+                        .get(&op)?
                         .map(|c| c.output.value.to_sat())
                         .ok_or_else(|| {
                             Reject::new("bad-txns-inputs-missingorspent", op.to_string())
@@ -669,19 +729,23 @@ impl ChainState {
     }
 
     /// Count, total and hash of the UTXO set, ordered as Core's database orders it.
-    pub fn utxo_stats(&self) -> UtxoStats {
-        self.utxo_stats_until(&|| false).expect("never cancelled")
+    pub fn utxo_stats(&self) -> Result<UtxoStats, StorageFault> {
+        self.utxo_stats_until(&|| false)
+            .map(|s| s.expect("never cancelled"))
     }
 
-    /// `utxo_stats` that gives up (`None`) once `cancelled` says so; checked as coins are
-    /// gathered and hashed (the store's own scan underneath is not interrupted).
-    pub fn utxo_stats_until(&self, cancelled: &dyn Fn() -> bool) -> Option<UtxoStats> {
+    /// `utxo_stats` that gives up (`Ok(None)`) once `cancelled` says so; checked as coins are
+    /// gathered and hashed, the store's scan included.
+    pub fn utxo_stats_until(
+        &self,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Option<UtxoStats>, StorageFault> {
         let mut coins: Vec<(OutPoint, Coin)> = Vec::new();
         if !self
             .utxo
-            .for_each(cancelled, &mut |op, c| coins.push((*op, c.clone())))
+            .for_each(cancelled, &mut |op, c| coins.push((*op, c.clone())))?
         {
-            return None;
+            return Ok(None);
         }
         coins.sort_by(|a, b| {
             a.0.txid
@@ -693,7 +757,7 @@ impl ChainState {
         let mut total = 0u64;
         for (i, (op, coin)) in coins.iter().enumerate() {
             if i % 4096 == 0 && cancelled() {
-                return None;
+                return Ok(None);
             }
             engine.input(&bitcoin::consensus::serialize(op));
             let code = (coin.height << 1) | u32::from(coin.coinbase);
@@ -701,21 +765,143 @@ impl ChainState {
             engine.input(&bitcoin::consensus::serialize(&coin.output));
             total += coin.output.value.to_sat();
         }
-        Some(UtxoStats {
+        Ok(Some(UtxoStats {
             count: coins.len() as u64,
             total,
             hash: sha256d::Hash::from_engine(engine),
-        })
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::mining::op_true_payout;
+    use crate::chain::mining::{op_true_payout, spend_op_true};
     use crate::config::Chain;
+    use crate::storage::Flow;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     const NOW: i64 = 1_700_000_000;
+
+    /// Stored data that can be switched to fail every read, as a dying disk does.
+    struct Flaky {
+        blocks: HashMap<BlockHash, Block>,
+        undo: HashMap<BlockHash, BlockChanges>,
+        coins: HashMap<OutPoint, Coin>,
+        failing: AtomicBool,
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<(), StorageFault> {
+            match self.failing.load(Ordering::Acquire) {
+                true => Err(StorageFault::new("test", "Input/output error (os error 5)")),
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl BlockSource for Flaky {
+        fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StorageFault> {
+            self.check()?;
+            Ok(self.blocks.get(hash).cloned())
+        }
+        fn undo(&self, hash: &BlockHash) -> Result<Option<BlockChanges>, StorageFault> {
+            self.check()?;
+            Ok(self.undo.get(hash).cloned())
+        }
+    }
+
+    impl CoinSource for Flaky {
+        fn coin(&self, op: &OutPoint) -> Result<Option<Coin>, StorageFault> {
+            self.check()?;
+            Ok(self.coins.get(op).cloned())
+        }
+        fn for_each_coin(
+            &self,
+            f: &mut dyn FnMut(OutPoint, Coin) -> Flow,
+        ) -> Result<(), StorageFault> {
+            self.check()?;
+            for (op, c) in &self.coins {
+                if f(*op, c.clone()).is_break() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// A chain of 110 OP_TRUE blocks behind a flaky source, and the source chain itself.
+    fn over_flaky_source() -> (ChainState, Arc<Flaky>, ChainState) {
+        let mut src = ChainState::new(Params::for_chain(Chain::Regtest));
+        for i in 0..110 {
+            src.mine(op_true_payout(), vec![], NOW + i).unwrap();
+        }
+        let mut coins = HashMap::new();
+        src.utxo
+            .for_each(&|| false, &mut |op, c| {
+                coins.insert(*op, c.clone());
+            })
+            .unwrap();
+        let flaky = Arc::new(Flaky {
+            blocks: src.blocks.clone(),
+            undo: src.undo.clone(),
+            coins,
+            failing: AtomicBool::new(false),
+        });
+        let cs = ChainState::from_parts(
+            src.tree().clone(),
+            src.active().to_vec(),
+            flaky.clone(),
+            src.utxo_count(),
+        );
+        (cs, flaky, src)
+    }
+
+    #[test]
+    fn a_read_fault_while_connecting_blames_no_block_and_clears_by_itself() {
+        let (mut cs, flaky, mut src) = over_flaky_source();
+        let cb = src.block(&src.hash_at(1).unwrap()).unwrap().txdata[0].clone();
+        let spend = spend_op_true(
+            OutPoint::new(cb.compute_txid(), 0),
+            cb.output[0].value.to_sat(),
+        );
+        let (block, _) = src.mine(op_true_payout(), vec![spend], NOW + 200).unwrap();
+        let hash = block.block_hash();
+        flaky.failing.store(true, Ordering::Release);
+        let err = cs.submit_block(block, NOW + 300).unwrap_err();
+        assert_eq!(err.kind, RejectKind::LocalFault, "{err}");
+        assert!(!err.is_consensus());
+        assert!(cs.tree().get(&hash).unwrap().is_ok(), "not marked invalid");
+        assert!(cs.fault().is_some());
+        assert_eq!(cs.tip().1, 110);
+        // The disk reads again: the next activation connects the block.
+        flaky.failing.store(false, Ordering::Release);
+        let updates = cs.activate();
+        assert_eq!(updates.len(), 1);
+        assert_eq!(cs.tip(), (hash, 111));
+        assert!(cs.fault().is_none());
+    }
+
+    #[test]
+    fn unreadable_undo_data_stops_a_disconnect_before_anything_changes() {
+        let (mut cs, flaky, _) = over_flaky_source();
+        let tip = cs.tip();
+        let coins = cs.utxo_count();
+        flaky.failing.store(true, Ordering::Release);
+        let err = cs.invalidate_block(&cs.hash_at(105).unwrap()).unwrap_err();
+        assert_eq!(err.kind, RejectKind::LocalFault, "{err}");
+        assert_eq!(cs.tip(), tip);
+        assert_eq!(cs.utxo_count(), coins);
+        assert!(cs.tree().get(&cs.hash_at(105).unwrap()).unwrap().is_ok());
+        flaky.failing.store(false, Ordering::Release);
+        assert_eq!(
+            cs.invalidate_block(&cs.hash_at(105).unwrap())
+                .unwrap()
+                .len(),
+            6
+        );
+        assert_eq!(cs.tip().1, 104);
+    }
 
     #[test]
     fn blocks_arriving_backwards_wait_unlinked_then_connect_at_once() {

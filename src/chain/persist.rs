@@ -6,6 +6,7 @@
 use super::chainstate::{BlockSource, ChainState, Update};
 use super::header_tree::{HeaderTree, Validity};
 use super::params::Params;
+use super::reject::StorageFault;
 use super::utxo::{BlockChanges, Coin};
 use super::utxo_cache::CoinSource;
 use crate::pruning::policy::PruneSettings;
@@ -26,6 +27,9 @@ pub enum PersistError {
     /// Store or files.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A read of block, undo or coin data failed.
+    #[error(transparent)]
+    Fault(#[from] StorageFault),
     /// Stored bytes that do not decode.
     #[error("corrupt {what} in the store: {detail}")]
     Corrupt {
@@ -223,56 +227,84 @@ struct FileSource {
 }
 
 impl FileSource {
-    fn record(&self, hash: &BlockHash) -> Option<IndexRecord> {
+    /// The index entry of `hash`; `None` when it has none.
+    fn record(&self, hash: &BlockHash) -> Result<Option<IndexRecord>, StorageFault> {
         let raw = self
             .store
             .get(Table::BlockIndex, &hash.to_byte_array())
-            .ok()??;
-        IndexRecord::decode(&raw).ok()
+            .map_err(|e| StorageFault::new("block index", e))?;
+        raw.map(|r| IndexRecord::decode(&r))
+            .transpose()
+            .map_err(|e| StorageFault::new("block index", format!("entry of {hash}: {e}")))
     }
 }
 
 impl CoinSource for FileSource {
-    fn coin(&self, op: &OutPoint) -> Option<Coin> {
-        let v = self.store.get(Table::Coins, &coin_key(op)).ok()??;
-        decode_coin(&coin_key(op), &v).ok().map(|(_, c)| c)
+    fn coin(&self, op: &OutPoint) -> Result<Option<Coin>, StorageFault> {
+        let key = coin_key(op);
+        let Some(v) = self
+            .store
+            .get(Table::Coins, &key)
+            .map_err(|e| StorageFault::new("coin", e))?
+        else {
+            return Ok(None);
+        };
+        decode_coin(&key, &v)
+            .map(|(_, c)| Some(c))
+            .map_err(|e| StorageFault::new("coin", format!("{op}: {e}")))
     }
 
-    fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow) {
-        let scanned = self
-            .store
+    fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow) -> Result<(), StorageFault> {
+        let mut bad = None;
+        self.store
             .scan(Table::Coins, &mut |k, v| match decode_coin(k, v) {
                 Ok((op, c)) => f(op, c),
-                Err(_) => Flow::Continue(()),
-            });
-        if let Err(e) = scanned {
-            log::error!("cannot scan the UTXO set: {e}");
-        }
+                Err(e) => {
+                    bad = Some(StorageFault::new("coin", e));
+                    Flow::Break(())
+                }
+            })
+            .map_err(|e| StorageFault::new("UTXO set", e))?;
+        bad.map_or(Ok(()), Err)
     }
 }
 
 impl BlockSource for FileSource {
-    fn block(&self, hash: &BlockHash) -> Option<Block> {
-        let pos = self.record(hash)?.block_pos?;
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StorageFault> {
+        let Some(pos) = self.record(hash)?.and_then(|r| r.block_pos) else {
+            return Ok(None);
+        };
         let path = block_files::file_path(&self.dir, "blk", pos.file);
-        let (bytes, _) = block_files::read_record(&path, self.magic, pos, 0).ok()?;
-        let block: Block = deserialize(&bytes).ok()?;
+        let (bytes, _) = block_files::read_record(&path, self.magic, pos, 0)
+            .map_err(|e| StorageFault::new("block", format!("{hash}: {e}")))?;
+        let block: Block = deserialize(&bytes).map_err(|e| {
+            StorageFault::new("block", format!("{hash} in {}: {e}", path.display()))
+        })?;
         if block.block_hash() != *hash || !intact(&block) {
-            log::error!("block {hash} in {} is corrupt", path.display());
-            return None;
+            return Err(StorageFault::new(
+                "block",
+                format!("{hash} in {} is corrupt", path.display()),
+            ));
         }
-        Some(block)
+        Ok(Some(block))
     }
 
-    fn undo(&self, hash: &BlockHash) -> Option<BlockChanges> {
-        let pos = self.record(hash)?.undo_pos?;
+    fn undo(&self, hash: &BlockHash) -> Result<Option<BlockChanges>, StorageFault> {
+        let Some(pos) = self.record(hash)?.and_then(|r| r.undo_pos) else {
+            return Ok(None);
+        };
         let path = block_files::file_path(&self.dir, "rev", pos.file);
-        let (bytes, sum) = block_files::read_record(&path, self.magic, pos, 32).ok()?;
+        let (bytes, sum) = block_files::read_record(&path, self.magic, pos, 32)
+            .map_err(|e| StorageFault::new("undo data", format!("{hash}: {e}")))?;
         if sum != undo_checksum(hash, &bytes) {
-            log::error!("undo data of {hash} fails its checksum");
-            return None;
+            return Err(StorageFault::new(
+                "undo data",
+                format!("{hash} in {} fails its checksum", path.display()),
+            ));
         }
-        decode_undo(&bytes).ok()
+        decode_undo(&bytes)
+            .map(Some)
+            .map_err(|e| StorageFault::new("undo data", format!("{hash}: {e}")))
     }
 }
 
@@ -490,7 +522,7 @@ impl ChainDb {
             let genesis = cs.tip().0;
             let mut fresh = ChainState::from_parts(cs.tree().clone(), vec![genesis], source(), 0);
             fresh.adopt_block(
-                cs.load_block(&genesis)
+                cs.load_block(&genesis)?
                     .ok_or_else(|| corrupt("genesis", "missing"))?,
             );
             cs = fresh;
@@ -738,20 +770,23 @@ impl PersistJob {
 
 /// Collects from the chain state what `updates` and its other changes require on disk.
 pub fn prepare(cs: &mut ChainState, updates: &[Update]) -> Result<PersistJob, PersistError> {
+    // Changes a failed submission made on its way (a partial reorg) come first.
+    let mut all = cs.take_unreported();
+    all.extend_from_slice(updates);
+    let updates = &all[..];
     let new_hashes = cs.take_new_blocks();
     let mut new_blocks = Vec::with_capacity(new_hashes.len());
     for h in &new_hashes {
-        let block = cs.load_block(h).ok_or_else(|| corrupt("new block", h))?;
+        let block = cs.load_block(h)?.ok_or_else(|| corrupt("new block", h))?;
         new_blocks.push((*h, serialize(&block)));
     }
     let mut changes = Vec::with_capacity(updates.len());
     for u in updates {
         changes.push(match u {
             Update::Connected { hash, changes, .. } => Change::Connected(*hash, changes.clone()),
-            Update::Disconnected { hash, .. } => Change::Disconnected(
-                *hash,
-                cs.load_undo(hash).ok_or_else(|| corrupt("undo", hash))?,
-            ),
+            Update::Disconnected { hash, changes, .. } => {
+                Change::Disconnected(*hash, changes.clone())
+            }
         });
     }
     let mut dirty = cs.take_dirty_entries();
@@ -846,7 +881,7 @@ mod tests {
         drop(cs);
         let (_, cs) = ChainDb::open(&dir, store, params.clone()).unwrap();
         assert_eq!(cs.tip().0, params.genesis.block_hash());
-        assert_eq!(cs.load_block(&cs.tip().0).unwrap(), params.genesis);
+        assert_eq!(cs.load_block(&cs.tip().0).unwrap(), Some(params.genesis));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

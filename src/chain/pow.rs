@@ -106,6 +106,7 @@ pub fn check_future_time(header: &Header, now: i64) -> Result<(), Reject> {
         "time-too-new",
         || "block timestamp too far in the future".into(),
     )
+    .map_err(|r| r.of_kind(super::reject::RejectKind::TimeTooNew))
 }
 
 /// Checks of a header against its parent (Core's ContextualCheckBlockHeader).

@@ -114,6 +114,8 @@ struct Progress {
     unsent: VecDeque<Sequenced<PersistJob>>,
     /// Whether the last summary went out while block storage was refused.
     paused: bool,
+    /// A storage fault stopped block connection: when to try again.
+    retry_fault_at: Option<Instant>,
     /// Headers connected since the last summary (only the last few are kept).
     connected: Vec<bitcoin::block::Header>,
     /// The chain changed since the last summary.
@@ -133,6 +135,7 @@ impl ChainThread {
             pending: VecDeque::new(),
             unsent: VecDeque::new(),
             paused: false,
+            retry_fault_at: None,
             connected: Vec::new(),
             dirty: false,
             sent: Instant::now(),
@@ -178,6 +181,7 @@ impl ChainThread {
                     next_mine = Some(Instant::now() + every);
                 }
             }
+            self.retry_after_fault(&mut progress)?;
             if progress.dirty
                 && (self.peer_events.is_empty() || progress.sent.elapsed() >= SUMMARY_EVERY)
             {
@@ -210,6 +214,35 @@ impl ChainThread {
             }
         }
         log::info!(drained = drained; "chain stopped");
+        Ok(())
+    }
+
+    /// While a storage fault stops block connection: health says why, and activation is tried
+    /// again every few seconds, so the chain moves on by itself once the data reads again.
+    fn retry_after_fault(&mut self, progress: &mut Progress) -> Result<(), ChainError> {
+        const RETRY: Duration = Duration::from_secs(2);
+        match (self.state.fault().cloned(), progress.retry_fault_at) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                progress.retry_fault_at = None;
+                log::info!("block connection resumed after a storage fault");
+                self.heartbeat.set_status(Status::Healthy, "");
+            }
+            (Some(f), None) => {
+                progress.retry_fault_at = Some(Instant::now() + RETRY);
+                self.heartbeat.set_status(
+                    Status::Unhealthy,
+                    format!("storage fault, block connection stopped (retrying): {f}"),
+                );
+            }
+            (Some(_), Some(at)) if Instant::now() >= at && self.refusal(progress).is_none() => {
+                progress.retry_fault_at = Some(Instant::now() + RETRY);
+                let started = Instant::now();
+                let updates = self.state.activate();
+                self.after_change(&updates, started, progress)?;
+            }
+            (Some(_), Some(_)) => {}
+        }
         Ok(())
     }
 
@@ -491,11 +524,9 @@ impl ChainThread {
                     Ok((_, updates)) => self.after_change(&updates, started, progress)?,
                     Err(r) => {
                         self.after_change(&[], started, progress)?;
-                        // A clock disagreement or our own storage fault is not the peer's doing.
-                        if r.reason != "time-too-new"
-                            && r.reason != "block-data-missing"
-                            && !r.is_storage()
-                        {
+                        // Only a consensus failure is the peer's doing: not a clock disagreement,
+                        // not malleated data, never our own storage.
+                        if r.is_consensus() {
                             self.misbehaved(peer, format!("invalid block: {}", r.reason));
                         }
                     }
@@ -561,7 +592,7 @@ impl ChainThread {
             match self.state.accept_header(h, now) {
                 Ok(hash) => last = Some(hash),
                 Err(r) => {
-                    if r.reason != "time-too-new" {
+                    if r.is_consensus() {
                         invalid = Some(r.reason);
                     }
                     break;

@@ -2,7 +2,7 @@
 //! Pure: it reads a view and returns the changes (and undo data) for the caller to apply.
 
 use super::params::{Params, COINBASE_MATURITY, MAX_BLOCK_SIGOPS_COST, MAX_MONEY};
-use super::reject::{ensure, Reject};
+use super::reject::{ensure, Reject, StorageFault};
 use super::script::{block_flags, verify_inputs};
 use super::sigops::sigop_cost;
 use bitcoin::{Block, OutPoint, Transaction, TxOut};
@@ -24,13 +24,13 @@ pub struct Coin {
 
 /// Read access to the UTXO set as of the block's parent.
 pub trait UtxoView {
-    /// The unspent coin at `outpoint`.
-    fn coin(&self, outpoint: &OutPoint) -> Option<Coin>;
+    /// The unspent coin at `outpoint`; a fault when the store could not say.
+    fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StorageFault>;
 }
 
 impl UtxoView for HashMap<OutPoint, Coin> {
-    fn coin(&self, outpoint: &OutPoint) -> Option<Coin> {
-        self.get(outpoint).cloned()
+    fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StorageFault> {
+        Ok(self.get(outpoint).cloned())
     }
 }
 
@@ -93,10 +93,14 @@ pub fn connect_block(
             let mut min_time: i64 = -1;
             for input in &tx.input {
                 let op = input.previous_output;
+                // A store that cannot answer is a local fault, never "missing or spent".
                 let coin = if spent_here.contains_key(&op) {
                     None
                 } else {
-                    local.get(&op).cloned().or_else(|| view.coin(&op))
+                    match local.get(&op) {
+                        Some(c) => Some(c.clone()),
+                        None => view.coin(&op)?,
+                    }
                 };
                 let coin = coin.ok_or_else(|| {
                     Reject::new(
@@ -170,7 +174,7 @@ pub fn connect_block(
             let op = OutPoint::new(txid, vout as u32);
             if !bip30_exempt(params, ctx.height) {
                 ensure(
-                    view.coin(&op).is_none() && !local.contains_key(&op),
+                    view.coin(&op)?.is_none() && !local.contains_key(&op),
                     "bad-txns-BIP30",
                     || format!("tried to overwrite transaction {txid}"),
                 )?;
@@ -200,10 +204,18 @@ pub fn connect_block(
     Ok(changes)
 }
 
-/// The spent outputs of `tx` from `view`, for script checks outside a block.
-pub fn spent_outputs(tx: &Transaction, view: &dyn UtxoView) -> Option<Vec<TxOut>> {
-    tx.input
-        .iter()
-        .map(|i| view.coin(&i.previous_output).map(|c| c.output))
-        .collect()
+/// The spent outputs of `tx` from `view`, for script checks outside a block (`None` when one
+/// is missing).
+pub fn spent_outputs(
+    tx: &Transaction,
+    view: &dyn UtxoView,
+) -> Result<Option<Vec<TxOut>>, StorageFault> {
+    let mut outs = Vec::with_capacity(tx.input.len());
+    for i in &tx.input {
+        match view.coin(&i.previous_output)? {
+            Some(c) => outs.push(c.output),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(outs))
 }

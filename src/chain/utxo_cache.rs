@@ -2,6 +2,7 @@
 //! committed set. Changes are stamped with a generation; once the writer has committed a
 //! generation its entries are clean and may be evicted when the cache is over budget.
 
+use super::reject::StorageFault;
 use super::utxo::{BlockChanges, Coin, UtxoView};
 use crate::storage::Flow;
 use bitcoin::OutPoint;
@@ -10,10 +11,10 @@ use std::sync::Arc;
 
 /// The committed coins below the cache (the store).
 pub trait CoinSource: Send + Sync {
-    /// The committed coin at `op`.
-    fn coin(&self, op: &OutPoint) -> Option<Coin>;
+    /// The committed coin at `op`; a fault when the store cannot be read or the record is bad.
+    fn coin(&self, op: &OutPoint) -> Result<Option<Coin>, StorageFault>;
     /// Every committed coin, until `f` breaks.
-    fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow);
+    fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow) -> Result<(), StorageFault>;
 }
 
 #[derive(Debug, Clone)]
@@ -73,23 +74,27 @@ impl UtxoCache {
     }
 
     /// The coin at `op`: cache first, then the store.
-    pub fn get(&self, op: &OutPoint) -> Option<Coin> {
-        match self.slots.get(op) {
-            Some(slot) => slot.coin.clone(),
-            None => self.source.as_ref()?.coin(op),
+    pub fn get(&self, op: &OutPoint) -> Result<Option<Coin>, StorageFault> {
+        match (self.slots.get(op), &self.source) {
+            (Some(slot), _) => Ok(slot.coin.clone()),
+            (None, Some(source)) => source.coin(op),
+            (None, None) => Ok(None),
         }
     }
 
     /// Reads the coins a block will spend into the cache (one pass before connecting it).
-    pub fn prefetch(&mut self, ops: impl IntoIterator<Item = OutPoint>) {
+    pub fn prefetch(
+        &mut self,
+        ops: impl IntoIterator<Item = OutPoint>,
+    ) -> Result<(), StorageFault> {
         let Some(source) = self.source.clone() else {
-            return;
+            return Ok(());
         };
         for op in ops {
             if self.slots.contains_key(&op) {
                 continue;
             }
-            if let Some(coin) = source.coin(&op) {
+            if let Some(coin) = source.coin(&op)? {
                 self.put(
                     op,
                     Slot {
@@ -99,6 +104,7 @@ impl UtxoCache {
                 );
             }
         }
+        Ok(())
     }
 
     fn put(&mut self, op: OutPoint, slot: Slot) {
@@ -205,8 +211,12 @@ impl UtxoCache {
     }
 
     /// Every coin of the set: the store's, with the cache's newer state laid over it. `stop` is
-    /// asked every 4,096 coins, the store scan included; false when it stopped the walk.
-    pub fn for_each(&self, stop: &dyn Fn() -> bool, f: &mut dyn FnMut(&OutPoint, &Coin)) -> bool {
+    /// asked every 4,096 coins, the store scan included; `Ok(false)` when it stopped the walk.
+    pub fn for_each(
+        &self,
+        stop: &dyn Fn() -> bool,
+        f: &mut dyn FnMut(&OutPoint, &Coin),
+    ) -> Result<bool, StorageFault> {
         let mut n = 0usize;
         let mut tick = || {
             n += 1;
@@ -217,7 +227,7 @@ impl UtxoCache {
                 for (op, s) in &self.slots {
                     if let Some(c) = &s.coin {
                         if tick() {
-                            return false;
+                            return Ok(false);
                         }
                         f(op, c);
                     }
@@ -233,9 +243,9 @@ impl UtxoCache {
                         return Flow::Break(());
                     }
                     Flow::Continue(())
-                });
+                })?;
                 if stopped {
-                    return false;
+                    return Ok(false);
                 }
                 for (op, s) in &self.slots {
                     match &s.coin {
@@ -249,18 +259,18 @@ impl UtxoCache {
                 }
                 for (op, c) in &all {
                     if tick() {
-                        return false;
+                        return Ok(false);
                     }
                     f(op, c);
                 }
             }
         }
-        true
+        Ok(true)
     }
 }
 
 impl UtxoView for UtxoCache {
-    fn coin(&self, outpoint: &OutPoint) -> Option<Coin> {
+    fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StorageFault> {
         self.get(outpoint)
     }
 }
@@ -276,15 +286,19 @@ mod tests {
     struct Store(Mutex<HashMap<OutPoint, Coin>>);
 
     impl CoinSource for Store {
-        fn coin(&self, op: &OutPoint) -> Option<Coin> {
-            self.0.lock().get(op).cloned()
+        fn coin(&self, op: &OutPoint) -> Result<Option<Coin>, StorageFault> {
+            Ok(self.0.lock().get(op).cloned())
         }
-        fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow) {
+        fn for_each_coin(
+            &self,
+            f: &mut dyn FnMut(OutPoint, Coin) -> Flow,
+        ) -> Result<(), StorageFault> {
             for (op, c) in self.0.lock().iter() {
                 if f(*op, c.clone()).is_break() {
-                    return;
+                    return Ok(());
                 }
             }
+            Ok(())
         }
     }
 
@@ -322,14 +336,14 @@ mod tests {
             asked.get() >= 2
         };
         let mut seen = 0;
-        assert!(!cache.for_each(&stop, &mut |_, _| seen += 1));
+        assert!(!cache.for_each(&stop, &mut |_, _| seen += 1).unwrap());
         assert_eq!(
             (asked.get(), seen),
             (2, 0),
             "stopped at 8,192 of 20,000 stored coins"
         );
         let mut all = 0;
-        assert!(cache.for_each(&|| false, &mut |_, _| all += 1));
+        assert!(cache.for_each(&|| false, &mut |_, _| all += 1).unwrap());
         assert_eq!(all, 20_000);
     }
 
@@ -347,13 +361,13 @@ mod tests {
         // Not yet committed: over budget, but nothing may go.
         cache.committed(g - 1);
         assert_eq!(cache.slots.len(), 50);
-        assert_eq!(cache.get(&op(7)).unwrap(), coin(7));
+        assert_eq!(cache.get(&op(7)).unwrap().unwrap(), coin(7));
         // The writer commits generation g: the store has the coins, the cache may drop them.
         store.0.lock().extend(created);
         cache.committed(g);
         assert!(cache.slots.is_empty());
         assert_eq!(
-            cache.get(&op(7)).unwrap(),
+            cache.get(&op(7)).unwrap().unwrap(),
             coin(7),
             "served from the store now"
         );
@@ -392,7 +406,9 @@ mod tests {
             );
         }
         assert_eq!(cache.len(), 4_000);
-        assert!(all.iter().all(|(op, c)| cache.get(op).as_ref() == Some(c)));
+        assert!(all
+            .iter()
+            .all(|(op, c)| cache.get(op).unwrap().as_ref() == Some(c)));
     }
 
     #[test]
@@ -400,19 +416,19 @@ mod tests {
         let store = Arc::new(Store::default());
         store.0.lock().insert(op(1), coin(1));
         let mut cache = UtxoCache::backed(store.clone(), 1, usize::MAX);
-        cache.prefetch([op(1), op(2)]);
+        cache.prefetch([op(1), op(2)]).unwrap();
         let spent = BlockChanges {
             created: vec![],
             spent: vec![(op(1), coin(1))],
             fees: 0,
         };
         cache.apply(&spent);
-        assert!(cache.get(&op(1)).is_none());
+        assert!(cache.get(&op(1)).unwrap().is_none());
         let mut n = 0;
-        cache.for_each(&|| false, &mut |_, _| n += 1);
+        cache.for_each(&|| false, &mut |_, _| n += 1).unwrap();
         assert_eq!((n, cache.len()), (0, 0));
         cache.revert(&spent);
-        assert_eq!(cache.get(&op(1)).unwrap(), coin(1));
+        assert_eq!(cache.get(&op(1)).unwrap().unwrap(), coin(1));
         assert_eq!(cache.len(), 1);
     }
 }

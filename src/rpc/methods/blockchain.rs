@@ -238,7 +238,8 @@ pub fn getblock_data(cs: &ChainState, p: &Params) -> Result<BlockData, RpcError>
     };
     cs.tree().get(&hash).ok_or_else(not_found)?;
     let block: Block = cs
-        .block(&hash)
+        .load_block(&hash)
+        .map_err(storage_fault)?
         .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Block not available (pruned data)"))?;
     let fields = header_fields(cs, &hash, Some(block.txdata.len())).ok_or_else(not_found)?;
     Ok(BlockData {
@@ -365,6 +366,15 @@ pub struct PruneInfo {
     pub target_bytes: Option<u64>,
 }
 
+/// A read that failed for this node's storage: an error that says so, never an answer built on
+/// bad data ("pruned", "unknown" or a wrong amount).
+fn storage_fault(f: crate::chain::reject::StorageFault) -> RpcError {
+    RpcError::internal(
+        code::MISC_ERROR,
+        format!("Block data unreadable or corrupt on this node ({f}); see the node's log"),
+    )
+}
+
 /// `pruneblockchain`'s height argument as Core reads it: above 1e9 a unix time, meaning the
 /// first active block at most two hours older than it.
 pub fn prune_height_for(cs: &ChainState, h: i64) -> Result<u32, RpcError> {
@@ -402,7 +412,10 @@ pub fn gettxout(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
         .int(1)?
         .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument n"))?;
     let n = u32::try_from(n).map_err(|_| RpcError::new(code::INVALID_PARAMETER, "Invalid n"))?;
-    let Some(coin) = cs.coin(&OutPoint::new(txid, n)) else {
+    let Some(coin) = cs
+        .read_coin(&OutPoint::new(txid, n))
+        .map_err(storage_fault)?
+    else {
         return Ok(Value::Null);
     };
     let (tip, height) = cs.tip();
@@ -433,6 +446,7 @@ pub fn gettxoutsetinfo(
     }
     let stats = cs
         .utxo_stats_until(&|| std::time::Instant::now() > deadline)
+        .map_err(storage_fault)?
         .ok_or_else(timed_out)?;
     let (tip, height) = cs.tip();
     Ok(json!({
@@ -479,15 +493,20 @@ pub fn verifychain(
         let Some(hash) = cs.hash_at(h) else {
             return Ok(false.into());
         };
-        let Some(block) = cs.block(&hash) else {
-            return Ok(false.into());
+        let block = match cs.load_block(&hash) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(false.into()),
+            Err(f) => {
+                log::error!("verifychain: {f}");
+                return Ok(false.into());
+            }
         };
         if level >= 1 && crate::chain::block_check::check_block(&block, cs.params(), true).is_err()
         {
             log::error!("verifychain: block {hash} at {h} fails its checks");
             return Ok(false.into());
         }
-        if level >= 2 && h > 0 && cs.load_undo(&hash).is_none() {
+        if level >= 2 && h > 0 && !matches!(cs.load_undo(&hash), Ok(Some(_))) {
             log::error!("verifychain: undo data of {hash} at {h} unreadable");
             return Ok(false.into());
         }

@@ -588,6 +588,9 @@ fn submitblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
         Ok(Submitted::SideBranch) => Ok("inconclusive".into()),
         // Not the block's fault: an error, not a BIP22 verdict.
         Err(r) if r.is_storage() => Err(RpcError::new(code::MISC_ERROR, r.detail)),
+        Err(r) if r.kind == crate::chain::reject::RejectKind::LocalFault => {
+            Err(RpcError::internal(code::MISC_ERROR, r.to_string()))
+        }
         Err(r) => Ok(r.reason.into()),
     }
 }
