@@ -290,6 +290,11 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
                 };
                 match done {
                     Ok(updates) => (Ok(Value::Null), updates),
+                    // Unreadable undo data stopped it before anything changed.
+                    Err(r) if r.kind == crate::chain::reject::RejectKind::LocalFault => (
+                        Err(RpcError::internal(code::MISC_ERROR, r.to_string())),
+                        Vec::new(),
+                    ),
                     Err(_) => (
                         Err(RpcError::new(
                             code::INVALID_ADDRESS_OR_KEY,

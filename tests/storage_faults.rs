@@ -1,0 +1,167 @@
+//! A real unreadable record under the running node: corrupt undo data stops a reorg offered by
+//! a peer before anything changes, blames no block and no peer, health says why, RPC answers an
+//! error instead of a wrong result, and the reorg goes through by itself once the data reads
+//! again.
+
+mod common;
+mod support;
+
+use bitcoin::consensus::deserialize;
+use bitcoin::p2p::message::NetworkMessage;
+use bitcoin::p2p::message_blockdata::Inventory;
+use bitcoin::{Block, BlockHash};
+use bllvm_node::chain::chainstate::ChainState;
+use bllvm_node::chain::mining::op_true_payout;
+use bllvm_node::chain::params::Params;
+use bllvm_node::config::Chain;
+use common::{json, poll, NodeOptions, TestNode};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::raw_peer::RawPeer;
+
+fn start(datadir: Option<&Path>, ports: Option<(u16, u16)>) -> TestNode {
+    let mut n = TestNode::start_with(NodeOptions {
+        datadir: datadir.map(Path::to_owned),
+        ports,
+        ..NodeOptions::default()
+    });
+    n.wait_ready(Duration::from_secs(30));
+    n
+}
+
+fn chain_status(n: &TestNode) -> (String, String) {
+    let d = json(&n.get("/health/detailed").unwrap().1);
+    let c = &d["components"]["chain"];
+    (
+        c["status"].as_str().unwrap().to_owned(),
+        c["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Flips one byte of `path` at `at`.
+fn flip(path: &Path, at: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn corrupt_undo_data_stops_a_reorg_without_blame_and_it_resumes_once_readable() {
+    let node = start(None, None);
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([20, common::address(1)]),
+    );
+    let (_, old_tip) = node.tip();
+
+    // A heavier branch from height 19, built here on the node's own first 19 blocks.
+    let mut cs = ChainState::new(Params::for_chain(Chain::Regtest));
+    let now = bllvm_node::clock::unix_now();
+    for h in 1..=19 {
+        let hash = node.call("getblockhash", serde_json::json!([h]));
+        let hex = node.call("getblock", serde_json::json!([hash, 0]));
+        let raw: Vec<u8> = bitcoin::hex::FromHex::from_hex(hex.as_str().unwrap()).unwrap();
+        cs.submit_block(deserialize(&raw).unwrap(), now).unwrap();
+    }
+    let branch: Vec<Block> = (0..2)
+        .map(|_| cs.mine(op_true_payout(), vec![], now + 1).unwrap().0)
+        .collect();
+    let new_tip = branch[1].block_hash();
+
+    // Stop it and damage the undo record of block 20, the last record of rev00000.dat.
+    let (datadir, ports) = (node.datadir.clone(), (node.rpc.port(), node.p2p.port()));
+    let mut node = node;
+    node.signal(libc::SIGTERM);
+    assert_eq!(node.wait_exit(Duration::from_secs(20)), 0);
+    let rev = datadir.join("regtest/blocks/rev00000.dat");
+    let at = std::fs::metadata(&rev).unwrap().len() - 33;
+    flip(&rev, at);
+    let node = start(Some(&datadir), Some(ports));
+
+    // invalidateblock over the damaged undo data: an error, nothing changed, still running.
+    let err = node
+        .rpc("invalidateblock", serde_json::json!([old_tip]))
+        .unwrap_err();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("fails its checksum"),
+        "{err}"
+    );
+    assert_eq!(node.tip(), (20, old_tip.clone()));
+
+    // A peer offers the heavier branch: the reorg stops before disconnecting anything.
+    let mut peer = RawPeer::connect("127.71.0.1", node.p2p).unwrap();
+    peer.handshake();
+    peer.send(NetworkMessage::Headers(
+        branch.iter().map(|b| b.header).collect(),
+    ))
+    .unwrap();
+    let by_hash: HashMap<BlockHash, &Block> = branch.iter().map(|b| (b.block_hash(), b)).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut served = 0;
+    while served < branch.len() && Instant::now() < deadline {
+        if let Some(NetworkMessage::GetData(items)) = peer.recv(Duration::from_millis(200)) {
+            for item in items {
+                if let Inventory::Block(h) | Inventory::WitnessBlock(h) = item {
+                    if let Some(b) = by_hash.get(&h) {
+                        peer.send(NetworkMessage::Block((*b).clone())).unwrap();
+                        served += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(served, 2, "the node asked for the branch");
+    let reason = poll(
+        Duration::from_secs(20),
+        "the chain to report the fault",
+        || {
+            let (status, reason) = chain_status(&node);
+            (status == "unhealthy").then_some(reason)
+        },
+    );
+    assert!(
+        reason.contains("storage fault") && reason.contains("checksum"),
+        "{reason}"
+    );
+    assert_eq!(
+        node.tip(),
+        (20, old_tip.clone()),
+        "nothing was disconnected"
+    );
+    assert_eq!(
+        node.call("listbanned", serde_json::json!([])),
+        serde_json::json!([])
+    );
+    let peers = node.call("getpeerinfo", serde_json::json!([]));
+    assert_eq!(
+        peers.as_array().unwrap().len(),
+        1,
+        "the peer is still connected: {peers}"
+    );
+    let tips = node.call("getchaintips", serde_json::json!([]));
+    assert!(
+        !tips.to_string().contains("invalid"),
+        "no block was marked invalid: {tips}"
+    );
+
+    // The record reads again: the reorg goes through by itself and health recovers.
+    flip(&rev, at);
+    poll(
+        Duration::from_secs(20),
+        "the reorg once the data reads",
+        || (node.tip() == (21, new_tip.to_string())).then_some(()),
+    );
+    poll(Duration::from_secs(10), "the chain to be healthy", || {
+        (chain_status(&node).0 == "healthy").then_some(())
+    });
+    assert!(
+        node.log().contains("block connection resumed"),
+        "{}",
+        node.log()
+    );
+    drop(peer);
+}
