@@ -28,10 +28,26 @@ impl RedbStore {
         Ok(store)
     }
 
+    /// Opens the file. redb 2 asserts on some damaged files (a truncated one) instead of
+    /// returning an error; that panic is caught here so the store is handled like any other
+    /// that cannot be opened (moved aside, sled used) rather than ending the process.
     fn create(path: &Path) -> Result<Database, StorageError> {
-        Database::create(path).map_err(|e| StorageError::Open {
+        let opened = std::panic::catch_unwind(|| Database::create(path));
+        let message = match opened {
+            Ok(Ok(db)) => return Ok(db),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => format!(
+                "redb panicked opening it: {}",
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default()
+            ),
+        };
+        Err(StorageError::Open {
             path: path.to_owned(),
-            message: e.to_string(),
+            message,
         })
     }
 
