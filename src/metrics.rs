@@ -114,6 +114,8 @@ pub struct DiskMetrics {
     pub writes_paused: IntGauge,
     /// The UTXO cache's budget (`dbcache_mb`).
     pub utxo_cache_budget_bytes: IntGauge,
+    /// Damage found in stored data, by kind (block, undo, coin, index, block_file).
+    pub corruption_total: IntCounterVec,
 }
 
 impl DiskMetrics {
@@ -165,7 +167,20 @@ impl DiskMetrics {
                 "bllvm_utxo_cache_budget_bytes",
                 "Memory budget of the UTXO cache (storage.dbcache_mb).",
             )?,
+            corruption_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_corruption_detected_total",
+                        "Damage found in stored data (each place counted once), by kind.",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
         };
+        for kind in crate::chain::integrity::KINDS {
+            m.corruption_total.with_label_values(&[kind]);
+        }
         for trigger in ["auto", "disk_critical", "manual"] {
             m.prunes_total.with_label_values(&[trigger]);
         }
@@ -566,6 +581,11 @@ impl Metrics {
         }
         for method in crate::rpc::methods::METHODS {
             m.rpc_breaker_state.with_label_values(&[method]).set(0);
+        }
+        // Exported before the first request is timed, so a scrape never misses the series
+        // (a dashboard test caught a scrape racing the first probe's observation).
+        for path in KNOWN_PATHS {
+            m.http_request_duration_seconds.with_label_values(&[path]);
         }
         for reason in ["auth", "forbidden", "rate", "queue", "timeout", "breaker"] {
             m.rpc_rejections_total.with_label_values(&[reason]);

@@ -272,6 +272,9 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
     }
     let metrics = Arc::new(Metrics::new(store.backend())?);
     metrics.disk.utxo_cache_budget_bytes.set(utxo_budget as i64);
+    chain_db
+        .integrity()
+        .attach(metrics.disk.corruption_total.clone());
     let shared = Arc::new(Shared::new(true));
     shared.network.write().peers_max = config.network.max_connections;
     let heartbeat_timeout = Duration::from_secs_f64(config.heartbeat_timeout_secs);

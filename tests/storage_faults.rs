@@ -165,3 +165,88 @@ fn corrupt_undo_data_stops_a_reorg_without_blame_and_it_resumes_once_readable() 
     );
     drop(peer);
 }
+
+fn start_with(datadir: &Path, config: &str) -> TestNode {
+    let mut n = TestNode::start_with(NodeOptions {
+        datadir: Some(datadir.to_owned()),
+        config: Some(config.into()),
+        ..NodeOptions::default()
+    });
+    n.wait_ready(Duration::from_secs(30));
+    n
+}
+
+fn stop(mut n: TestNode) {
+    n.signal(libc::SIGTERM);
+    assert_eq!(n.wait_exit(Duration::from_secs(20)), 0, "{}", n.log());
+}
+
+/// Block files deleted while the node was down (an old one, then the one it was appending to)
+/// are found at start, before it reports ready: counted, logged, health degraded with the file
+/// named, reads of the lost blocks answer an error, and the node goes on in a new file and
+/// restarts cleanly (it used to refuse with "block data lost").
+#[test]
+fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let config = "[storage]\nfastprune = true\n";
+    let node = start_with(&datadir, config);
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([400, common::address(1)]),
+    );
+    let first = node.call("getblockhash", serde_json::json!([1]));
+    stop(node);
+    let blocks = datadir.join("regtest/blocks");
+    std::fs::remove_file(blocks.join("blk00000.dat")).unwrap();
+
+    let node = start_with(&datadir, config);
+    let d = json(&node.get("/health/detailed").unwrap().1);
+    assert_eq!(d["status"], "degraded", "{d}");
+    let reason = d["components"]["storage"]["reason"].as_str().unwrap();
+    assert!(reason.contains("blk00000.dat is missing"), "{reason}");
+    assert_eq!(
+        node.metric("bllvm_corruption_detected_total{kind=\"block_file\"}"),
+        1.0
+    );
+    let err = node
+        .rpc("getblock", serde_json::json!([first]))
+        .unwrap_err();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("unreadable or corrupt"),
+        "{err}"
+    );
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([3, common::address(1)]),
+    );
+    let tip = node.tip();
+    stop(node);
+
+    // Now the file it appends to.
+    let mut last = std::fs::read_dir(&blocks)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("blk"))
+        .collect::<Vec<_>>();
+    last.sort();
+    std::fs::remove_file(blocks.join(last.last().unwrap())).unwrap();
+    let node = start_with(&datadir, config);
+    assert!(node.log().contains("is missing"), "{}", node.log());
+    assert_eq!(
+        node.tip(),
+        tip,
+        "the chain state is intact; only block data was lost"
+    );
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([3, common::address(1)]),
+    );
+    stop(node);
+    let node = start_with(&datadir, config);
+    assert_eq!(node.tip().0, tip.0 + 3);
+}

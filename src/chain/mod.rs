@@ -4,6 +4,7 @@
 pub mod block_check;
 pub mod chainstate;
 pub mod header_tree;
+pub mod integrity;
 pub mod merkle;
 pub mod mining;
 pub mod params;

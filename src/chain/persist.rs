@@ -5,6 +5,7 @@
 
 use super::chainstate::{BlockSource, ChainState, Update};
 use super::header_tree::{HeaderTree, Validity};
+use super::integrity::Integrity;
 use super::params::Params;
 use super::reject::StorageFault;
 use super::utxo::{BlockChanges, Coin};
@@ -224,6 +225,16 @@ struct FileSource {
     store: Arc<dyn Store>,
     dir: PathBuf,
     magic: [u8; 4],
+    /// Where damage found by a read is recorded.
+    integrity: Arc<Integrity>,
+}
+
+impl FileSource {
+    /// Records `fault` as damage of `kind` and returns it.
+    fn damaged(&self, kind: &'static str, fault: StorageFault) -> StorageFault {
+        self.integrity.found(kind, &fault.detail);
+        fault
+    }
 }
 
 impl FileSource {
@@ -235,7 +246,12 @@ impl FileSource {
             .map_err(|e| StorageFault::new("block index", e))?;
         raw.map(|r| IndexRecord::decode(&r))
             .transpose()
-            .map_err(|e| StorageFault::new("block index", format!("entry of {hash}: {e}")))
+            .map_err(|e| {
+                self.damaged(
+                    "index",
+                    StorageFault::new("block index", format!("entry of {hash}: {e}")),
+                )
+            })
     }
 }
 
@@ -251,7 +267,7 @@ impl CoinSource for FileSource {
         };
         decode_coin(&key, &v)
             .map(|(_, c)| Some(c))
-            .map_err(|e| StorageFault::new("coin", format!("{op}: {e}")))
+            .map_err(|e| self.damaged("coin", StorageFault::new("coin", format!("{op}: {e}"))))
     }
 
     fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow) -> Result<(), StorageFault> {
@@ -275,15 +291,19 @@ impl BlockSource for FileSource {
             return Ok(None);
         };
         let path = block_files::file_path(&self.dir, "blk", pos.file);
-        let (bytes, _) = block_files::read_record(&path, self.magic, pos, 0)
-            .map_err(|e| StorageFault::new("block", format!("{hash}: {e}")))?;
+        let (bytes, _) = block_files::read_record(&path, self.magic, pos, 0).map_err(|e| {
+            self.damaged("block", StorageFault::new("block", format!("{hash}: {e}")))
+        })?;
         let block: Block = deserialize(&bytes).map_err(|e| {
-            StorageFault::new("block", format!("{hash} in {}: {e}", path.display()))
+            self.damaged(
+                "block",
+                StorageFault::new("block", format!("{hash} in {}: {e}", path.display())),
+            )
         })?;
         if block.block_hash() != *hash || !intact(&block) {
-            return Err(StorageFault::new(
+            return Err(self.damaged(
                 "block",
-                format!("{hash} in {} is corrupt", path.display()),
+                StorageFault::new("block", format!("{hash} in {} is corrupt", path.display())),
             ));
         }
         Ok(Some(block))
@@ -294,17 +314,27 @@ impl BlockSource for FileSource {
             return Ok(None);
         };
         let path = block_files::file_path(&self.dir, "rev", pos.file);
-        let (bytes, sum) = block_files::read_record(&path, self.magic, pos, 32)
-            .map_err(|e| StorageFault::new("undo data", format!("{hash}: {e}")))?;
+        let (bytes, sum) = block_files::read_record(&path, self.magic, pos, 32).map_err(|e| {
+            self.damaged(
+                "undo",
+                StorageFault::new("undo data", format!("{hash}: {e}")),
+            )
+        })?;
         if sum != undo_checksum(hash, &bytes) {
-            return Err(StorageFault::new(
-                "undo data",
-                format!("{hash} in {} fails its checksum", path.display()),
+            return Err(self.damaged(
+                "undo",
+                StorageFault::new(
+                    "undo data",
+                    format!("{hash} in {} fails its checksum", path.display()),
+                ),
             ));
         }
-        decode_undo(&bytes)
-            .map(Some)
-            .map_err(|e| StorageFault::new("undo data", format!("{hash}: {e}")))
+        decode_undo(&bytes).map(Some).map_err(|e| {
+            self.damaged(
+                "undo",
+                StorageFault::new("undo data", format!("{hash}: {e}")),
+            )
+        })
     }
 }
 
@@ -329,6 +359,8 @@ pub struct ChainDb {
     prune_height: Option<u32>,
     /// How block files are pruned.
     pruning: PruneSettings,
+    /// Damage found in stored data, here and by reads.
+    integrity: Arc<Integrity>,
 }
 
 fn has_block_data(blocks_dir: &Path) -> bool {
@@ -385,6 +417,45 @@ fn encode_pos((file, len): (u32, u64)) -> Vec<u8> {
 mod prune;
 
 impl ChainDb {
+    /// Damage found in stored data so far (health and metrics read it).
+    pub fn integrity(&self) -> Arc<Integrity> {
+        self.integrity.clone()
+    }
+
+    /// Start-up check: every block and undo file the index names exists and is long enough for
+    /// the records in it (a deleted or truncated file is found before the node reports ready).
+    fn check_files(&self) {
+        let mut needed: BTreeMap<(usize, u32), (u64, usize)> = BTreeMap::new();
+        for (bp, up) in self.positions.values() {
+            for (series, pos, trailer) in [(0, bp, 0u64), (1, up, 32)] {
+                if let Some(p) = pos {
+                    let e = needed.entry((series, p.file)).or_default();
+                    e.0 = e.0.max(p.offset + u64::from(p.len) + trailer);
+                    e.1 += 1;
+                }
+            }
+        }
+        for ((series, file), (end, records)) in needed {
+            let files = if series == 0 { &self.blk } else { &self.rev };
+            let name = files.path(file);
+            match self.files[series].get(&file) {
+                None => self.integrity.found(
+                    "block_file",
+                    &format!("{} is missing ({records} records)", name.display()),
+                ),
+                Some(f) if f.bytes < end => self.integrity.found(
+                    "block_file",
+                    &format!(
+                        "{} is {} bytes, records reach {end}: it was cut short",
+                        name.display(),
+                        f.bytes
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Opens the files (cutting uncommitted tails) and loads the chain state; a fresh store
     /// starts at genesis, which is persisted at once.
     pub fn open(
@@ -491,11 +562,18 @@ impl ChainDb {
             max_file_size,
             read_pos(&*store, "rev_pos")?,
         )?;
+        let integrity = Arc::new(Integrity::default());
+        for files in [&blk, &rev] {
+            if let Some(d) = files.damage() {
+                integrity.found("block_file", d);
+            }
+        }
         let source = || {
             Arc::new(FileSource {
                 store: store.clone(),
                 dir: blocks_dir.clone(),
                 magic,
+                integrity: integrity.clone(),
             })
         };
         let files = [list_files(&blk), list_files(&rev)];
@@ -515,6 +593,7 @@ impl ChainDb {
                 }
             },
             pruning: PruneSettings::DISABLED,
+            integrity: integrity.clone(),
         };
         let Some(tip) = store.get_meta("tip_hash")? else {
             let mut cs = ChainState::new(params);
@@ -558,6 +637,7 @@ impl ChainDb {
             .get(&tip)
             .ok_or_else(|| corrupt("tip", "not in the index"))?;
         db.tip_height = tip_entry.height;
+        db.check_files();
         for (h, (bp, up)) in &db.positions {
             let height = tree.get(h).map_or(0, |e| e.height);
             for (series, pos) in [(0, bp), (1, up)] {
@@ -720,6 +800,10 @@ impl crate::storage::writer::Committer for ChainDb {
 
     fn block_files_bytes(&self) -> u64 {
         ChainDb::block_files_bytes(self)
+    }
+
+    fn damage(&self) -> Option<String> {
+        self.integrity.last()
     }
 }
 

@@ -56,6 +56,8 @@ pub struct BlockFiles {
     len: u64,
     handle: Option<File>,
     new_file: bool,
+    /// What `open` found wrong with the committed file, if anything.
+    damage: Option<String>,
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl Fn(std::io::Error) -> StorageError + 'a {
@@ -77,7 +79,7 @@ impl BlockFiles {
     ) -> Result<BlockFiles, StorageError> {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let (current, len) = committed;
-        let files = BlockFiles {
+        let mut files = BlockFiles {
             dir: dir.to_owned(),
             prefix,
             magic,
@@ -86,9 +88,19 @@ impl BlockFiles {
             len,
             handle: None,
             new_file: false,
+            damage: None,
         };
         let path = files.path(current);
-        if path.exists() {
+        if !path.exists() && len > 0 {
+            // Deleted under us: its records are lost (reads report them); appending at the
+            // committed offset would write where nothing is, so continue in a new file.
+            files.damage = Some(format!(
+                "{} is missing ({len} committed bytes); new data goes to the next file",
+                path.display()
+            ));
+            files.current += 1;
+            files.len = 0;
+        } else if path.exists() {
             let f = OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -102,13 +114,12 @@ impl BlockFiles {
                 f.set_len(len).map_err(io("truncate", &path))?;
                 f.sync_all().map_err(io("fsync", &path))?;
             } else if actual < len {
-                return Err(StorageError::Io {
-                    op: "open",
-                    message: format!(
-                        "{} is {actual} bytes but the store committed {len}: block data lost",
-                        path.display()
-                    ),
-                });
+                files.damage = Some(format!(
+                    "{} is {actual} bytes but the store committed {len}: records past {actual} are lost; new data goes to the next file",
+                    path.display()
+                ));
+                files.current += 1;
+                files.len = 0;
             }
         }
         // Every later file, not only the next few: after pruning, numbers can have gaps, and a
@@ -132,6 +143,7 @@ impl BlockFiles {
             len: 0,
             handle: None,
             new_file: false,
+            damage: None,
         }
     }
 
@@ -150,6 +162,11 @@ impl BlockFiles {
                 (n.len() == 5).then(|| n.parse().ok()).flatten()
             })
             .collect()
+    }
+
+    /// What `open` found wrong with the committed file (missing or short), if anything.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.as_deref()
     }
 
     /// `<dir>/<prefix>NNNNN.dat`.

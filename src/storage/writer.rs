@@ -39,6 +39,10 @@ pub trait Committer: Send + 'static {
     fn block_files_bytes(&self) -> u64 {
         0
     }
+    /// The latest damage found in stored data, for health.
+    fn damage(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A job with its sequence number; `committed` reaches `seq` once it is durable.
@@ -135,7 +139,13 @@ impl<C: Committer> Writer<C> {
                     self.write_peers(records);
                 },
                 recv(self.stop.receiver()) -> _ => break,
-                default(idle) => self.publish(true),
+                default(idle) => {
+                    self.publish(true);
+                    if held.is_none() {
+                        // Reads elsewhere may have found damage since.
+                        self.set_status(None);
+                    }
+                }
             }
         }
         // Shutdown: one more try for a held job, then whatever is queued.
@@ -308,13 +318,16 @@ impl<C: Committer> Writer<C> {
     }
 
     fn set_status(&self, write_error: Option<&str>) {
-        match (write_error, &self.fallback_reason) {
-            (Some(why), _) => self.heartbeat.set_status(Status::Unhealthy, why),
-            (None, Some(why)) => self.heartbeat.set_status(
+        match (write_error, self.committer.damage(), &self.fallback_reason) {
+            (Some(why), _, _) => self.heartbeat.set_status(Status::Unhealthy, why),
+            (None, Some(damage), _) => self
+                .heartbeat
+                .set_status(Status::Degraded, format!("corruption detected: {damage}")),
+            (None, None, Some(why)) => self.heartbeat.set_status(
                 Status::Degraded,
                 format!("running on the sled fallback: {why}"),
             ),
-            (None, None) => self.heartbeat.set_status(Status::Healthy, ""),
+            (None, None, None) => self.heartbeat.set_status(Status::Healthy, ""),
         }
     }
 

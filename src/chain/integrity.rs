@@ -1,0 +1,71 @@
+//! Where corruption found anywhere in stored data is recorded: counted by kind, logged once per
+//! place, and kept for health until the node restarts. Readers report into it (the block files
+//! source, the start-up check); the writer turns it into the storage status, metrics count it.
+
+use parking_lot::Mutex;
+use prometheus::IntCounterVec;
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+/// Kinds of damage, the label values of `bllvm_corruption_detected_total`.
+pub const KINDS: [&str; 5] = ["block", "undo", "coin", "index", "block_file"];
+
+/// The record of what was found.
+#[derive(Default)]
+pub struct Integrity {
+    seen: Mutex<HashSet<String>>,
+    last: Mutex<Option<String>>,
+    counter: OnceLock<IntCounterVec>,
+}
+
+impl Integrity {
+    /// Counts into `counter` from now on (set once metrics exist; earlier findings are added).
+    pub fn attach(&self, counter: IntCounterVec) {
+        for what in self.seen.lock().iter() {
+            if let Some(kind) = what.split(':').next() {
+                counter.with_label_values(&[kind]).inc();
+            }
+        }
+        let _ = self.counter.set(counter);
+    }
+
+    /// Records damage of `kind` (one of [`KINDS`]) described by `detail`; logged and counted
+    /// the first time it is seen.
+    pub fn found(&self, kind: &'static str, detail: &str) {
+        let key = format!("{kind}:{detail}");
+        if !self.seen.lock().insert(key) {
+            return;
+        }
+        log::error!(kind = kind; "corruption detected ({kind}): {detail}");
+        if let Some(c) = self.counter.get() {
+            c.with_label_values(&[kind]).inc();
+        }
+        *self.last.lock() = Some(format!("{kind}: {detail}"));
+    }
+
+    /// The latest finding, for health.
+    pub fn last(&self) -> Option<String> {
+        self.last.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_place_is_counted_once() {
+        let i = Integrity::default();
+        i.found("block", "blk00000.dat missing");
+        let c = IntCounterVec::new(prometheus::Opts::new("x", "x"), &["kind"]).unwrap();
+        i.attach(c.clone());
+        i.found("block", "blk00000.dat missing");
+        i.found("undo", "rev00001.dat at 8 fails its checksum");
+        assert_eq!(c.with_label_values(&["block"]).get(), 1);
+        assert_eq!(c.with_label_values(&["undo"]).get(), 1);
+        assert_eq!(
+            i.last().as_deref(),
+            Some("undo: rev00001.dat at 8 fails its checksum")
+        );
+    }
+}
