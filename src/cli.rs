@@ -50,6 +50,28 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Backups of the chain-state store.
+    Backup {
+        /// Which tool.
+        #[command(subcommand)]
+        action: BackupAction,
+    },
+    /// Puts a backup back as the chain-state store (the node must be stopped); the next start
+    /// reconnects the blocks written after it.
+    Restore {
+        /// The backup directory (`<backups>/<UTC time>-<height>/`).
+        dir: PathBuf,
+    },
+}
+
+/// `backup` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Checks a backup against its manifest (sizes, SHA-256, tables, tip); exit 0 or 1.
+    Verify {
+        /// The backup directory.
+        dir: PathBuf,
+    },
 }
 
 /// `config` subcommands.
@@ -115,6 +137,32 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Some(Command::Backup {
+            action: BackupAction::Verify { dir },
+        }) => match crate::storage::backup::verify(dir) {
+            Ok(m) => {
+                println!(
+                    "backup {} verified: {} at height {} ({}), {} files",
+                    dir.display(),
+                    m.network,
+                    m.tip_height,
+                    m.tip_hash,
+                    m.files.len()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
+        Some(Command::Restore { dir }) => match config::load(cli.config.as_deref(), &overrides) {
+            Ok(c) => restore(&c, dir),
+            Err(e) => {
+                report_config_error(&e, cli.log_format);
+                1
+            }
+        },
         None => match config::load(cli.config.as_deref(), &overrides) {
             Ok(c) => run(c, cli.log_level),
             Err(e) => {
@@ -122,6 +170,35 @@ pub fn main() -> i32 {
                 1
             }
         },
+    }
+}
+
+/// `restore DIR`: refuses while a node holds the datadir, else puts the backup in place.
+fn restore(config: &Config, dir: &std::path::Path) -> i32 {
+    let net_dir = config.network_dir();
+    let _lock = match crate::datadir::lock(&net_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let network = crate::rpc::methods::blockchain::chain_name(config.chain);
+    match crate::storage::backup::restore(dir, &net_dir, network) {
+        Ok(m) => {
+            println!(
+                "restored {} (height {}, {}) into {}; the current store was moved aside. Start the node: it reconnects the blocks written after the backup.",
+                dir.display(),
+                m.tip_height,
+                m.tip_hash,
+                net_dir.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
     }
 }
 

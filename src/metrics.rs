@@ -116,6 +116,12 @@ pub struct DiskMetrics {
     pub utxo_cache_budget_bytes: IntGauge,
     /// Damage found in stored data, by kind (block, undo, coin, index, block_file).
     pub corruption_total: IntCounterVec,
+    /// When the last verified backup was written, unix seconds (0: none yet).
+    pub backup_last_success: IntGauge,
+    /// Backups that failed, were skipped for space, or failed verification.
+    pub backup_failures_total: IntCounter,
+    /// Size of the last backup.
+    pub backup_bytes: IntGauge,
 }
 
 impl DiskMetrics {
@@ -167,6 +173,15 @@ impl DiskMetrics {
                 "bllvm_utxo_cache_budget_bytes",
                 "Memory budget of the UTXO cache (storage.dbcache_mb).",
             )?,
+            backup_last_success: int_gauge(
+                "bllvm_backup_last_success_timestamp_seconds",
+                "When the last verified backup of the chain-state store was written (0: none).",
+            )?,
+            backup_failures_total: counter(
+                "bllvm_backup_failures_total",
+                "Backups that failed, were skipped for lack of space, or failed verification.",
+            )?,
+            backup_bytes: int_gauge("bllvm_backup_bytes", "Size of the last backup.")?,
             corruption_total: reg(
                 r,
                 IntCounterVec::new(
@@ -178,6 +193,7 @@ impl DiskMetrics {
                 )?,
             )?,
         };
+        m.backup_last_success.set(0);
         for kind in crate::chain::integrity::KINDS {
             m.corruption_total.with_label_values(&[kind]);
         }

@@ -17,7 +17,7 @@ use crate::rpc::allow::AllowList;
 use crate::rpc::auth::{CookieFile, Credentials};
 use crate::rpc::{self, RpcServer};
 use crate::state::Shared;
-use crate::storage::writer::Writer;
+use crate::storage::writer::{BackupSettings, Writer};
 use crate::storage::{self, StorageError, Store};
 use crate::supervisor::health::Fault;
 use crate::supervisor::systemd::Notifier;
@@ -287,6 +287,7 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
     let (batch_tx, batch_rx) = bounded(ch.write_batches);
     let (req_tx, req_rx) = bounded(ch.chain_requests);
     let (prune_tx, prune_rx) = bounded(ch.prune_requests);
+    let (backup_tx, backup_rx) = bounded(4);
     let (probe_tx, probe_rx) = bounded(ch.probe_queue);
     let (rpc_tx, rpc_rx) = bounded(config.rpc.work_queue);
     let (fail_tx, fail_rx) = bounded(64);
@@ -325,6 +326,17 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
         shared: shared.clone(),
         tick,
         fallback_reason,
+        backup_requests: backup_rx,
+        backup_error: None,
+        backups: BackupSettings {
+            root: config.backup_root(),
+            every: (config.storage.backup_interval_secs > 0.0)
+                .then(|| Duration::from_secs_f64(config.storage.backup_interval_secs)),
+            keep_daily: config.storage.backup_keep_daily,
+            keep_weekly: config.storage.backup_keep_weekly,
+            network: crate::rpc::methods::blockchain::chain_name(config.chain).to_owned(),
+            disk_warn_share: config.storage.disk_warn_percent / 100.0,
+        },
     };
     let storage_thread = start_thread(Component::Storage, "storage", &fail_tx, move || {
         writer.run()
@@ -401,6 +413,7 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
                 .map(|(m, t)| (m.clone(), Duration::from_secs_f64(*t)))
                 .collect(),
             prunes: prune_tx,
+            backups: backup_tx,
             pruning: PruneSettings::from_config(&config.storage),
             fault: config.debug.fail_rpc_method.clone().map(|m| {
                 (

@@ -52,6 +52,16 @@ fn generate_and_submit_through_the_threads_then_reopen() {
         metrics: metrics.clone(),
         tick,
         fallback_reason: None,
+        backup_requests: bounded(1).1,
+        backup_error: None,
+        backups: bllvm_node::storage::writer::BackupSettings {
+            root: dir.path().join("backups"),
+            every: None,
+            keep_daily: 7,
+            keep_weekly: 4,
+            network: "regtest".into(),
+            disk_warn_share: 0.8,
+        },
     };
     let chain = ChainThread {
         state,

@@ -390,6 +390,39 @@ fn key_name(key: &str) -> &'static str {
     }
 }
 
+/// Moves what the `blk` files hold past `committed` into `to` as a series of its own (the part
+/// of the committed file past its length, and every later file), for the reindex to reconnect.
+/// Returns how many files it wrote there.
+fn move_tail(
+    blocks: &Path,
+    to: &Path,
+    committed: (u32, u64),
+    magic: [u8; 4],
+) -> Result<usize, PersistError> {
+    let err = |op| move |e: std::io::Error| StorageError::io(op, e);
+    let series = BlockFiles::open_readonly(blocks, "blk", magic);
+    let mut numbers = series.numbers();
+    numbers.sort();
+    let mut out = BlockFiles::open_readonly(to, "blk", magic).numbers().len() as u32;
+    std::fs::create_dir_all(to).map_err(err("create"))?;
+    let start = out;
+    for n in numbers.into_iter().filter(|n| *n >= committed.0) {
+        let path = series.path(n);
+        let target = block_files::file_path(to, "blk", out);
+        if n == committed.0 {
+            let bytes = std::fs::read(&path).map_err(err("read"))?;
+            if bytes.len() as u64 <= committed.1 {
+                continue;
+            }
+            std::fs::write(&target, &bytes[committed.1 as usize..]).map_err(err("write"))?;
+        } else {
+            std::fs::rename(&path, &target).map_err(err("rename"))?;
+        }
+        out += 1;
+    }
+    Ok((out - start) as usize)
+}
+
 /// Every file of a series with its size (heights are filled in from the index).
 fn list_files(files: &BlockFiles) -> BTreeMap<u32, FileInfo> {
     files
@@ -485,10 +518,22 @@ impl ChainDb {
             std::fs::rename(&blocks_dir, &reindex_dir)
                 .map_err(|e| StorageError::io("rename", e))?;
         }
+        // After a restore, the block files hold whole blocks past the restored store's commit:
+        // they are moved out to be reconnected rather than cut off.
+        let marker = dir.join(crate::storage::backup::RESTORE_MARKER);
+        if marker.exists() {
+            let magic = params.chain.bitcoin_network().magic().to_bytes();
+            let committed = read_pos(&*store, "blk_pos")?;
+            let moved = move_tail(&blocks_dir, &reindex_dir, committed, magic)?;
+            log::warn!(files = moved; "restored store: blocks past its tip are reconnected from the block files");
+        }
         let (mut db, mut cs) = Self::load(dir, store, params, max_file_size)?;
         if reindex_dir.exists() {
             db.reindex(&mut cs, &reindex_dir)?;
             std::fs::remove_dir_all(&reindex_dir).map_err(|e| StorageError::io("remove", e))?;
+        }
+        if marker.exists() {
+            std::fs::remove_file(&marker).map_err(|e| StorageError::io("remove", e))?;
         }
         Ok((db, cs))
     }

@@ -94,6 +94,15 @@ pub struct StorageConfig {
     pub fastprune: bool,
     /// Memory budget of the UTXO cache.
     pub dbcache_mb: u64,
+    /// Seconds between scheduled backups of the chain-state store; 0 turns them off.
+    pub backup_interval_secs: f64,
+    /// Where backups go; default `<datadir>/<network>/backups/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_dir: Option<PathBuf>,
+    /// Past a day, the newest backup of each of this many days is kept.
+    pub backup_keep_daily: u32,
+    /// And the newest of each of this many weeks.
+    pub backup_keep_weekly: u32,
 }
 
 /// The key-value store backend.
@@ -398,6 +407,10 @@ impl Default for StorageConfig {
             disk_critical_percent: 90.0,
             fastprune: false,
             dbcache_mb: 64,
+            backup_interval_secs: 0.0,
+            backup_dir: None,
+            backup_keep_daily: 7,
+            backup_keep_weekly: 4,
         }
     }
 }
@@ -490,6 +503,14 @@ impl Config {
         PathBuf::from(home).join(".bllvm")
     }
 
+    /// Where backups of the chain-state store go.
+    pub fn backup_root(&self) -> PathBuf {
+        self.storage
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| self.network_dir().join("backups"))
+    }
+
     /// `<datadir>/<network>/`, where every file of this network lives.
     pub fn network_dir(&self) -> PathBuf {
         let root = self.datadir_root();
@@ -567,6 +588,12 @@ impl Config {
                     "({}) must not exceed storage.disk_critical_percent ({})",
                     s.disk_warn_percent, s.disk_critical_percent
                 ),
+            ));
+        }
+        if !(s.backup_interval_secs.is_finite() && s.backup_interval_secs >= 0.0) {
+            return Err((
+                "storage.backup_interval_secs".into(),
+                format!("must be 0 (off) or more, got {}", s.backup_interval_secs),
             ));
         }
         if s.fastprune && self.chain != Chain::Regtest {

@@ -1,6 +1,7 @@
 //! The chain-state store: one trait over key-value tables, two backends (redb, sled), the block
 //! files, and the writer thread that alone writes them.
 
+pub mod backup;
 pub mod block_files;
 pub mod open;
 pub mod redb_store;
@@ -86,6 +87,22 @@ pub struct PruneRequest {
     pub trigger: PruneTrigger,
     /// Where to answer, for `pruneblockchain`.
     pub reply: Option<PruneReply>,
+}
+
+/// The answer to `backupchainstate`.
+pub type BackupReply = crossbeam_channel::Sender<Result<BackupReport, String>>;
+
+/// A backup written and verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// Its directory.
+    pub path: PathBuf,
+    /// The tip it holds.
+    pub height: u64,
+    /// Its hash.
+    pub hash: String,
+    /// Bytes of the backup.
+    pub bytes: u64,
 }
 
 /// What one prune deleted.

@@ -4,7 +4,10 @@
 //! crash: the job is kept and retried, no new job is taken, and the chain sees the reason in
 //! the shared storage view and refuses new blocks until a retry succeeds.
 
-use super::{PruneReport, PruneRequest, PruneTrigger, Store, Table, WriteBatch};
+use super::{
+    backup, BackupReply, BackupReport, PruneReport, PruneRequest, PruneTrigger, Store, Table,
+    WriteBatch,
+};
 use crate::lifecycle::StopSignal;
 use crate::metrics::Metrics;
 use crate::state::Shared;
@@ -105,6 +108,29 @@ pub struct Writer<C: Committer> {
     pub tick: Duration,
     /// Set when running on the sled fallback: storage reports degraded.
     pub fallback_reason: Option<String>,
+    /// `backupchainstate` requests.
+    pub backup_requests: Receiver<BackupReply>,
+    /// The last backup's failure, until one succeeds.
+    pub backup_error: Option<String>,
+    /// Where and how often backups are taken.
+    pub backups: BackupSettings,
+}
+
+/// Backups of the store, from `[storage]`.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// The directory backups go in.
+    pub root: std::path::PathBuf,
+    /// Between scheduled backups; `None`: only on request.
+    pub every: Option<Duration>,
+    /// Days of which the newest backup is kept.
+    pub keep_daily: u32,
+    /// Weeks of which the newest backup is kept.
+    pub keep_weekly: u32,
+    /// Core's network name, for the manifest.
+    pub network: String,
+    /// A backup that would take the filesystem past this used share is skipped.
+    pub disk_warn_share: f64,
 }
 
 impl<C: Committer> Writer<C> {
@@ -113,8 +139,13 @@ impl<C: Committer> Writer<C> {
         self.publish(true);
         self.set_status(None);
         let mut held: Option<Held<C::Job>> = None;
+        let mut next_backup = self.backups.every.map(|d| Instant::now() + d);
         loop {
             self.heartbeat.beat();
+            if held.is_none() && next_backup.is_some_and(|t| Instant::now() >= t) {
+                let _ = self.backup();
+                next_backup = self.backups.every.map(|d| Instant::now() + d);
+            }
             if held.as_ref().is_some_and(|h| Instant::now() >= h.retry_at) {
                 held = held.and_then(|h| self.retry(h));
             }
@@ -137,6 +168,20 @@ impl<C: Committer> Writer<C> {
                 },
                 recv(self.peer_records) -> msg => if let Ok(records) = msg {
                     self.write_peers(records);
+                },
+                recv(self.backup_requests) -> msg => if let Ok(reply) = msg {
+                    // As fresh as the chain has handed over: what is queued is committed first.
+                    while held.is_none() {
+                        match self.jobs.try_recv() {
+                            Ok(job) => held = self.commit(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let result = match &held {
+                        Some(h) => Err(format!("storage writes are failing ({}); no backup now", h.error)),
+                        None => self.backup(),
+                    };
+                    let _ = reply.send(result);
                 },
                 recv(self.stop.receiver()) -> _ => break,
                 default(idle) => {
@@ -317,7 +362,80 @@ impl<C: Committer> Writer<C> {
         }
     }
 
+    /// Writes, verifies and keeps a backup between commits (so the copy is consistent), then
+    /// applies retention. A failure is logged, counted and shown in health until one succeeds.
+    fn backup(&mut self) -> Result<BackupReport, String> {
+        let started = Instant::now();
+        let result = self.try_backup();
+        let d = &self.metrics.disk;
+        match &result {
+            Ok(r) => {
+                log::info!(
+                    height = r.height, bytes = r.bytes;
+                    "backup written and verified in {:.1} s: {}",
+                    started.elapsed().as_secs_f64(),
+                    r.path.display()
+                );
+                d.backup_last_success.set(crate::clock::unix_now());
+                d.backup_bytes.set(r.bytes as i64);
+                self.backup_error = None;
+            }
+            Err(e) => {
+                log::error!("backup failed: {e}");
+                d.backup_failures_total.inc();
+                self.backup_error = Some(e.clone());
+            }
+        }
+        self.set_status(None);
+        result
+    }
+
+    fn try_backup(&mut self) -> Result<BackupReport, String> {
+        let b = &self.backups;
+        std::fs::create_dir_all(&b.root)
+            .map_err(|e| format!("cannot create {}: {e}", b.root.display()))?;
+        // A backup never fills the disk: about the store's size must fit under the warning mark.
+        let need = self.store.size_bytes();
+        if let (Ok(avail), Ok(total)) = (fs2::available_space(&b.root), fs2::total_space(&b.root)) {
+            let after = crate::pruning::disk::used_share(total, avail.saturating_sub(need));
+            if after >= b.disk_warn_share {
+                return Err(format!(
+                    "skipped: {need} bytes more would take {} to {:.1}% used, past the warning mark ({:.0}%)",
+                    b.root.display(),
+                    after * 100.0,
+                    b.disk_warn_share * 100.0
+                ));
+            }
+        }
+        let beat = || self.heartbeat.beat();
+        let now = crate::clock::unix_now() as u64;
+        let (dir, manifest) = backup::write(self.store.as_ref(), &b.root, &b.network, now, &beat)
+            .map_err(|e| e.to_string())?;
+        let all = backup::list(&b.root);
+        let times: Vec<u64> = all.iter().map(|(_, t)| *t).collect();
+        for i in backup::expired(&times, now, b.keep_daily, b.keep_weekly) {
+            let (old, _) = &all[i];
+            match std::fs::remove_dir_all(old) {
+                Ok(()) => log::info!("backup {} expired and removed", old.display()),
+                Err(e) => log::warn!("cannot remove expired backup {}: {e}", old.display()),
+            }
+        }
+        Ok(BackupReport {
+            path: dir,
+            height: manifest.tip_height,
+            hash: manifest.tip_hash,
+            bytes: manifest.files.iter().map(|f| f.bytes).sum(),
+        })
+    }
+
     fn set_status(&self, write_error: Option<&str>) {
+        if write_error.is_none() {
+            if let Some(e) = &self.backup_error {
+                return self
+                    .heartbeat
+                    .set_status(Status::Degraded, format!("last backup failed: {e}"));
+            }
+        }
         match (write_error, self.committer.damage(), &self.fallback_reason) {
             (Some(why), _, _) => self.heartbeat.set_status(Status::Unhealthy, why),
             (None, Some(damage), _) => self

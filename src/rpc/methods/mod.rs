@@ -36,6 +36,8 @@ pub struct Context {
     pub fault: Option<(String, std::sync::atomic::AtomicU32)>,
     /// Prune requests to the storage writer (`pruneblockchain`).
     pub prunes: Sender<crate::storage::PruneRequest>,
+    /// Backup requests to the storage writer (`backupchainstate`).
+    pub backups: Sender<crate::storage::BackupReply>,
     /// How block files are pruned (`getblockchaininfo`).
     pub pruning: crate::pruning::policy::PruneSettings,
 }
@@ -130,6 +132,7 @@ pub const METHODS: &[&str] = &[
     "reconsiderblock",
     "verifychain",
     "pruneblockchain",
+    "backupchainstate",
     "generateblock",
     "getblocktemplate",
     "getrawtransaction",
@@ -306,6 +309,24 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
             })?
         }
         "pruneblockchain" => pruneblockchain(ctx, params),
+        "backupchainstate" => {
+            Args::new(params, &[])?;
+            let (tx, rx) = bounded(1);
+            let timeout = ctx.timeout_for(method);
+            ctx.backups
+                .send_timeout(tx, timeout)
+                .map_err(|_| RpcError::internal(code::MISC_ERROR, "storage is busy; try again"))?;
+            match wait(&rx, timeout, method)? {
+                Ok(r) => Ok(json!({
+                    "path": r.path.display().to_string(),
+                    "height": r.height,
+                    "hash": r.hash,
+                    "bytes": r.bytes,
+                    "verified": true,
+                })),
+                Err(why) => Err(RpcError::internal(code::MISC_ERROR, why)),
+            }
+        }
         "generateblock" => generateblock(ctx, params),
         "decoderawtransaction" => {
             let a = Args::new(params, &["hexstring", "iswitness"])?;
