@@ -1,7 +1,8 @@
 //! Bounded-resource figures on the real binary over loopback: the syncing node's RSS and speed
 //! against `dbcache_mb` (4, 64, 450) on a UTXO set ten times the smallest budget; sync with and
 //! without assumevalid on a chain of P2WPKH/P2TR spends; the time to prune 1 GB of block files
-//! (the writer's prune, through the library).
+//! (the writer's prune, through the library); backup, verify and restore of a store with 1 M
+//! coins.
 //! `cargo bench --bench resources`; under `cargo test` a smoke run on small sizes.
 
 #[path = "../tests/common/mod.rs"]
@@ -105,7 +106,10 @@ fn main() {
     );
     drop(a);
 
-    // 3. Pruning 1 GB of block files (128 MiB files; 1 MiB in the smoke run).
+    // 3. Backup, verify and restore of a store with 1 M coins.
+    backup_bench(if full { 1_000_000 } else { 10_000 });
+
+    // 4. Pruning 1 GB of block files (128 MiB files; 1 MiB in the smoke run).
     if full {
         prune_bench(
             1_000_000_000,
@@ -175,5 +179,50 @@ fn prune_bench(bytes: u64, file_size: u64) {
         report.bytes as f64 / 1e9,
         t.elapsed().as_secs_f64() * 1e3,
         db.block_files_bytes()
+    );
+}
+
+/// A store of `coins` coin-sized records (36-byte keys, 40-byte values) and a tip, then a backup
+/// of it timed, its verification, and a restore into another directory.
+fn backup_bench(coins: u32) {
+    use bllvm_node::storage::{backup, Store, Table, WriteBatch};
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("regtest");
+    std::fs::create_dir_all(&net).unwrap();
+    let store = RedbStore::open(&net).unwrap();
+    let mut batch = WriteBatch::default();
+    for i in 0..coins {
+        let mut key = [0u8; 36];
+        key[..4].copy_from_slice(&i.to_le_bytes());
+        batch.put(Table::Coins, key.to_vec(), vec![0x51; 40]);
+        if batch.ops.len() == 50_000 {
+            store.apply(&batch).unwrap();
+            batch.ops.clear();
+        }
+    }
+    batch.put_meta("tip_hash", vec![7u8; 32]);
+    batch.put_meta("tip_height", b"1000".to_vec());
+    store.apply(&batch).unwrap();
+    let root = dir.path().join("backups");
+    let t = Instant::now();
+    let (path, manifest) = backup::write(&store, &root, "regtest", 1_800_000_000, &|| {}).unwrap();
+    let took = t.elapsed().as_secs_f64();
+    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    println!(
+        "backup: {coins} coins, store {:.1} MB, backup {:.1} MB written and verified in {took:.2} s",
+        store.size_bytes() as f64 / 1e6,
+        bytes as f64 / 1e6
+    );
+    drop(store);
+    let t = Instant::now();
+    backup::verify(&path).unwrap();
+    println!("  verify alone: {:.2} s", t.elapsed().as_secs_f64());
+    let target = dir.path().join("restored");
+    std::fs::create_dir_all(&target).unwrap();
+    let t = Instant::now();
+    backup::restore(&path, &target, "regtest").unwrap();
+    println!(
+        "  restore (verify, copy, rename): {:.2} s",
+        t.elapsed().as_secs_f64()
     );
 }
