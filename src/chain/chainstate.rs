@@ -474,14 +474,21 @@ impl ChainState {
     /// until an activation gets past it.
     pub fn activate(&mut self) -> Vec<Update> {
         let mut updates = Vec::new();
-        self.fault = None;
+        // Retried every few seconds while it lasts: a fault is logged when it first appears.
+        let previous = self.fault.take();
+        let stopped = |f: StorageFault, what: String| {
+            if previous.as_ref() != Some(&f) {
+                log::error!("{what}: {f}");
+            }
+            Some(f)
+        };
         while let Some(path) = self.best_candidate_branch() {
             let fork_height = self.tree.get(&path[0]).map(|e| e.height - 1).unwrap_or(0);
             match self.disconnect_to(fork_height) {
                 Ok(u) => updates.extend(u),
                 Err(f) => {
-                    log::error!("cannot reorganise to {}: {f}", path[path.len() - 1]);
-                    self.fault = Some(f);
+                    let what = format!("cannot reorganise to {}", path[path.len() - 1]);
+                    self.fault = stopped(f, what);
                     return updates;
                 }
             }
@@ -489,8 +496,8 @@ impl ChainState {
                 match self.connect(&h) {
                     Ok(u) => updates.push(u),
                     Err(r) if r.kind == RejectKind::LocalFault => {
-                        log::error!("cannot connect {h}: {r}");
-                        self.fault = Some(StorageFault::new("block connection", r.to_string()));
+                        let f = StorageFault::new("block connection", r.to_string());
+                        self.fault = stopped(f, format!("cannot connect {h}"));
                         return updates;
                     }
                     Err(r) => {
