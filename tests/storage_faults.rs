@@ -250,3 +250,41 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
     let node = start_with(&datadir, config);
     assert_eq!(node.tip().0, tip.0 + 3);
 }
+
+/// A flipped byte in the tip's block record, made while the node was down, is found by the
+/// start-up check before the node reports ready; getblock says the data is corrupt.
+#[test]
+fn a_corrupt_block_near_the_tip_is_found_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let node = start_with(&datadir, "");
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([10, common::address(1)]),
+    );
+    let (_, tip) = node.tip();
+    stop(node);
+    let blk = datadir.join("regtest/blocks/blk00000.dat");
+    // Inside the last record: the tip block's coinbase.
+    let at = std::fs::metadata(&blk).unwrap().len() - 60;
+    flip(&blk, at);
+    let node = start_with(&datadir, "");
+    assert_eq!(
+        node.metric("bllvm_corruption_detected_total{kind=\"block\"}"),
+        1.0
+    );
+    let d = json(&node.get("/health/detailed").unwrap().1);
+    let reason = d["components"]["storage"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&tip) && reason.contains("corrupt"),
+        "{reason}"
+    );
+    let err = node.rpc("getblock", serde_json::json!([tip])).unwrap_err();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("unreadable or corrupt"),
+        "{err}"
+    );
+}
