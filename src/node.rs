@@ -77,6 +77,10 @@ pub enum StartError {
 pub fn run(config: Config) -> i32 {
     let (supervisor, lock) = match start(&config) {
         Ok(s) => s,
+        Err(StartError::Chain(PersistError::Interrupted)) => {
+            log::info!(exit_code = 0; "stopped during start-up; the reindex resumes at the next start");
+            return 0;
+        }
         Err(e) => {
             log::error!("cannot start: {}", error_chain(&e));
             return 1;
@@ -257,11 +261,15 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
     } else {
         storage::block_files::MAX_FILE_SIZE
     };
-    let (mut chain_db, mut chain_state) = ChainDb::open_with_file_size(
+    // A SIGTERM during a long reindex stops it between blocks (the signal stays queued for the
+    // supervisor, or ends start-up cleanly).
+    let stop_requested = || !sig_rx.is_empty();
+    let (mut chain_db, mut chain_state) = ChainDb::open_until(
         &dir,
         store.clone(),
         Params::for_chain(config.chain),
         file_size,
+        &stop_requested,
     )?;
     chain_db.set_pruning(PruneSettings::from_config(&config.storage));
     let utxo_budget = config.storage.dbcache_mb as usize * 1024 * 1024;

@@ -110,3 +110,53 @@ fn second_sigint_forces_exit() {
     assert_eq!(node.wait_exit(Duration::from_secs(15)), 130);
     assert!(node.log().contains("second SIGINT: forcing immediate exit"));
 }
+
+/// SIGTERM during a start-up reindex stops it between blocks within the shutdown deadline, with
+/// exit 0, and the next start resumes it to the same tip.
+#[test]
+fn sigterm_during_a_reindex_stops_it_and_the_next_start_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let mut node = TestNode::start_with(NodeOptions {
+        datadir: Some(datadir.clone()),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([1500, common::address(1)]),
+    );
+    let tip = node.tip();
+    node.signal(libc::SIGTERM);
+    assert_eq!(node.wait_exit(Duration::from_secs(20)), 0);
+    // Without its store the node rebuilds the chain from the block files at start.
+    std::fs::remove_file(datadir.join("regtest/chainstate.redb")).unwrap();
+    let mut node = TestNode::start_with(NodeOptions {
+        datadir: Some(datadir.clone()),
+        ..NodeOptions::default()
+    });
+    common::poll(
+        Duration::from_secs(60),
+        "the reindex to be under way",
+        || node.log().contains("reindex: 500 blocks").then_some(()),
+    );
+    let asked = std::time::Instant::now();
+    node.signal(libc::SIGTERM);
+    assert_eq!(node.wait_exit(Duration::from_secs(20)), 0, "{}", node.log());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "stopped within shutdown_timeout_secs"
+    );
+    assert!(node.log().contains("reindex stopped"), "{}", node.log());
+    assert!(
+        datadir.join("regtest/blocks.reindex").exists(),
+        "left to resume"
+    );
+    let mut node = TestNode::start_with(NodeOptions {
+        datadir: Some(datadir.clone()),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(120));
+    assert_eq!(node.tip(), tip);
+    assert!(!datadir.join("regtest/blocks.reindex").exists());
+}

@@ -31,6 +31,9 @@ pub enum PersistError {
     /// A read of block, undo or coin data failed.
     #[error(transparent)]
     Fault(#[from] StorageFault),
+    /// Asked to stop (SIGTERM) during a reindex; the next start resumes it.
+    #[error("stopped during the reindex; the next start resumes it")]
+    Interrupted,
     /// Stored bytes that do not decode.
     #[error("corrupt {what} in the store: {detail}")]
     Corrupt {
@@ -338,6 +341,9 @@ impl BlockSource for FileSource {
     }
 }
 
+/// A reindex logs its progress every this many blocks.
+const REINDEX_PROGRESS_EVERY: u64 = 500;
+
 /// Blocks below the tip whose block and undo records are read back at start.
 const START_CHECK_BLOCKS: u32 = 6;
 
@@ -509,6 +515,18 @@ impl ChainDb {
         params: Params,
         max_file_size: u64,
     ) -> Result<(ChainDb, ChainState), PersistError> {
+        Self::open_until(dir, store, params, max_file_size, &|| false)
+    }
+
+    /// `open_with_file_size` that gives up a reindex between blocks once `stop` says so (a
+    /// SIGTERM during start-up); the next start resumes it.
+    pub fn open_until(
+        dir: &Path,
+        store: Arc<dyn Store>,
+        params: Params,
+        max_file_size: u64,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(ChainDb, ChainState), PersistError> {
         let blocks_dir = dir.join("blocks");
         // A store without a tip beside existing block files (a fallback to a new backend, or a
         // deleted store): rebuild from the files instead of truncating them.
@@ -532,7 +550,7 @@ impl ChainDb {
         }
         let (mut db, mut cs) = Self::load(dir, store, params, max_file_size)?;
         if reindex_dir.exists() {
-            db.reindex(&mut cs, &reindex_dir)?;
+            db.reindex(&mut cs, &reindex_dir, stop)?;
             std::fs::remove_dir_all(&reindex_dir).map_err(|e| StorageError::io("remove", e))?;
         }
         if marker.exists() {
@@ -543,7 +561,12 @@ impl ChainDb {
 
     /// Submits every block found in `old` (file order; children waiting for parents), persisting
     /// as it goes. Interrupted, it resumes on the next start: known blocks are duplicates.
-    fn reindex(&mut self, cs: &mut ChainState, old: &Path) -> Result<(), PersistError> {
+    fn reindex(
+        &mut self,
+        cs: &mut ChainState,
+        old: &Path,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(), PersistError> {
         let magic = cs.params().chain.bitcoin_network().magic().to_bytes();
         let files = BlockFiles::open_readonly(old, "blk", magic);
         let now = crate::clock::unix_now();
@@ -561,6 +584,11 @@ impl ChainDb {
                     );
                     continue;
                 };
+                // Every block so far is persisted: stopping here loses nothing.
+                if stop() {
+                    log::info!(blocks = count, height = cs.tip().1; "reindex stopped; the next start resumes it");
+                    return Err(PersistError::Interrupted);
+                }
                 let mut queue = vec![block];
                 while let Some(block) = queue.pop() {
                     let hash = block.block_hash();
@@ -568,6 +596,9 @@ impl ChainDb {
                         Ok((_, updates)) => {
                             self.persist(cs, &updates)?;
                             count += 1;
+                            if count % REINDEX_PROGRESS_EVERY == 0 {
+                                log::info!(blocks = count, height = cs.tip().1; "reindex: {count} blocks");
+                            }
                             queue.extend(waiting.remove(&hash).unwrap_or_default());
                         }
                         Err(r) if r.reason == "prev-blk-not-found" => {
