@@ -117,30 +117,25 @@ fn second_sigint_forces_exit() {
 fn sigterm_during_a_reindex_stops_it_and_the_next_start_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let datadir = tmp.path().join("data");
-    let mut node = TestNode::start_with(NodeOptions {
-        datadir: Some(datadir.clone()),
-        ..NodeOptions::default()
-    });
-    node.wait_ready(Duration::from_secs(10));
+    let node = TestNode::ready_on(&datadir, "");
     node.call(
         "generatetoaddress",
         serde_json::json!([1500, common::address(1)]),
     );
     let tip = node.tip();
-    node.signal(libc::SIGTERM);
-    assert_eq!(node.wait_exit(Duration::from_secs(20)), 0);
+    node.stop();
     // Without its store the node rebuilds the chain from the block files at start.
     std::fs::remove_file(datadir.join("regtest/chainstate.redb")).unwrap();
     let mut node = TestNode::start_with(NodeOptions {
         datadir: Some(datadir.clone()),
         ..NodeOptions::default()
     });
-    common::poll(
+    poll(
         Duration::from_secs(60),
         "the reindex to be under way",
         || node.log().contains("reindex: 500 blocks").then_some(()),
     );
-    let asked = std::time::Instant::now();
+    let asked = Instant::now();
     node.signal(libc::SIGTERM);
     assert_eq!(node.wait_exit(Duration::from_secs(20)), 0, "{}", node.log());
     assert!(
@@ -152,11 +147,7 @@ fn sigterm_during_a_reindex_stops_it_and_the_next_start_resumes() {
         datadir.join("regtest/blocks.reindex").exists(),
         "left to resume"
     );
-    let mut node = TestNode::start_with(NodeOptions {
-        datadir: Some(datadir.clone()),
-        ..NodeOptions::default()
-    });
-    node.wait_ready(Duration::from_secs(120));
+    let node = TestNode::ready_on(&datadir, "");
     assert_eq!(node.tip(), tip);
     assert!(!datadir.join("regtest/blocks.reindex").exists());
 }

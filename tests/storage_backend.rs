@@ -152,29 +152,18 @@ fn a_store_that_filled_its_disk_writes_again_after_reopen() {
 fn a_truncated_redb_falls_back_instead_of_crashing() {
     let tmp = tempfile::tempdir().unwrap();
     let datadir = tmp.path().join("data");
-    {
-        let mut node = TestNode::start_with(NodeOptions {
-            datadir: Some(datadir.clone()),
-            ..NodeOptions::default()
-        });
-        node.wait_ready(Duration::from_secs(10));
-        node.call(
-            "generatetoaddress",
-            serde_json::json!([5, common::address(1)]),
-        );
-        node.signal(libc::SIGTERM);
-        assert_eq!(node.wait_exit(Duration::from_secs(20)), 0);
-    }
+    let node = TestNode::ready_on(&datadir, "");
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([5, common::address(1)]),
+    );
+    node.stop();
     let file = datadir.join("regtest/chainstate.redb");
     let len = std::fs::metadata(&file).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
     f.set_len(len / 3).unwrap();
     drop(f);
-    let mut node = TestNode::start_with(NodeOptions {
-        datadir: Some(datadir.clone()),
-        ..NodeOptions::default()
-    });
-    node.wait_ready(Duration::from_secs(20));
+    let node = TestNode::ready_on(&datadir, "");
     let d = json(&node.get("/health/detailed").unwrap().1);
     assert_eq!(d["storage"]["backend"], "sled", "{d}");
     // Rebuilt from the block files.

@@ -80,15 +80,10 @@ fn corrupt_undo_data_stops_a_reorg_without_blame_and_it_resumes_once_readable() 
     let node = start(Some(&datadir), Some(ports));
 
     // invalidateblock over the damaged undo data: an error, nothing changed, still running.
-    let err = node
-        .rpc("invalidateblock", serde_json::json!([old_tip]))
-        .unwrap_err();
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("fails its checksum"),
-        "{err}"
+    node.rpc_err(
+        "invalidateblock",
+        serde_json::json!([old_tip]),
+        "fails its checksum",
     );
     assert_eq!(node.tip(), (20, old_tip.clone()));
 
@@ -166,21 +161,6 @@ fn corrupt_undo_data_stops_a_reorg_without_blame_and_it_resumes_once_readable() 
     drop(peer);
 }
 
-fn start_with(datadir: &Path, config: &str) -> TestNode {
-    let mut n = TestNode::start_with(NodeOptions {
-        datadir: Some(datadir.to_owned()),
-        config: Some(config.into()),
-        ..NodeOptions::default()
-    });
-    n.wait_ready(Duration::from_secs(30));
-    n
-}
-
-fn stop(mut n: TestNode) {
-    n.signal(libc::SIGTERM);
-    assert_eq!(n.wait_exit(Duration::from_secs(20)), 0, "{}", n.log());
-}
-
 /// Block files deleted while the node was down (an old one, then the one it was appending to)
 /// are found at start, before it reports ready: counted, logged, health degraded with the file
 /// named, reads of the lost blocks answer an error, and the node goes on in a new file and
@@ -190,17 +170,17 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let datadir = tmp.path().join("data");
     let config = "[storage]\nfastprune = true\n";
-    let node = start_with(&datadir, config);
+    let node = TestNode::ready_on(&datadir, config);
     node.call(
         "generatetoaddress",
         serde_json::json!([400, common::address(1)]),
     );
     let first = node.call("getblockhash", serde_json::json!([1]));
-    stop(node);
+    node.stop();
     let blocks = datadir.join("regtest/blocks");
     std::fs::remove_file(blocks.join("blk00000.dat")).unwrap();
 
-    let node = start_with(&datadir, config);
+    let node = TestNode::ready_on(&datadir, config);
     let d = json(&node.get("/health/detailed").unwrap().1);
     assert_eq!(d["status"], "degraded", "{d}");
     let reason = d["components"]["storage"]["reason"].as_str().unwrap();
@@ -209,22 +189,17 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
         node.metric("bllvm_corruption_detected_total{kind=\"block_file\"}"),
         1.0
     );
-    let err = node
-        .rpc("getblock", serde_json::json!([first]))
-        .unwrap_err();
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("unreadable or corrupt"),
-        "{err}"
+    node.rpc_err(
+        "getblock",
+        serde_json::json!([first]),
+        "unreadable or corrupt",
     );
     node.call(
         "generatetoaddress",
         serde_json::json!([3, common::address(1)]),
     );
     let tip = node.tip();
-    stop(node);
+    node.stop();
 
     // Now the file it appends to.
     let mut last = std::fs::read_dir(&blocks)
@@ -235,7 +210,7 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
         .collect::<Vec<_>>();
     last.sort();
     std::fs::remove_file(blocks.join(last.last().unwrap())).unwrap();
-    let node = start_with(&datadir, config);
+    let node = TestNode::ready_on(&datadir, config);
     assert!(node.log().contains("is missing"), "{}", node.log());
     assert_eq!(
         node.tip(),
@@ -246,8 +221,8 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
         "generatetoaddress",
         serde_json::json!([3, common::address(1)]),
     );
-    stop(node);
-    let node = start_with(&datadir, config);
+    node.stop();
+    let node = TestNode::ready_on(&datadir, config);
     assert_eq!(node.tip().0, tip.0 + 3);
 }
 
@@ -257,18 +232,18 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
 fn a_corrupt_block_near_the_tip_is_found_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     let datadir = tmp.path().join("data");
-    let node = start_with(&datadir, "");
+    let node = TestNode::ready_on(&datadir, "");
     node.call(
         "generatetoaddress",
         serde_json::json!([10, common::address(1)]),
     );
     let (_, tip) = node.tip();
-    stop(node);
+    node.stop();
     let blk = datadir.join("regtest/blocks/blk00000.dat");
     // Inside the last record: the tip block's coinbase.
     let at = std::fs::metadata(&blk).unwrap().len() - 60;
     flip(&blk, at);
-    let node = start_with(&datadir, "");
+    let node = TestNode::ready_on(&datadir, "");
     assert_eq!(
         node.metric("bllvm_corruption_detected_total{kind=\"block\"}"),
         1.0
@@ -279,12 +254,9 @@ fn a_corrupt_block_near_the_tip_is_found_at_start() {
         reason.contains(&tip) && reason.contains("corrupt"),
         "{reason}"
     );
-    let err = node.rpc("getblock", serde_json::json!([tip])).unwrap_err();
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("unreadable or corrupt"),
-        "{err}"
+    node.rpc_err(
+        "getblock",
+        serde_json::json!([tip]),
+        "unreadable or corrupt",
     );
 }

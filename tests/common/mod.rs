@@ -396,3 +396,38 @@ impl TestNode {
         assert!(r.is_null(), "block {} refused: {r}", block.block_hash());
     }
 }
+
+impl TestNode {
+    /// A ready regtest node on `datadir`, with `config` (TOML; empty for defaults).
+    pub fn ready_on(datadir: &Path, config: &str) -> TestNode {
+        let mut n = TestNode::start_with(NodeOptions {
+            datadir: Some(datadir.to_owned()),
+            config: (!config.is_empty()).then(|| config.to_owned()),
+            ..NodeOptions::default()
+        });
+        n.wait_ready(Duration::from_secs(60));
+        n
+    }
+
+    /// SIGTERM; asserts a clean exit (0) within 20 s.
+    pub fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        let code = self.wait_exit(Duration::from_secs(20));
+        assert_eq!(code, 0, "{}", self.log());
+    }
+
+    /// Calls a method that must fail with a message containing `text`; the error object.
+    pub fn rpc_err(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+        text: &str,
+    ) -> serde_json::Value {
+        let err = self
+            .rpc(method, params)
+            .expect_err(&format!("{method} must fail"));
+        let message = err["message"].as_str().unwrap_or_default();
+        assert!(message.contains(text), "{method}: {err}");
+        err
+    }
+}
