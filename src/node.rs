@@ -255,34 +255,7 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
     let opened = storage::open::open(&dir, config.storage.backend, now_unix)?;
     let store: Arc<dyn Store> = opened.store;
     let fallback_reason = opened.fallback_reason;
-    // Cuts uncommitted block-file tails and loads the chain: the crash repair happens here.
-    let file_size = if config.storage.fastprune {
-        FASTPRUNE_FILE_SIZE
-    } else {
-        storage::block_files::MAX_FILE_SIZE
-    };
-    // A SIGTERM during a long reindex stops it between blocks (the signal stays queued for the
-    // supervisor, or ends start-up cleanly).
-    let stop_requested = || !sig_rx.is_empty();
-    let (mut chain_db, mut chain_state) = ChainDb::open_until(
-        &dir,
-        store.clone(),
-        Params::for_chain(config.chain),
-        file_size,
-        &stop_requested,
-    )?;
-    chain_db.set_pruning(PruneSettings::from_config(&config.storage));
-    let utxo_budget = config.storage.dbcache_mb as usize * 1024 * 1024;
-    chain_state.set_utxo_budget(utxo_budget);
-    chain_state.assume_valid = config.validation.assume_valid(config.chain);
-    if let Some(h) = chain_state.assume_valid {
-        log::info!("assumevalid {h}: scripts of it and its ancestors are not verified");
-    }
     let metrics = Arc::new(Metrics::new(store.backend())?);
-    metrics.disk.utxo_cache_budget_bytes.set(utxo_budget as i64);
-    chain_db
-        .integrity()
-        .attach(metrics.disk.corruption_total.clone());
     let shared = Arc::new(Shared::new(true));
     shared.network.write().peers_max = config.network.max_connections;
     let heartbeat_timeout = Duration::from_secs_f64(config.heartbeat_timeout_secs);
@@ -316,6 +289,74 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
     log::info!("http (rpc, health, metrics) listening on {http_addr}");
     let reactor = Reactor::bind(config.p2p_bind())?;
     let p2p_waker = reactor.waker();
+
+    // Probes answer from here on, through long start-up steps (a reindex): readiness says what
+    // the node is doing, RPC answers 503 until the chain is loaded.
+    *shared.startup.write() = Some("loading the chain state".into());
+    let (http_stop, http_sig) = stop_pair(None);
+    let probe_ctx = Arc::new(ProbeContext {
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+        heartbeat_timeout,
+    });
+    let mut http_threads = Vec::new();
+    for i in 0..http::PROBE_WORKERS {
+        let (jobs, stop, ctx) = (probe_rx.clone(), http_sig.clone(), probe_ctx.clone());
+        let name = format!("probe-{i}");
+        http_threads.push(start_thread(Component::Http, &name, &fail_tx, move || {
+            http::probe_worker(jobs, stop, ctx)
+        })?);
+    }
+    let dispatcher = Dispatcher {
+        server,
+        enabled: Enabled {
+            health: config.rpc.health_checks_enabled,
+            metrics: config.rpc.metrics_enabled,
+        },
+        probes: probe_tx,
+        rpc: rpc_tx,
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+        stop: http_sig,
+        heartbeat: beat(Component::Http),
+        tick,
+    };
+    http_threads.push(start_thread(
+        Component::Http,
+        "http",
+        &fail_tx,
+        move || dispatcher.run(),
+    )?);
+
+    // Cuts uncommitted block-file tails and loads the chain: the crash repair happens here.
+    let file_size = if config.storage.fastprune {
+        FASTPRUNE_FILE_SIZE
+    } else {
+        storage::block_files::MAX_FILE_SIZE
+    };
+    // A SIGTERM during a long reindex stops it between blocks (the signal stays queued for the
+    // supervisor, or ends start-up cleanly).
+    let stop_requested = || !sig_rx.is_empty();
+    let progress = |step: String| *shared.startup.write() = Some(step);
+    let (mut chain_db, mut chain_state) = ChainDb::open_until(
+        &dir,
+        store.clone(),
+        Params::for_chain(config.chain),
+        file_size,
+        &stop_requested,
+        &progress,
+    )?;
+    chain_db.set_pruning(PruneSettings::from_config(&config.storage));
+    let utxo_budget = config.storage.dbcache_mb as usize * 1024 * 1024;
+    chain_state.set_utxo_budget(utxo_budget);
+    chain_state.assume_valid = config.validation.assume_valid(config.chain);
+    if let Some(h) = chain_state.assume_valid {
+        log::info!("assumevalid {h}: scripts of it and its ancestors are not verified");
+    }
+    metrics.disk.utxo_cache_budget_bytes.set(utxo_budget as i64);
+    chain_db
+        .integrity()
+        .attach(metrics.disk.corruption_total.clone());
 
     let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (commit_tx, commit_rx) = bounded(1);
@@ -400,12 +441,6 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
         reactor.run(setup, links)
     })?;
 
-    let (http_stop, http_sig) = stop_pair(None);
-    let probe_ctx = Arc::new(ProbeContext {
-        shared: shared.clone(),
-        metrics: metrics.clone(),
-        heartbeat_timeout,
-    });
     let rpc_server = Arc::new(RpcServer {
         methods: rpc::methods::Context {
             chain: config.chain,
@@ -455,35 +490,6 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
             http::rpc_worker(jobs, stop, server)
         })?);
     }
-    let mut http_threads = Vec::new();
-    for i in 0..http::PROBE_WORKERS {
-        let (jobs, stop, ctx) = (probe_rx.clone(), http_sig.clone(), probe_ctx.clone());
-        let name = format!("probe-{i}");
-        http_threads.push(start_thread(Component::Http, &name, &fail_tx, move || {
-            http::probe_worker(jobs, stop, ctx)
-        })?);
-    }
-    let dispatcher = Dispatcher {
-        server,
-        enabled: Enabled {
-            health: config.rpc.health_checks_enabled,
-            metrics: config.rpc.metrics_enabled,
-        },
-        probes: probe_tx,
-        rpc: rpc_tx,
-        shared: shared.clone(),
-        metrics: metrics.clone(),
-        stop: http_sig,
-        heartbeat: beat(Component::Http),
-        tick,
-    };
-    http_threads.push(start_thread(
-        Component::Http,
-        "http",
-        &fail_tx,
-        move || dispatcher.run(),
-    )?);
-
     // The design's order: in-flight RPC, peers, the monitor, chain (drains), writer (commits), probes last.
     let stages = vec![
         Stage {
@@ -533,5 +539,6 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
         heartbeat_timeout,
         shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_secs),
     };
+    *shared.startup.write() = None;
     Ok((supervisor, (cookie, lock)))
 }

@@ -143,6 +143,8 @@ pub struct Shared {
     pub rpc_requests: AtomicU64,
     /// Set once shutdown begins; readiness fails from then on.
     pub shutting_down: AtomicBool,
+    /// What start-up is doing (loading, a reindex and its progress); `None` once started.
+    pub startup: RwLock<Option<String>>,
     /// Whether JSON-RPC is served on the HTTP port.
     pub rpc_enabled: bool,
     /// RPC circuit breakers that are not closed: method -> state.
@@ -158,12 +160,14 @@ pub struct Readiness {
     pub storage_available: bool,
     /// Shutdown has begun.
     pub shutting_down: bool,
+    /// Start-up is still under way (RPC not served yet).
+    pub starting: bool,
 }
 
 impl Readiness {
     /// Serving: chain loaded, storage open, not stopping. systemd's READY=1 uses the same rule.
     pub fn ready(self) -> bool {
-        self.chain_initialized && self.storage_available && !self.shutting_down
+        self.chain_initialized && self.storage_available && !self.shutting_down && !self.starting
     }
 }
 
@@ -176,6 +180,7 @@ impl Shared {
             shutting_down: self
                 .shutting_down
                 .load(std::sync::atomic::Ordering::Acquire),
+            starting: self.startup.read().is_some(),
         }
     }
 
@@ -189,6 +194,7 @@ impl Shared {
             network: RwLock::new(NetworkView::default()),
             rpc_requests: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
+            startup: RwLock::new(None),
             rpc_enabled,
             rpc_breakers: RwLock::new(std::collections::BTreeMap::new()),
         }

@@ -135,6 +135,20 @@ fn sigterm_during_a_reindex_stops_it_and_the_next_start_resumes() {
         "the reindex to be under way",
         || node.log().contains("reindex: 500 blocks").then_some(()),
     );
+    // Probes answer meanwhile: alive, not ready with the step, RPC 503.
+    assert_eq!(node.get("/health/live").unwrap().0, 200);
+    let (code, body) = node.get("/health/ready").unwrap();
+    assert_eq!(code, 503);
+    assert!(
+        common::json(&body)["step"]
+            .as_str()
+            .unwrap()
+            .contains("reindex from block files"),
+        "{body}"
+    );
+    let (code, _, body) = common::http_full(node.rpc, "POST", "/", &[], "{}").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("Starting up"), "{body}");
     let asked = Instant::now();
     node.signal(libc::SIGTERM);
     assert_eq!(node.wait_exit(Duration::from_secs(20)), 0, "{}", node.log());

@@ -515,17 +515,18 @@ impl ChainDb {
         params: Params,
         max_file_size: u64,
     ) -> Result<(ChainDb, ChainState), PersistError> {
-        Self::open_until(dir, store, params, max_file_size, &|| false)
+        Self::open_until(dir, store, params, max_file_size, &|| false, &|_| {})
     }
 
-    /// `open_with_file_size` that gives up a reindex between blocks once `stop` says so (a
-    /// SIGTERM during start-up); the next start resumes it.
+    /// `open_with_file_size` that tells `progress` what a reindex is doing and gives it up
+    /// between blocks once `stop` says so (a SIGTERM during start-up); the next start resumes it.
     pub fn open_until(
         dir: &Path,
         store: Arc<dyn Store>,
         params: Params,
         max_file_size: u64,
         stop: &dyn Fn() -> bool,
+        progress: &dyn Fn(String),
     ) -> Result<(ChainDb, ChainState), PersistError> {
         let blocks_dir = dir.join("blocks");
         // A store without a tip beside existing block files (a fallback to a new backend, or a
@@ -550,7 +551,8 @@ impl ChainDb {
         }
         let (mut db, mut cs) = Self::load(dir, store, params, max_file_size)?;
         if reindex_dir.exists() {
-            db.reindex(&mut cs, &reindex_dir, stop)?;
+            progress("reindex from block files: starting".into());
+            db.reindex(&mut cs, &reindex_dir, stop, progress)?;
             std::fs::remove_dir_all(&reindex_dir).map_err(|e| StorageError::io("remove", e))?;
         }
         if marker.exists() {
@@ -566,6 +568,7 @@ impl ChainDb {
         cs: &mut ChainState,
         old: &Path,
         stop: &dyn Fn() -> bool,
+        progress: &dyn Fn(String),
     ) -> Result<(), PersistError> {
         let magic = cs.params().chain.bitcoin_network().magic().to_bytes();
         let files = BlockFiles::open_readonly(old, "blk", magic);
@@ -597,7 +600,11 @@ impl ChainDb {
                             self.persist(cs, &updates)?;
                             count += 1;
                             if count % REINDEX_PROGRESS_EVERY == 0 {
-                                log::info!(blocks = count, height = cs.tip().1; "reindex: {count} blocks");
+                                let height = cs.tip().1;
+                                log::info!(blocks = count, height = height; "reindex: {count} blocks");
+                                progress(format!(
+                                    "reindex from block files: {count} blocks, height {height}"
+                                ));
                             }
                             queue.extend(waiting.remove(&hash).unwrap_or_default());
                         }

@@ -120,6 +120,11 @@ impl Dispatcher {
             Route::Rpc if self.shared.shutting_down.load(Ordering::Acquire) => {
                 return respond(job, Reply::error(503, "Shutting down"), &self.metrics);
             }
+            Route::Rpc if self.shared.startup.read().is_some() => {
+                let step = self.shared.startup.read().clone().unwrap_or_default();
+                let reply = Reply::error(503, &format!("Starting up: {step}"));
+                return respond(job, reply, &self.metrics);
+            }
             Route::Rpc => (&self.rpc, "Work queue depth exceeded"),
             _ => (&self.probes, "Probe queue depth exceeded"),
         };

@@ -75,14 +75,15 @@ fn live(eval: &Evaluation) -> Reply {
 fn ready(ctx: &ProbeContext) -> Reply {
     let r = ctx.shared.readiness();
     let ok = r.ready();
-    Reply::json(
-        if ok { 200 } else { 503 },
-        &json!({
-            "status": if ok { "ready" } else { "not_ready" },
-            "chain_initialized": r.chain_initialized,
-            "storage_available": r.storage_available,
-        }),
-    )
+    let mut doc = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "chain_initialized": r.chain_initialized,
+        "storage_available": r.storage_available,
+    });
+    if let Some(step) = ctx.shared.startup.read().clone() {
+        doc["step"] = step.into();
+    }
+    Reply::json(if ok { 200 } else { 503 }, &doc)
 }
 
 /// The `/health/detailed` document (also the `gethealth` RPC result).
