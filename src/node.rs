@@ -354,9 +354,8 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
         log::info!("assumevalid {h}: scripts of it and its ancestors are not verified");
     }
     metrics.disk.utxo_cache_budget_bytes.set(utxo_budget as i64);
-    chain_db
-        .integrity()
-        .attach(metrics.disk.corruption_total.clone());
+    let integrity = chain_db.integrity();
+    integrity.attach(metrics.disk.corruption_total.clone());
 
     let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (commit_tx, commit_rx) = bounded(1);
@@ -400,6 +399,7 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
         committed,
         commits: commit_rx,
         pruned: config.storage.pruning_mode.enabled(),
+        integrity,
         stop: chain_sig,
         heartbeat: beat(Component::Chain),
         shared: shared.clone(),

@@ -24,6 +24,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
     let params = Params::for_chain(Chain::Regtest);
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path()).unwrap());
     let (db, state) = ChainDb::open(dir.path(), store.clone(), params.clone()).unwrap();
+    let integrity = db.integrity();
     let shared = Arc::new(Shared::new(false));
     let metrics = Arc::new(Metrics::new("redb").unwrap());
     let (jobs_tx, jobs_rx) = bounded(2);
@@ -71,6 +72,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
         committed,
         commits: commit_rx,
         pruned: false,
+        integrity,
         stop: chain_sig,
         heartbeat: shared.vitals.heartbeat(Component::Chain, None),
         shared: shared.clone(),

@@ -260,3 +260,80 @@ fn a_corrupt_block_near_the_tip_is_found_at_start() {
         "unreadable or corrupt",
     );
 }
+
+/// Offset of the middle of `hash`'s record in a blk file (Core's framing: magic, length, block).
+fn record_middle(file: &Path, hash: &str) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let mut at = 0usize;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let block: Block = deserialize(&bytes[at + 8..at + 8 + len]).unwrap();
+        if block.block_hash().to_string() == hash {
+            return (at + 8 + len / 2) as u64;
+        }
+        at += 8 + len;
+    }
+    panic!("{hash} not in {}", file.display());
+}
+
+/// A corrupt block record deep in the chain, found when it is read: the node says so, asks its
+/// peer for the block again, stores the good copy, and health recovers; the block reads whole.
+#[test]
+fn a_corrupt_block_is_fetched_again_from_a_peer() {
+    let a = TestNode::ready_on(&tempfile::tempdir().unwrap().keep().join("a"), "");
+    a.call(
+        "generatetoaddress",
+        serde_json::json!([50, common::address(1)]),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("b");
+    let mut opts = NodeOptions::connect(&[&a]);
+    opts.datadir = Some(datadir.clone());
+    let mut b = TestNode::start_with(opts);
+    b.wait_ready(Duration::from_secs(30));
+    poll(Duration::from_secs(30), "B to sync", || {
+        (b.tip() == a.tip()).then_some(())
+    });
+    let hash = a.call("getblockhash", serde_json::json!([20]));
+    let good = a.call("getblock", serde_json::json!([hash, 0]));
+    let ports = (b.rpc.port(), b.p2p.port());
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait_exit(Duration::from_secs(20)), 0);
+    let blk = datadir.join("regtest/blocks/blk00000.dat");
+    flip(&blk, record_middle(&blk, hash.as_str().unwrap()));
+
+    let mut opts = NodeOptions::connect(&[&a]);
+    opts.datadir = Some(datadir.clone());
+    opts.ports = Some(ports);
+    let mut b = TestNode::start_with(opts);
+    b.wait_ready(Duration::from_secs(30));
+    // Reading it finds the damage; the answer is an error, not a wrong block.
+    b.rpc_err(
+        "getblock",
+        serde_json::json!([hash, 0]),
+        "unreadable or corrupt",
+    );
+    assert_eq!(
+        b.metric("bllvm_corruption_detected_total{kind=\"block\"}"),
+        1.0
+    );
+    let repaired = poll(
+        Duration::from_secs(30),
+        "the block to be fetched again",
+        || b.rpc("getblock", serde_json::json!([hash, 0])).ok(),
+    );
+    assert_eq!(repaired, good);
+    poll(
+        Duration::from_secs(10),
+        "storage to be healthy again",
+        || {
+            let d = json(&b.get("/health/detailed").unwrap().1);
+            (d["components"]["storage"]["status"] == "healthy").then_some(())
+        },
+    );
+    // The good copy is on disk: it reads whole after a restart too.
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait_exit(Duration::from_secs(20)), 0);
+    let b = TestNode::ready_on(&datadir, "");
+    assert_eq!(b.call("getblock", serde_json::json!([hash, 0])), good);
+}

@@ -122,6 +122,8 @@ pub struct ChainState {
     /// Changes made by a submission that then failed (a reorg that met an invalid block or a
     /// fault): they must still be persisted, and `persist::prepare` takes them.
     unreported: Vec<Update>,
+    /// Stored blocks found corrupt, asked of peers again (height, hash).
+    refetching: BTreeSet<(u32, BlockHash)>,
 }
 
 impl ChainState {
@@ -148,6 +150,7 @@ impl ChainState {
             new_blocks: Vec::new(),
             fault: None,
             unreported: Vec::new(),
+            refetching: BTreeSet::new(),
         }
     }
 
@@ -174,6 +177,7 @@ impl ChainState {
             new_blocks: Vec::new(),
             fault: None,
             unreported: Vec::new(),
+            refetching: BTreeSet::new(),
         };
         // Blocks stored but not connected before the restart are candidates again.
         cs.rebuild_candidates();
@@ -190,6 +194,22 @@ impl ChainState {
     /// Blocks stored since the last call (to be written to the block files).
     pub fn take_new_blocks(&mut self) -> Vec<BlockHash> {
         std::mem::take(&mut self.new_blocks)
+    }
+
+    /// A stored block was found corrupt: its data counts as missing, so the next valid copy a
+    /// peer sends is stored (appended; the index then names it) instead of being a duplicate.
+    pub fn refetch(&mut self, hash: &BlockHash) {
+        if let Some(e) = self.tree.get(hash) {
+            let height = e.height;
+            self.blocks.remove(hash);
+            self.tree.clear_have_data(hash);
+            self.refetching.insert((height, *hash));
+        }
+    }
+
+    /// Blocks being fetched again, lowest first.
+    pub fn refetching(&self) -> impl Iterator<Item = &(u32, BlockHash)> {
+        self.refetching.iter()
     }
 
     /// Changes made by submissions that failed after changing the chain, since the last call.
@@ -353,6 +373,7 @@ impl ChainState {
         self.blocks.insert(hash, block);
         self.new_blocks.push(hash);
         self.tree.set_have_data(&hash);
+        self.refetching.retain(|(_, h)| *h != hash);
         self.link(hash);
         let updates = self.activate();
         match &self.tree.get(&hash).map(|e| e.validity.clone()) {

@@ -271,6 +271,14 @@ impl HeaderTree {
         }
     }
 
+    /// Forgets that a block's data is stored (it was found corrupt and is fetched again). The
+    /// index entry is not rewritten: it keeps naming the old record until a new one is stored.
+    pub fn clear_have_data(&mut self, hash: &BlockHash) {
+        if let Some(e) = self.entries.get_mut(hash) {
+            e.have_data = false;
+        }
+    }
+
     /// Marks a connected block valid.
     pub fn set_valid(&mut self, hash: &BlockHash) {
         if let Some(e) = self.entries.get_mut(hash) {

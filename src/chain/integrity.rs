@@ -2,9 +2,10 @@
 //! place, and kept for health until the node restarts. Readers report into it (the block files
 //! source, the start-up check); the writer turns it into the storage status, metrics count it.
 
+use bitcoin::BlockHash;
 use parking_lot::Mutex;
 use prometheus::IntCounterVec;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::OnceLock;
 
 /// Kinds of damage, the label values of `bllvm_corruption_detected_total`.
@@ -14,7 +15,11 @@ pub const KINDS: [&str; 5] = ["block", "undo", "coin", "index", "block_file"];
 #[derive(Default)]
 pub struct Integrity {
     seen: Mutex<HashSet<String>>,
-    last: Mutex<Option<String>>,
+    /// Findings not repaired yet, in the order found (key -> description).
+    open: Mutex<BTreeMap<u64, (String, String)>>,
+    next: std::sync::atomic::AtomicU64,
+    /// Blocks whose record is corrupt, to fetch again from a peer.
+    refetch: Mutex<BTreeSet<BlockHash>>,
     counter: OnceLock<IntCounterVec>,
 }
 
@@ -40,12 +45,44 @@ impl Integrity {
         if let Some(c) = self.counter.get() {
             c.with_label_values(&[kind]).inc();
         }
-        *self.last.lock() = Some(format!("{kind}: {detail}"));
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.open
+            .lock()
+            .insert(n, (detail.to_owned(), format!("{kind}: {detail}")));
     }
 
-    /// The latest finding, for health.
+    /// A corrupt block record: recorded as damage and queued to be fetched again.
+    pub fn corrupt_block(&self, hash: BlockHash, detail: &str) {
+        self.found("block", detail);
+        self.refetch.lock().insert(hash);
+    }
+
+    /// Blocks queued to be fetched again since the last call.
+    pub fn take_refetch(&self) -> Vec<BlockHash> {
+        std::mem::take(&mut *self.refetch.lock())
+            .into_iter()
+            .collect()
+    }
+
+    /// The damage naming `what` (a block hash, a file) was repaired: it no longer counts for
+    /// health. Counts and logs stay.
+    pub fn repaired(&self, what: &str) {
+        let mut open = self.open.lock();
+        let fixed: Vec<u64> = open
+            .iter()
+            .filter(|(_, (detail, _))| detail.contains(what))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in fixed {
+            if let Some((_, d)) = open.remove(&n) {
+                log::info!("repaired: {d}");
+            }
+        }
+    }
+
+    /// The latest finding not repaired yet, for health.
     pub fn last(&self) -> Option<String> {
-        self.last.lock().clone()
+        self.open.lock().values().last().map(|(_, d)| d.clone())
     }
 }
 
@@ -67,5 +104,9 @@ mod tests {
             i.last().as_deref(),
             Some("undo: rev00001.dat at 8 fails its checksum")
         );
+        i.repaired("rev00001.dat");
+        assert_eq!(i.last().as_deref(), Some("block: blk00000.dat missing"));
+        i.repaired("blk00000.dat");
+        assert_eq!(i.last(), None);
     }
 }

@@ -294,20 +294,18 @@ impl BlockSource for FileSource {
             return Ok(None);
         };
         let path = block_files::file_path(&self.dir, "blk", pos.file);
-        let (bytes, _) = block_files::read_record(&path, self.magic, pos, 0).map_err(|e| {
-            self.damaged("block", StorageFault::new("block", format!("{hash}: {e}")))
-        })?;
-        let block: Block = deserialize(&bytes).map_err(|e| {
-            self.damaged(
-                "block",
-                StorageFault::new("block", format!("{hash} in {}: {e}", path.display())),
-            )
-        })?;
+        // Whatever is wrong with the record, the header is known and valid: a peer can give
+        // us the block again.
+        let bad = |detail: String| {
+            self.integrity.corrupt_block(*hash, &detail);
+            StorageFault::new("block", detail)
+        };
+        let (bytes, _) = block_files::read_record(&path, self.magic, pos, 0)
+            .map_err(|e| bad(format!("{hash}: {e}")))?;
+        let block: Block =
+            deserialize(&bytes).map_err(|e| bad(format!("{hash} in {}: {e}", path.display())))?;
         if block.block_hash() != *hash || !intact(&block) {
-            return Err(self.damaged(
-                "block",
-                StorageFault::new("block", format!("{hash} in {} is corrupt", path.display())),
-            ));
+            return Err(bad(format!("{hash} in {} is corrupt", path.display())));
         }
         Ok(Some(block))
     }

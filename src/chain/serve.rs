@@ -144,7 +144,8 @@ pub fn summary(cs: &ChainState, connected: &[Header], pruned: bool, now: i64) ->
         tip: (tip, height),
         best_header: (best, best_entry.height),
         locator: cs.tree().locator(&best),
-        wanted: wanted(cs),
+        // Blocks found corrupt come first: they are below the tip.
+        wanted: cs.refetching().copied().chain(wanted(cs)).collect(),
         connected: if connected.len() <= MAX_ANNOUNCE_HEADERS {
             connected.to_vec()
         } else {

@@ -88,6 +88,8 @@ pub struct ChainThread {
     pub commits: Receiver<()>,
     /// Whether block files may be pruned (peers are told `NODE_NETWORK_LIMITED`).
     pub pruned: bool,
+    /// Damage found in stored data; corrupt blocks listed there are fetched again.
+    pub integrity: Arc<super::integrity::Integrity>,
     /// Shutdown.
     pub stop: StopSignal,
     /// Liveness.
@@ -151,6 +153,11 @@ impl ChainThread {
         self.send_summary(&mut progress);
         loop {
             self.heartbeat.beat();
+            for hash in self.integrity.take_refetch() {
+                log::warn!("block {hash} is corrupt on disk: asking peers for it again");
+                self.state.refetch(&hash);
+                progress.dirty = true;
+            }
             self.flush_jobs(&mut progress, false)?;
             self.evict_committed(&mut progress.pending);
             let paused = self.refusal(&progress).is_some();
@@ -520,8 +527,16 @@ impl ChainThread {
             PeerEvent::Headers { peer, headers } => self.on_headers(peer, headers, progress)?,
             PeerEvent::Block { peer, block } => {
                 let started = Instant::now();
+                let hash = block.block_hash();
+                let refetched = self.state.refetching().any(|(_, h)| *h == hash);
                 match self.state.submit_block(*block, unix_now()) {
-                    Ok((_, updates)) => self.after_change(&updates, started, progress)?,
+                    Ok((_, updates)) => {
+                        self.after_change(&updates, started, progress)?;
+                        if refetched {
+                            log::info!("block {hash} fetched again from peer {peer}: a good copy is stored");
+                            self.integrity.repaired(&hash.to_string());
+                        }
+                    }
                     Err(r) => {
                         self.after_change(&[], started, progress)?;
                         // Only a consensus failure is the peer's doing: not a clock disagreement,
