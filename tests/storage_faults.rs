@@ -17,6 +17,7 @@ use bllvm_node::config::Chain;
 use common::{json, poll, NodeOptions, TestNode};
 use std::collections::HashMap;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 use support::raw_peer::RawPeer;
 
@@ -336,4 +337,65 @@ fn a_corrupt_block_is_fetched_again_from_a_peer() {
     assert_eq!(b.wait_exit(Duration::from_secs(20)), 0);
     let b = TestNode::ready_on(&datadir, "");
     assert_eq!(b.call("getblock", serde_json::json!([hash, 0])), good);
+}
+
+/// A flipped bit inside a coin record of the store file is found when read: `gettxout` answers
+/// an error (never a wrong amount), `gettxoutsetinfo` and `verifychain` report it.
+#[test]
+fn a_damaged_coin_record_is_never_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let node = TestNode::ready_on(&datadir, "");
+    let hashes = node.call(
+        "generatetoaddress",
+        serde_json::json!([5, common::address(7)]),
+    );
+    node.stop();
+    // The coinbase output as stored: amount (8 bytes LE) then the P2WPKH script.
+    let script = bitcoin::Address::from_str(&common::address(7))
+        .unwrap()
+        .assume_checked()
+        .script_pubkey();
+    let mut pattern = 5_000_000_000u64.to_le_bytes().to_vec();
+    pattern.push(script.len() as u8);
+    pattern.extend_from_slice(script.as_bytes());
+    let file = datadir.join("regtest/chainstate.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern)
+        .expect("a coin record in the store file");
+    bytes[at + 1] ^= 0x01; // 50 BTC + 256 sat, if it were served
+    std::fs::write(&file, bytes).unwrap();
+
+    let node = TestNode::ready_on(&datadir, "");
+    let mut damaged = 0;
+    for hash in hashes.as_array().unwrap() {
+        let block = node.call("getblock", serde_json::json!([hash, 2]));
+        let txid = block["tx"][0]["txid"].clone();
+        match node.rpc("gettxout", serde_json::json!([txid, 0])) {
+            Ok(coin) => assert_eq!(coin["value"], serde_json::json!(50.0), "{coin}"),
+            Err(e) => {
+                assert!(
+                    e["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("unreadable or corrupt"),
+                    "{e}"
+                );
+                damaged += 1;
+            }
+        }
+    }
+    assert_eq!(damaged, 1, "exactly the damaged record is refused");
+    node.rpc_err(
+        "gettxoutsetinfo",
+        serde_json::json!([]),
+        "fails its checksum",
+    );
+    assert_eq!(
+        node.call("verifychain", serde_json::json!([1, 0])),
+        serde_json::json!(false)
+    );
+    assert!(node.metric("bllvm_corruption_detected_total{kind=\"coin\"}") >= 1.0);
 }

@@ -126,6 +126,41 @@ fn coin_value(c: &Coin) -> Vec<u8> {
     v
 }
 
+/// A coin as the store holds it: the body and the first 4 bytes of sha256d(key || body), so a
+/// record damaged on disk is found when read instead of served.
+fn stored_coin_value(op: &OutPoint, c: &Coin) -> Vec<u8> {
+    let mut v = coin_value(c);
+    let sum = coin_checksum(&coin_key(op), &v);
+    v.extend_from_slice(&sum);
+    v
+}
+
+fn coin_checksum(key: &[u8], body: &[u8]) -> [u8; 4] {
+    let mut e = sha256d::Hash::engine();
+    e.input(key);
+    e.input(body);
+    let h = sha256d::Hash::from_engine(e).to_byte_array();
+    [h[0], h[1], h[2], h[3]]
+}
+
+/// Inverse of `stored_coin_value`, checking the checksum.
+fn decode_stored_coin(k: &[u8], v: &[u8]) -> Result<(OutPoint, Coin), PersistError> {
+    let Some(split) = v.len().checked_sub(4) else {
+        return Err(corrupt("coin", "bad length"));
+    };
+    let (body, sum) = v.split_at(split);
+    if coin_checksum(k, body) != sum {
+        return Err(corrupt(
+            "coin",
+            format!(
+                "record {} fails its checksum",
+                bitcoin::hex::DisplayHex::to_lower_hex_string(k)
+            ),
+        ));
+    }
+    decode_coin(k, body)
+}
+
 fn decode_coin(k: &[u8], v: &[u8]) -> Result<(OutPoint, Coin), PersistError> {
     if k.len() != 36 || v.len() < 4 {
         return Err(corrupt("coin", "bad length"));
@@ -268,7 +303,7 @@ impl CoinSource for FileSource {
         else {
             return Ok(None);
         };
-        decode_coin(&key, &v)
+        decode_stored_coin(&key, &v)
             .map(|(_, c)| Some(c))
             .map_err(|e| self.damaged("coin", StorageFault::new("coin", format!("{op}: {e}"))))
     }
@@ -276,7 +311,7 @@ impl CoinSource for FileSource {
     fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow) -> Result<(), StorageFault> {
         let mut bad = None;
         self.store
-            .scan(Table::Coins, &mut |k, v| match decode_coin(k, v) {
+            .scan(Table::Coins, &mut |k, v| match decode_stored_coin(k, v) {
                 Ok((op, c)) => f(op, c),
                 Err(e) => {
                     bad = Some(StorageFault::new("coin", e));
@@ -838,7 +873,7 @@ impl ChainDb {
                         batch.delete(Table::Coins, coin_key(op));
                     }
                     for (op, c) in &changes.created {
-                        batch.put(Table::Coins, coin_key(op), coin_value(c));
+                        batch.put(Table::Coins, coin_key(op), stored_coin_value(op, c));
                     }
                 }
                 Change::Disconnected(_, changes) => {
@@ -846,7 +881,7 @@ impl ChainDb {
                         batch.delete(Table::Coins, coin_key(op));
                     }
                     for (op, c) in &changes.spent {
-                        batch.put(Table::Coins, coin_key(op), coin_value(c));
+                        batch.put(Table::Coins, coin_key(op), stored_coin_value(op, c));
                     }
                 }
             }

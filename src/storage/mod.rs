@@ -11,8 +11,8 @@ pub mod writer;
 
 use std::path::PathBuf;
 
-/// Bumped when the layout changes incompatibly.
-pub const SCHEMA_VERSION: &[u8] = b"1";
+/// Bumped when the layout changes incompatibly (2: coin records carry a checksum).
+pub const SCHEMA_VERSION: &[u8] = b"2";
 
 /// The store's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,6 +129,14 @@ pub enum StorageError {
         /// The backend's message.
         message: String,
     },
+    /// The store was written by an older version in a format this one does not read.
+    #[error("store {path} has format {version}, older than this version's: it is rebuilt from the block files")]
+    OldSchema {
+        /// The store.
+        path: PathBuf,
+        /// Its format.
+        version: String,
+    },
     /// A read or write failed.
     #[error("store {op} failed: {message}")]
     Io {
@@ -184,6 +192,10 @@ pub trait Store: Send + Sync {
 pub fn check_schema(store: &dyn Store, path: PathBuf) -> Result<(), StorageError> {
     match store.get_meta("schema_version")? {
         Some(v) if v == SCHEMA_VERSION => Ok(()),
+        Some(v) if v.as_slice() < SCHEMA_VERSION => Err(StorageError::OldSchema {
+            path,
+            version: String::from_utf8_lossy(&v).into_owned(),
+        }),
         Some(v) => Err(StorageError::Open {
             path,
             message: format!(

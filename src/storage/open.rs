@@ -19,6 +19,29 @@ pub struct Opened {
 /// previous fallback); otherwise redb, and if redb cannot be opened its file is moved aside to
 /// `chainstate.redb.broken-<unix time>` and a sled store is used.
 pub fn open(dir: &Path, backend: Backend, now_unix: u64) -> Result<Opened, StorageError> {
+    match open_current(dir, backend, now_unix) {
+        // An older format: moved aside, and a fresh store of the same backend is rebuilt from
+        // the block files (the chain state notices the empty store and reindexes).
+        Err(StorageError::OldSchema { path, version }) => {
+            let aside = path.with_file_name(format!(
+                "{}.format{version}-{now_unix}",
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+            log::warn!(
+                "store {} has format {version}, older than this version's: moved to {} and rebuilt from the block files",
+                path.display(),
+                aside.display()
+            );
+            std::fs::rename(&path, &aside).map_err(|e| StorageError::io("rename", e))?;
+            open_current(dir, backend, now_unix)
+        }
+        other => other,
+    }
+}
+
+fn open_current(dir: &Path, backend: Backend, now_unix: u64) -> Result<Opened, StorageError> {
     let sled = |reason| -> Result<Opened, StorageError> {
         Ok(Opened {
             store: Arc::new(SledStore::open(dir)?),
@@ -39,6 +62,7 @@ pub fn open(dir: &Path, backend: Backend, now_unix: u64) -> Result<Opened, Stora
                 store: Arc::new(s),
                 fallback_reason: None,
             }),
+            Err(e @ StorageError::OldSchema { .. }) => Err(e),
             Err(e) => {
                 let file = dir.join(redb_store::FILE);
                 let aside = dir.join(format!("{}.broken-{now_unix}", redb_store::FILE));
@@ -58,6 +82,32 @@ pub fn open(dir: &Path, backend: Backend, now_unix: u64) -> Result<Opened, Stora
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store of an older format (format 1 had no coin checksums) is moved aside and a fresh
+    /// one of the same backend is used, for the chain state to rebuild from the block files.
+    #[test]
+    fn an_older_format_is_moved_aside_and_replaced() {
+        let dir = tempfile_dir("old");
+        {
+            let s = RedbStore::open(&dir).unwrap();
+            let mut b = super::super::WriteBatch::default();
+            b.put_meta("schema_version", b"1".to_vec());
+            b.put_meta("tip_hash", vec![1; 32]);
+            s.apply(&b).unwrap();
+        }
+        let o = open(&dir, Backend::Redb, 77).unwrap();
+        assert_eq!(o.store.backend(), "redb");
+        assert_eq!(o.store.get_meta("tip_hash").unwrap(), None, "a fresh store");
+        assert!(dir.join("chainstate.redb.format1-77").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("bllvm-open-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 
     #[test]
     fn auto_moves_a_corrupt_redb_aside_and_uses_sled() {

@@ -511,6 +511,17 @@ pub fn verifychain(
             return Ok(false.into());
         }
     }
+    // Every coin record carries a checksum: one walk of the set finds a damaged one.
+    if level >= 1 {
+        match cs.utxo_stats_until(&|| std::time::Instant::now() > deadline) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(timed_out()),
+            Err(f) => {
+                log::error!("verifychain: {f}");
+                return Ok(false.into());
+            }
+        }
+    }
     Ok(true.into())
 }
 
