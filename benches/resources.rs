@@ -104,6 +104,12 @@ fn main() {
         &format!("[validation]\nassumevalid = \"{tip}\"\n"),
         "assumevalid = tip ",
     );
+    // The background integrity check at its most eager (its 5% cap binds), against off.
+    timed_sync(
+        &a,
+        "[validation]\nassumevalid = \"0\"\n[storage]\nintegrity_check_interval_secs = 0.0001\n",
+        "scripts + integrity check",
+    );
     drop(a);
 
     // 3. Backup, verify and restore of a store with 1 M coins.

@@ -116,6 +116,8 @@ pub struct DiskMetrics {
     pub utxo_cache_budget_bytes: IntGauge,
     /// Damage found in stored data, by kind (block, undo, coin, index, block_file).
     pub corruption_total: IntCounterVec,
+    /// Blocks whose block and undo records the background check has read back.
+    pub integrity_checked_total: IntCounter,
     /// When the last verified backup was written, unix seconds (0: none yet).
     pub backup_last_success: IntGauge,
     /// Backups that failed, were skipped for space, or failed verification.
@@ -182,6 +184,10 @@ impl DiskMetrics {
                 "Backups that failed, were skipped for lack of space, or failed verification.",
             )?,
             backup_bytes: int_gauge("bllvm_backup_bytes", "Size of the last backup.")?,
+            integrity_checked_total: counter(
+                "bllvm_integrity_checked_blocks_total",
+                "Blocks whose block and undo records the background check has read back.",
+            )?,
             corruption_total: reg(
                 r,
                 IntCounterVec::new(

@@ -400,6 +400,7 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
         commits: commit_rx,
         pruned: config.storage.pruning_mode.enabled(),
         integrity,
+        integrity_check: config.integrity_check_interval(),
         stop: chain_sig,
         heartbeat: beat(Component::Chain),
         shared: shared.clone(),

@@ -73,6 +73,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
         commits: commit_rx,
         pruned: false,
         integrity,
+        integrity_check: None,
         stop: chain_sig,
         heartbeat: shared.vitals.heartbeat(Component::Chain, None),
         shared: shared.clone(),

@@ -399,3 +399,36 @@ fn a_damaged_coin_record_is_never_served() {
     );
     assert!(node.metric("bllvm_corruption_detected_total{kind=\"coin\"}") >= 1.0);
 }
+
+/// The background check finds a damaged block record nobody asked for, and counts its reads.
+#[test]
+fn the_background_check_finds_damage_nobody_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let node = TestNode::ready_on(&datadir, "");
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([30, common::address(1)]),
+    );
+    let hash = node.call("getblockhash", serde_json::json!([10]));
+    node.stop();
+    let blk = datadir.join("regtest/blocks/blk00000.dat");
+    flip(&blk, record_middle(&blk, hash.as_str().unwrap()));
+    let node = TestNode::ready_on(
+        &datadir,
+        "[storage]\nintegrity_check_interval_secs = 0.005\n",
+    );
+    poll(
+        Duration::from_secs(20),
+        "the background check to find it",
+        || (node.metric("bllvm_corruption_detected_total{kind=\"block\"}") >= 1.0).then_some(()),
+    );
+    assert!(node.metric("bllvm_integrity_checked_blocks_total") >= 10.0);
+    poll(Duration::from_secs(10), "health to name the block", || {
+        let d = json(&node.get("/health/detailed").unwrap().1);
+        let reason = d["components"]["storage"]["reason"]
+            .as_str()
+            .unwrap_or_default();
+        reason.contains(hash.as_str().unwrap()).then_some(())
+    });
+}

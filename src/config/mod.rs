@@ -94,6 +94,10 @@ pub struct StorageConfig {
     pub fastprune: bool,
     /// Memory budget of the UTXO cache.
     pub dbcache_mb: u64,
+    /// Seconds between two block records (with their undo data) read back by the background
+    /// integrity check; 0 turns it off. Unset: off on regtest, 1 s elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integrity_check_interval_secs: Option<f64>,
     /// Seconds between scheduled backups of the chain-state store; 0 turns them off.
     pub backup_interval_secs: f64,
     /// Where backups go; default `<datadir>/<network>/backups/`.
@@ -407,6 +411,7 @@ impl Default for StorageConfig {
             disk_critical_percent: 90.0,
             fastprune: false,
             dbcache_mb: 64,
+            integrity_check_interval_secs: None,
             backup_interval_secs: 0.0,
             backup_dir: None,
             backup_keep_daily: 7,
@@ -503,6 +508,19 @@ impl Config {
         PathBuf::from(home).join(".bllvm")
     }
 
+    /// The pause between two records of the background integrity check; `None` when off.
+    pub fn integrity_check_interval(&self) -> Option<std::time::Duration> {
+        let secs =
+            self.storage
+                .integrity_check_interval_secs
+                .unwrap_or(if self.chain == Chain::Regtest {
+                    0.0
+                } else {
+                    1.0
+                });
+        (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs))
+    }
+
     /// Where backups of the chain-state store go.
     pub fn backup_root(&self) -> PathBuf {
         self.storage
@@ -589,6 +607,14 @@ impl Config {
                     s.disk_warn_percent, s.disk_critical_percent
                 ),
             ));
+        }
+        if let Some(v) = s.integrity_check_interval_secs {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err((
+                    "storage.integrity_check_interval_secs".into(),
+                    format!("must be 0 (off) or more, got {v}"),
+                ));
+            }
         }
         if !(s.backup_interval_secs.is_finite() && s.backup_interval_secs >= 0.0) {
             return Err((
