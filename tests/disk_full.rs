@@ -266,3 +266,41 @@ fn a_critical_disk_prunes_what_the_mode_allows_at_once() {
     let hash = node.call("getblockhash", json!([tip - 287]));
     node.call("getblock", json!([hash, 0]));
 }
+
+/// A backup that would take the disk past the warning mark is skipped with a warning (counted,
+/// shown in health) instead of filling it; with room again the next one is written.
+#[test]
+fn a_backup_never_fills_the_disk() {
+    let Some(fs) = Tmpfs::mount(32) else { return };
+    let logs = tempfile::tempdir().unwrap();
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some("[storage]\ndisk_warn_percent = 50.0\ndisk_critical_percent = 95.0\n".into()),
+        datadir: Some(fs.mnt.join("data")),
+        log_dir: Some(logs.path().to_owned()),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(30));
+    node.call("generatetoaddress", json!([50, common::address(1)]));
+    let store = node.metric("bllvm_storage_size_bytes");
+    // Just under the mark, with less room below it than the store takes.
+    let total = fs2::total_space(&fs.mnt).unwrap() as f64;
+    fs.fill_to(0.5 - 0.5 * store / total);
+    let err = node.rpc_err("backupchainstate", json!([]), "skipped");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("past the warning mark"),
+        "{err}"
+    );
+    assert_eq!(node.metric("bllvm_backup_failures_total"), 1.0);
+    poll(Duration::from_secs(5), "health to say so", || {
+        (component(&node, "storage").1.contains("last backup failed")).then_some(())
+    });
+    fs.free();
+    let r = node.call("backupchainstate", json!([]));
+    assert_eq!(r["verified"], json!(true));
+    poll(Duration::from_secs(5), "health to clear", || {
+        (component(&node, "storage").0 == "healthy").then_some(())
+    });
+}
