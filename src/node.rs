@@ -4,7 +4,7 @@ use crate::chain::params::Params;
 use crate::chain::persist::{ChainDb, PersistError};
 use crate::chain::ChainThread;
 use crate::component::Component;
-use crate::config::Config;
+use crate::config::{Config, OnCorruption};
 use crate::datadir::{self, DatadirError, DatadirLock};
 use crate::http::{self, probes::ProbeContext, route::Enabled, Dispatcher, HttpError};
 use crate::lifecycle::stop_pair;
@@ -376,6 +376,8 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
         fallback_reason,
         backup_requests: backup_rx,
         backup_error: None,
+        stop_on_corruption: (config.storage.on_corruption == OnCorruption::Shutdown)
+            .then(|| sig_tx.clone()),
         backups: BackupSettings {
             root: config.backup_root(),
             every: (config.storage.backup_interval_secs > 0.0)

@@ -55,6 +55,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
         fallback_reason: None,
         backup_requests: bounded(1).1,
         backup_error: None,
+        stop_on_corruption: None,
         backups: bllvm_node::storage::writer::BackupSettings {
             root: dir.path().join("backups"),
             every: None,

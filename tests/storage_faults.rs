@@ -432,3 +432,34 @@ fn the_background_check_finds_damage_nobody_read() {
         reason.contains(hash.as_str().unwrap()).then_some(())
     });
 }
+
+/// With `on_corruption = "shutdown"` damage found at start stops the node cleanly with exit 3
+/// and a message naming it and what to run.
+#[test]
+fn on_corruption_shutdown_stops_with_exit_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let node = TestNode::ready_on(&datadir, "");
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([10, common::address(1)]),
+    );
+    let (_, tip) = node.tip();
+    node.stop();
+    let blk = datadir.join("regtest/blocks/blk00000.dat");
+    flip(&blk, record_middle(&blk, &tip));
+    let mut node = TestNode::start_with(NodeOptions {
+        datadir: Some(datadir.clone()),
+        config: Some("[storage]\non_corruption = \"shutdown\"\n".into()),
+        ..NodeOptions::default()
+    });
+    assert_eq!(node.wait_exit(Duration::from_secs(30)), 3, "{}", node.log());
+    let log = node.log();
+    assert!(
+        log.contains(&tip) && log.contains("bllvm-node restore"),
+        "{log}"
+    );
+    // The default keeps serving.
+    let node = TestNode::ready_on(&datadir, "");
+    assert_eq!(node.tip().1, tip);
+}

@@ -98,6 +98,8 @@ pub struct StorageConfig {
     /// integrity check; 0 turns it off. Unset: off on regtest, 1 s elsewhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub integrity_check_interval_secs: Option<f64>,
+    /// What corruption found in stored data does: repair what can be, or stop (exit 3).
+    pub on_corruption: OnCorruption,
     /// Seconds between scheduled backups of the chain-state store; 0 turns them off.
     pub backup_interval_secs: f64,
     /// Where backups go; default `<datadir>/<network>/backups/`.
@@ -151,6 +153,16 @@ impl PruningMode {
             PruningMode::Normal | PruningMode::Aggressive | PruningMode::Custom
         )
     }
+}
+
+/// What the node does when it finds corruption in its stored data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCorruption {
+    /// Keep serving, degraded, and repair what can be (blocks are fetched again from peers).
+    Repair,
+    /// Stop cleanly with exit code 3 and a message naming the damage and what to run.
+    Shutdown,
 }
 
 /// Bitcoin Core's `-dbcache` range, MiB.
@@ -412,6 +424,7 @@ impl Default for StorageConfig {
             fastprune: false,
             dbcache_mb: 64,
             integrity_check_interval_secs: None,
+            on_corruption: OnCorruption::Repair,
             backup_interval_secs: 0.0,
             backup_dir: None,
             backup_keep_daily: 7,

@@ -112,6 +112,8 @@ pub struct Writer<C: Committer> {
     pub backup_requests: Receiver<BackupReply>,
     /// The last backup's failure, until one succeeds.
     pub backup_error: Option<String>,
+    /// Set (`storage.on_corruption = "shutdown"`): damage found stops the node with exit 3.
+    pub stop_on_corruption: Option<crossbeam_channel::Sender<crate::supervisor::signals::Signal>>,
     /// Where and how often backups are taken.
     pub backups: BackupSettings,
 }
@@ -428,7 +430,26 @@ impl<C: Committer> Writer<C> {
         })
     }
 
-    fn set_status(&self, write_error: Option<&str>) {
+    fn set_status(&mut self, write_error: Option<&str>) {
+        if let Some(damage) = self
+            .committer
+            .damage()
+            .filter(|_| self.stop_on_corruption.is_some())
+        {
+            // Asked once: the supervisor runs the ordered shutdown from there.
+            let stop = self.stop_on_corruption.take();
+            if stop.is_some_and(|s| {
+                s.try_send(crate::supervisor::signals::Signal::Corruption)
+                    .is_ok()
+            }) {
+                log::error!(
+                    "corruption detected ({damage}); stopping because storage.on_corruption = \"shutdown\". \
+                     To recover: `bllvm-node restore <backup dir>` (backups are in the datadir's backups/), \
+                     or move chainstate.redb aside to rebuild it from the block files, \
+                     or start with on_corruption = \"repair\" to keep serving while damaged blocks are fetched again"
+                );
+            }
+        }
         if write_error.is_none() {
             if let Some(e) = &self.backup_error {
                 return self

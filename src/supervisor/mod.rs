@@ -100,7 +100,11 @@ impl Supervisor {
                 }
             }
             select! {
-                recv(self.signals) -> sig => if let Ok(Signal::Terminate(_)) = sig { break 0 },
+                recv(self.signals) -> sig => match sig {
+                    Ok(Signal::Terminate(_)) => break 0,
+                    Ok(Signal::Corruption) => break signals::CORRUPTION_EXIT_CODE,
+                    Err(_) => {}
+                },
                 recv(self.failures) -> f => if let Ok(f) = f {
                     self.record_failure(&f);
                     break EXIT_COMPONENT_FAILED;

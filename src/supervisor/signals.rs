@@ -11,7 +11,12 @@ use std::sync::Arc;
 pub enum Signal {
     /// SIGTERM or SIGINT: orderly shutdown.
     Terminate(&'static str),
+    /// Corruption was found and `storage.on_corruption = "shutdown"`: orderly shutdown, exit 3.
+    Corruption,
 }
+
+/// Exit code after a shutdown for corruption (`storage.on_corruption = "shutdown"`).
+pub const CORRUPTION_EXIT_CODE: i32 = 3;
 
 /// Exit code of a forced exit (second SIGINT), as shells report an interrupted process.
 pub const FORCED_EXIT_CODE: i32 = 130;
