@@ -307,7 +307,22 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
             http::probe_worker(jobs, stop, ctx)
         })?);
     }
+    let gate = Arc::new(rpc::RpcGate {
+        credentials,
+        // Validated by the config loader.
+        allow: AllowList(
+            config
+                .rpc
+                .allow_ip
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect(),
+        ),
+        limiter: parking_lot::Mutex::new(rpc::rate_limit::RateLimiter::new(&config.rpc.auth)),
+        metrics: metrics.clone(),
+    });
     let dispatcher = Dispatcher {
+        gate: gate.clone(),
         server,
         enabled: Enabled {
             health: config.rpc.health_checks_enabled,
@@ -468,21 +483,12 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
                 )
             }),
         },
-        credentials,
-        // Validated by the config loader.
-        allow: AllowList(
-            config
-                .rpc
-                .allow_ip
-                .iter()
-                .filter_map(|r| r.parse().ok())
-                .collect(),
-        ),
+        gate: gate.clone(),
         metrics: metrics.clone(),
         next_id: std::sync::atomic::AtomicU64::new(1),
-        limiter: parking_lot::Mutex::new(rpc::rate_limit::RateLimiter::new(&config.rpc.auth)),
         breakers: rpc::Breakers::new(&config.rpc.breaker),
         active: parking_lot::Mutex::new(Vec::new()),
+        max_batch: config.rpc.max_batch,
     });
     let (rpc_stop, rpc_sig) = stop_pair(None);
     let mut rpc_threads = Vec::new();

@@ -763,3 +763,97 @@ fn network_methods_through_the_independent_client() {
     assert!(!rpc.set_network_active(false).unwrap());
     assert!(rpc.set_network_active(true).unwrap());
 }
+
+/// 64 clients posting wrong passwords cost themselves, not the users: they are answered at
+/// once (401, then 429 once their address has used its failures), so no worker sleeps for them
+/// and an authenticated client is answered throughout.
+#[test]
+fn wrong_passwords_cost_the_guesser_not_the_users() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(
+            "[rpc]\nuser = \"bob\"\npassword = \"hunter2\"\n[rpc.auth]\nrate_limit_enabled = false\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let call = r#"{"method":"getblockcount","id":1}"#;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let guessers: Vec<_> = (0..64)
+        .map(|_| {
+            let (addr, stop) = (node.rpc, stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeMap::new();
+                for _ in 0..200 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let auth = basic("bob", "guess");
+                    if let Ok((code, _, _)) =
+                        http_full(addr, "POST", "/", &[("Authorization", &auth)], call)
+                    {
+                        *seen.entry(code).or_insert(0u32) += 1;
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let good = basic("bob", "hunter2");
+    for _ in 0..60 {
+        let (code, _, body) = post(&node, &good, call);
+        assert_eq!(code, 200, "the authenticated client got {code}: {body}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = std::collections::BTreeMap::new();
+    for g in guessers {
+        for (code, n) in g.join().unwrap() {
+            *all.entry(code).or_insert(0) += n;
+        }
+    }
+    assert!(all.get(&429).copied().unwrap_or(0) > 0, "{all:?}");
+    assert!(
+        all.keys().all(|c| *c == 401 || *c == 429),
+        "guessers only get 401 and 429: {all:?}"
+    );
+}
+
+/// A batch costs a token per call, and a batch over `rpc.max_batch` gets one error.
+#[test]
+fn batches_cost_a_token_per_call_and_have_a_length_limit() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(
+            "[rpc]\nmax_batch = 15\n[rpc.auth]\nrate_limit_rate = 0.1\nrate_limit_burst = 20\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let auth = cookie_auth(&node);
+    let batch = |n: usize| {
+        serde_json::to_string(
+            &(0..n)
+                .map(|i| serde_json::json!({"jsonrpc": "2.0", "method": "getblockcount", "id": i}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    let (code, _, body) = post(&node, &auth, &batch(16));
+    assert_eq!(code, 400, "{body}");
+    let v = json(&body);
+    assert_eq!(v["error"]["code"], serde_json::json!(-32600), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 15"),
+        "{v}"
+    );
+    let (code, _, body) = post(&node, &auth, &batch(15));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body).as_array().unwrap().len(), 15);
+    // 20 tokens, 15 spent: another batch of 15 must wait.
+    let (code, headers, _) = post(&node, &auth, &batch(15));
+    assert_eq!(code, 429);
+    assert!(headers.iter().any(|(k, _)| k == "retry-after"));
+}

@@ -183,6 +183,8 @@ pub struct RpcConfig {
     pub threads: usize,
     /// RPC requests that may wait for a worker before new ones get 503.
     pub work_queue: usize,
+    /// Longest JSON-RPC batch answered; a longer one gets one error for the whole batch.
+    pub max_batch: usize,
     /// Longest an RPC call waits for the chain thread.
     pub timeout_secs: f64,
     /// Per-method overrides of `timeout_secs`.
@@ -441,6 +443,7 @@ impl Default for RpcConfig {
             health_checks_enabled: true,
             threads: 4,
             work_queue: 16,
+            max_batch: 1000,
             timeout_secs: 30.0,
             method_timeout_secs: BTreeMap::new(),
             breaker: BreakerConfig::default(),
@@ -730,6 +733,12 @@ impl Config {
             }
         }
         at_least_one("rpc.work_queue", self.rpc.work_queue)?;
+        if !(1..=100_000).contains(&self.rpc.max_batch) {
+            return Err((
+                "rpc.max_batch".into(),
+                format!("must be 1 to 100000, got {}", self.rpc.max_batch),
+            ));
+        }
         let a = &self.rpc.auth;
         positive("rpc.auth.rate_limit_rate", a.rate_limit_rate)?;
         at_least_one("rpc.auth.rate_limit_burst", a.rate_limit_burst as usize)?;

@@ -44,6 +44,8 @@ pub struct Job {
     request: Request,
     route: Route,
     received: Instant,
+    /// For JSON-RPC: the user the gate authenticated.
+    user: String,
 }
 
 /// Binds the server; done on the caller's thread so a taken port fails the start.
@@ -72,6 +74,8 @@ pub struct Dispatcher {
     pub probes: Sender<Job>,
     /// RPC work queue.
     pub rpc: Sender<Job>,
+    /// The checks a JSON-RPC request passes before it is queued for a worker.
+    pub gate: Arc<crate::rpc::RpcGate>,
     /// Shared views (shutdown flag).
     pub shared: Arc<Shared>,
     /// Request counters.
@@ -111,10 +115,11 @@ impl Dispatcher {
 
     fn dispatch(&self, request: Request) {
         let route = route::route(request.method().as_str(), request.url(), self.enabled);
-        let job = Job {
+        let mut job = Job {
             request,
             route,
             received: Instant::now(),
+            user: String::new(),
         };
         let (queue, full_message) = match route {
             Route::Rpc if self.shared.shutting_down.load(Ordering::Acquire) => {
@@ -125,7 +130,20 @@ impl Dispatcher {
                 let reply = Reply::error(503, &format!("Starting up: {step}"));
                 return respond(job, reply, &self.metrics);
             }
-            Route::Rpc => (&self.rpc, "Work queue depth exceeded"),
+            Route::Rpc => {
+                let authorization = job
+                    .request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Authorization"))
+                    .map(|h| h.value.as_str().to_owned());
+                let remote = job.request.remote_addr().copied();
+                match self.gate.admit(remote, authorization.as_deref()) {
+                    Ok(user) => job.user = user,
+                    Err(reply) => return respond(job, reply, &self.metrics),
+                }
+                (&self.rpc, "Work queue depth exceeded")
+            }
             _ => (&self.probes, "Probe queue depth exceeded"),
         };
         match queue.try_send(job) {
@@ -227,10 +245,10 @@ pub fn rpc_worker(
                 .find(|h| h.field.equiv(name))
                 .map(|h| h.value.as_str().to_owned())
         };
-        let (authorization, request_id) = (header("Authorization"), header("X-Request-Id"));
+        let request_id = header("X-Request-Id");
         let meta = crate::rpc::RequestMeta {
             remote: job.request.remote_addr().copied(),
-            authorization: authorization.as_deref(),
+            user: &job.user,
             request_id: request_id.as_deref(),
         };
         server.handle(&meta, &body)

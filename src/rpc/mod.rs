@@ -19,27 +19,22 @@ use std::time::{Duration, Instant};
 /// Largest request body accepted, as Bitcoin Core's limit.
 pub const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 
-/// Core delays failed authentication by this much to slow password guessing.
-pub const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(250);
-
 /// Everything needed to answer RPC requests; shared by the RPC workers.
 pub struct RpcServer {
     /// Method context.
     pub methods: methods::Context,
-    /// Accepted credentials.
-    pub credentials: auth::Credentials,
-    /// Who may connect besides loopback.
-    pub allow: allow::AllowList,
+    /// The checks made at the door (addresses, credentials, rate limits).
+    pub gate: Arc<RpcGate>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
     /// Source of generated request ids.
     pub next_id: AtomicU64,
-    /// Token buckets; held only for the check, never across I/O.
-    pub limiter: parking_lot::Mutex<rate_limit::RateLimiter>,
     /// Circuit breakers per method.
     pub breakers: Breakers,
     /// Calls running now, for `getrpcinfo`: (method, started).
     pub active: parking_lot::Mutex<Vec<(&'static str, Instant)>>,
+    /// Longest JSON-RPC batch answered (`rpc.max_batch`).
+    pub max_batch: usize,
 }
 
 /// A breaker per known method (unknown names have none); the lock is never held across a call.
@@ -73,10 +68,78 @@ impl Breakers {
 pub struct RequestMeta<'a> {
     /// The client.
     pub remote: Option<SocketAddr>,
-    /// `Authorization` header.
-    pub authorization: Option<&'a str>,
+    /// The user the gate authenticated.
+    pub user: &'a str,
     /// `X-Request-Id` header, if the client sent one.
     pub request_id: Option<&'a str>,
+}
+
+/// The checks every JSON-RPC request passes before it may take a worker, made by the HTTP
+/// dispatcher as the request arrives: a request refused here (forbidden address, too many
+/// requests, wrong credentials) is answered at once and never queues behind, or holds, a worker.
+pub struct RpcGate {
+    /// Accepted credentials.
+    pub credentials: auth::Credentials,
+    /// Who may connect besides loopback.
+    pub allow: allow::AllowList,
+    /// Token buckets; held only for the check, never across I/O.
+    pub limiter: parking_lot::Mutex<rate_limit::RateLimiter>,
+    /// Rejection counters.
+    pub metrics: Arc<Metrics>,
+}
+
+impl RpcGate {
+    /// The authenticated user, or the answer refusing the request: address allowed (403), a
+    /// token for it (429, before authentication so guessing floods are limited too), then
+    /// credentials (401 at once; 429 once the address has used up its failures; Core instead
+    /// sleeps 250 ms, which here would hold a worker per guess).
+    pub fn admit(
+        &self,
+        remote: Option<SocketAddr>,
+        authorization: Option<&str>,
+    ) -> Result<String, Reply> {
+        if let Some(addr) = remote {
+            if !self.allow.permits(addr.ip()) {
+                self.reject("forbidden");
+                return Err(Reply::error(403, "Forbidden"));
+            }
+            let admitted = self.limiter.lock().admit_ip(addr.ip(), Instant::now());
+            if let Err(l) = admitted {
+                return Err(self.too_many(&l));
+            }
+        }
+        if let Some(user) = self.credentials.check(authorization) {
+            return Ok(user);
+        }
+        self.reject("auth");
+        if let Some(addr) = remote {
+            let limited = self.limiter.lock().auth_failed(addr.ip(), Instant::now());
+            if let Err(l) = limited {
+                return Err(self.too_many(&l));
+            }
+        }
+        Err(Reply::error(401, "Unauthorized")
+            .with_header("WWW-Authenticate", "Basic realm=\"jsonrpc\""))
+    }
+
+    /// HTTP 429 with `Retry-After` and a JSON-RPC error naming the limit.
+    pub fn too_many(&self, l: &rate_limit::Limited) -> Reply {
+        self.reject("rate");
+        let secs = l.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let err = RpcError::new(
+            protocol::code::MISC_ERROR,
+            format!("rate limit exceeded: {}", l.limit),
+        );
+        let v = protocol::reply(Some(Value::Null), Version::V1, &Err(err)).unwrap_or(Value::Null);
+        Reply::json(429, &v).with_header("Retry-After", secs.to_string())
+    }
+
+    fn reject(&self, reason: &str) {
+        self.metrics
+            .rpc_rejections_total
+            .with_label_values(&[reason])
+            .inc();
+    }
 }
 
 impl RpcServer {
@@ -169,43 +232,13 @@ impl RpcServer {
         }
     }
 
-    /// HTTP 429 with `Retry-After` and a JSON-RPC error naming the limit.
-    fn too_many(&self, l: &rate_limit::Limited) -> Reply {
-        self.reject("rate");
-        let secs = l.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        let err = RpcError::new(
-            protocol::code::MISC_ERROR,
-            format!("rate limit exceeded: {}", l.limit),
-        );
-        let v = protocol::reply(Some(Value::Null), Version::V1, &Err(err)).unwrap_or(Value::Null);
-        Reply::json(429, &v).with_header("Retry-After", secs.to_string())
-    }
-
     fn reject(&self, reason: &str) {
-        self.metrics
-            .rpc_rejections_total
-            .with_label_values(&[reason])
-            .inc();
+        self.gate.reject(reason);
     }
 
     fn answer(&self, meta: &RequestMeta<'_>, body: &[u8]) -> (Reply, &'static str, String) {
-        if let Some(addr) = meta.remote {
-            if !self.allow.permits(addr.ip()) {
-                self.reject("forbidden");
-                return (Reply::error(403, "Forbidden"), "none", String::new());
-            }
-            let admitted = self.limiter.lock().admit_ip(addr.ip(), Instant::now());
-            if let Err(l) = admitted {
-                return (self.too_many(&l), "none", String::new());
-            }
-        }
-        let Some(user) = self.credentials.check(meta.authorization) else {
-            self.reject("auth");
-            std::thread::sleep(AUTH_FAILURE_DELAY);
-            let reply = Reply::error(401, "Unauthorized")
-                .with_header("WWW-Authenticate", "Basic realm=\"jsonrpc\"");
-            return (reply, "none", String::new());
-        };
+        // The gate admitted and authenticated this request in the dispatcher.
+        let user = meta.user.to_owned();
         let body = match protocol::parse(body) {
             Ok(b) => b,
             Err(e) => {
@@ -213,6 +246,26 @@ impl RpcServer {
                 return (Reply::json(500, &v.unwrap_or(Value::Null)), "unknown", user);
             }
         };
+        if let Body::Batch(calls) = &body {
+            if calls.len() > self.max_batch {
+                log::warn!(
+                    calls = calls.len(), user = user.as_str();
+                    "batch of {} calls refused (rpc.max_batch = {})",
+                    calls.len(),
+                    self.max_batch
+                );
+                let e = RpcError::new(
+                    protocol::code::INVALID_REQUEST,
+                    format!(
+                        "batch of {} calls is over the limit of {} (rpc.max_batch)",
+                        calls.len(),
+                        self.max_batch
+                    ),
+                );
+                let v = protocol::reply(Some(Value::Null), Version::V2, &Err(e));
+                return (Reply::json(400, &v.unwrap_or(Value::Null)), "batch", user);
+            }
+        }
         let names: Vec<&str> = match &body {
             Body::Single(Ok(c)) => vec![c.method.as_str()],
             Body::Single(Err(_)) => vec![],
@@ -223,11 +276,12 @@ impl RpcServer {
                 .collect(),
         };
         let admitted = self
+            .gate
             .limiter
             .lock()
             .admit_calls(&user, &names, Instant::now());
         if let Err(l) = admitted {
-            return (self.too_many(&l), "none", user);
+            return (self.gate.too_many(&l), "none", user);
         }
         match body {
             Body::Single(call) => {

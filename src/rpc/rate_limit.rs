@@ -28,10 +28,15 @@ impl Bucket {
         self.last = now;
     }
 
-    fn wait_for_one(&self, s: Shape) -> Duration {
-        Duration::from_secs_f64(((1.0 - self.tokens) / s.rate).max(0.0))
+    fn wait_for(&self, n: f64, s: Shape) -> Duration {
+        Duration::from_secs_f64(((n - self.tokens) / s.rate).max(0.0))
     }
 }
+
+/// Failed authentications allowed per client address: a refill of 4 a second, 10 at once. They
+/// bound password guessing without Core's 250 ms sleep, which held an RPC worker per guess.
+const AUTH_FAILURE_RATE: f64 = 4.0;
+const AUTH_FAILURE_BURST: u32 = 10;
 
 /// Which limit refused a request and when to retry.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,22 +65,31 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
     /// Refills `key`'s bucket and tells how long until it has a token (zero: it has one).
     fn wait(&mut self, key: &K, now: Instant) -> Duration {
+        self.wait_n(key, now, 1.0)
+    }
+
+    /// Refills `key`'s bucket and tells how long until it has `n` tokens (zero: it has them).
+    fn wait_n(&mut self, key: &K, now: Instant, n: f64) -> Duration {
         let shape = self.shape;
         let b = self.buckets.entry(key.clone()).or_insert(Bucket {
             tokens: shape.burst,
             last: now,
         });
         b.refill(now, shape);
-        if b.tokens >= 1.0 {
+        if b.tokens >= n {
             Duration::ZERO
         } else {
-            b.wait_for_one(shape)
+            b.wait_for(n, shape)
         }
     }
 
     fn take(&mut self, key: &K) {
+        self.take_n(key, 1.0);
+    }
+
+    fn take_n(&mut self, key: &K, n: f64) {
         if let Some(b) = self.buckets.get_mut(key) {
-            b.tokens -= 1.0;
+            b.tokens -= n;
         }
     }
 
@@ -93,6 +107,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
 pub struct RateLimiter {
     enabled: bool,
     ips: Table<IpAddr>,
+    /// Failed authentications per address; applies even with rate limits off.
+    auth_failures: Table<IpAddr>,
     users: Table<String>,
     methods: HashMap<String, Table<()>>,
     describe: (String, String),
@@ -110,6 +126,7 @@ impl RateLimiter {
         RateLimiter {
             enabled: cfg.rate_limit_enabled,
             ips: Table::new(cfg.rate_limit_rate, cfg.rate_limit_burst),
+            auth_failures: Table::new(AUTH_FAILURE_RATE, AUTH_FAILURE_BURST),
             users: Table::new(cfg.rate_limit_rate, cfg.rate_limit_burst),
             methods,
             describe: (
@@ -136,8 +153,28 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// Admits an authenticated `user` calling `methods`: takes one token from the user's bucket
-    /// and one per call from each limited method's bucket, all or none.
+    /// A request from `ip` failed authentication: answered 401 while the address has failures
+    /// left, 429 once it has used them up (however many workers or connections it uses).
+    pub fn auth_failed(&mut self, ip: IpAddr, now: Instant) -> Result<(), Limited> {
+        if self.auth_failures.buckets.len() > MAX_BUCKETS {
+            self.auth_failures.evict_full(now);
+        }
+        let wait = self.auth_failures.wait(&ip, now);
+        if wait > Duration::ZERO {
+            return Err(Limited {
+                limit: format!(
+                    "failed authentications from this address ({AUTH_FAILURE_RATE}/s, burst {AUTH_FAILURE_BURST})"
+                ),
+                retry_after: wait,
+            });
+        }
+        self.auth_failures.take(&ip);
+        Ok(())
+    }
+
+    /// Admits an authenticated `user` calling `methods`: takes one token per call from the
+    /// user's bucket (a batch larger than the bucket takes all of it) and one per call from each
+    /// limited method's bucket, all or none.
     pub fn admit_calls(
         &mut self,
         user: &str,
@@ -148,7 +185,8 @@ impl RateLimiter {
             return Ok(());
         }
         let user = user.to_owned();
-        let wait = self.users.wait(&user, now);
+        let cost = (methods.len().max(1) as f64).min(self.users.shape.burst);
+        let wait = self.users.wait_n(&user, now, cost);
         if wait > Duration::ZERO {
             return Err(Limited {
                 limit: self.describe.1.clone(),
@@ -176,7 +214,7 @@ impl RateLimiter {
                 });
             }
         }
-        self.users.take(&user);
+        self.users.take_n(&user, cost);
         for (m, n) in need {
             if let Some(b) = self.methods.get_mut(m).and_then(|t| t.buckets.get_mut(&())) {
                 b.tokens -= n;
