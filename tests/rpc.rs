@@ -857,3 +857,56 @@ fn batches_cost_a_token_per_call_and_have_a_length_limit() {
     assert_eq!(code, 429);
     assert!(headers.iter().any(|(k, _)| k == "retry-after"));
 }
+
+/// Bad parameters get messages that say what is wrong (Core's wording where Core has one).
+#[test]
+fn bad_parameters_are_named_precisely() {
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(10));
+    let expect = |method: &str, params: serde_json::Value, code: i64, text: &str| {
+        let e = node.rpc(method, params).unwrap_err();
+        assert_eq!(e["code"], serde_json::json!(code), "{method}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains(text),
+            "{method}: {e}"
+        );
+    };
+    let addr = common::address(1);
+    expect(
+        "generatetoaddress",
+        serde_json::json!([4294967296u64, addr]),
+        -8,
+        "out of range",
+    );
+    expect(
+        "generatetoaddress",
+        serde_json::json!([-1, addr]),
+        -8,
+        "must not be negative",
+    );
+    expect(
+        "getblockhash",
+        serde_json::json!([1.5]),
+        -3,
+        "1.5 is not an integer",
+    );
+    expect(
+        "getblockhash",
+        serde_json::json!([1e30]),
+        -3,
+        "is not an integer",
+    );
+    let not_hex = "z".repeat(64);
+    expect(
+        "getblock",
+        serde_json::json!([not_hex]),
+        -8,
+        "must be hexadecimal string",
+    );
+    expect(
+        "getblock",
+        serde_json::json!(["00ff"]),
+        -8,
+        "must be of length 64 (not 4",
+    );
+}

@@ -294,19 +294,26 @@ impl<'a> Args<'a> {
             .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument"))
     }
 
-    /// An integer parameter.
+    /// An integer parameter. A number that is not a whole one, or beyond 64 bits, is said to be
+    /// so (Core's "JSON integer out of range" for the latter); a non-number is a type error.
     pub fn int(&self, i: usize) -> Result<Option<i64>, RpcError> {
         self.get(i)
-            .map(|v| {
-                v.as_i64().ok_or_else(|| {
-                    RpcError::new(
-                        code::TYPE_ERROR,
-                        format!(
-                            "JSON value of type {} is not of expected type number",
-                            type_name(v)
-                        ),
-                    )
-                })
+            .map(|v| match (v.as_i64(), v) {
+                (Some(n), _) => Ok(n),
+                (None, Value::Number(n)) if n.is_f64() => Err(RpcError::new(
+                    code::TYPE_ERROR,
+                    format!("{n} is not an integer"),
+                )),
+                (None, Value::Number(_)) => {
+                    Err(RpcError::new(code::TYPE_ERROR, "JSON integer out of range"))
+                }
+                (None, v) => Err(RpcError::new(
+                    code::TYPE_ERROR,
+                    format!(
+                        "JSON value of type {} is not of expected type number",
+                        type_name(v)
+                    ),
+                )),
             })
             .transpose()
     }

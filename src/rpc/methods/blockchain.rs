@@ -20,10 +20,17 @@ pub fn parse_hash(v: &Value, name: &str) -> Result<BlockHash, RpcError> {
             format!("{name} must be a hexadecimal string"),
         )
     })?;
+    // Core's ParseHashV wording: length first, then hex.
+    if s.len() != 64 {
+        return Err(RpcError::new(
+            code::INVALID_PARAMETER,
+            format!("{name} must be of length 64 (not {}, for '{s}')", s.len()),
+        ));
+    }
     BlockHash::from_str(s).map_err(|_| {
         RpcError::new(
             code::INVALID_PARAMETER,
-            format!("{name} must be of length 64 (not {}, for '{s}')", s.len()),
+            format!("{name} must be hexadecimal string (not '{s}')"),
         )
     })
 }

@@ -507,8 +507,22 @@ fn generatetoaddress(ctx: &Context, params: &Params) -> Result<Value, RpcError> 
     let n = a
         .int(0)?
         .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Missing required argument nblocks"))?;
-    let n = u32::try_from(n)
-        .map_err(|_| RpcError::new(code::INVALID_PARAMETER, "nblocks must not be negative"))?;
+    let n = match u32::try_from(n) {
+        Ok(n) => n,
+        Err(_) if n < 0 => {
+            return Err(RpcError::new(
+                code::INVALID_PARAMETER,
+                "nblocks must not be negative",
+            ))
+        }
+        // Core reads nblocks as a 32-bit integer.
+        Err(_) => {
+            return Err(RpcError::new(
+                code::INVALID_PARAMETER,
+                format!("nblocks {n} is out of range (at most {})", u32::MAX),
+            ))
+        }
+    };
     let addr = a.required_str(1)?;
     let payout = regtest_payout(ctx, "generatetoaddress", addr)?;
     ctx.writable()?;
