@@ -1,7 +1,20 @@
-//! Per-method circuit breakers. Plain state: time is passed in.
+//! Per-method circuit breakers. Plain state: time is passed in. Outcomes are counted in a fixed
+//! ring of time slots covering the window, so a breaker's memory is a constant whatever the
+//! call rate (it used to keep one record per call for the whole window).
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// Slots the window is divided into; outcomes are forgotten a slot at a time.
+const SLOTS: usize = 32;
+
+/// Calls and failures in one slot of the window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Which slot of time since the breaker's creation this counts.
+    index: u64,
+    calls: u32,
+    failures: u32,
+}
 
 /// Breaker settings (`[rpc.breaker]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,7 +71,8 @@ impl State {
 #[derive(Debug, Clone)]
 pub struct Breaker {
     settings: Settings,
-    outcomes: VecDeque<(Instant, bool)>,
+    epoch: Option<Instant>,
+    slots: [Slot; SLOTS],
     state: State,
 }
 
@@ -67,9 +81,38 @@ impl Breaker {
     pub fn new(settings: Settings) -> Breaker {
         Breaker {
             settings,
-            outcomes: VecDeque::new(),
+            epoch: None,
+            slots: [Slot::default(); SLOTS],
             state: State::Closed,
         }
+    }
+
+    /// Counts an outcome at `now`; returns (calls, failures) within the window.
+    fn count(&mut self, now: Instant, failed: bool) -> (usize, usize) {
+        let epoch = *self.epoch.get_or_insert(now);
+        let slot_len = (self.settings.window / SLOTS as u32).max(Duration::from_millis(1));
+        let abs = (now.saturating_duration_since(epoch).as_nanos() / slot_len.as_nanos()) as u64;
+        let slot = &mut self.slots[(abs % SLOTS as u64) as usize];
+        if slot.index != abs || slot.calls == 0 {
+            *slot = Slot {
+                index: abs,
+                calls: 0,
+                failures: 0,
+            };
+        }
+        slot.calls += 1;
+        slot.failures += u32::from(failed);
+        let oldest = abs.saturating_sub(SLOTS as u64 - 1);
+        self.slots
+            .iter()
+            .filter(|s| s.calls > 0 && s.index >= oldest && s.index <= abs)
+            .fold((0, 0), |(c, f), s| {
+                (c + s.calls as usize, f + s.failures as usize)
+            })
+    }
+
+    fn forget(&mut self) {
+        self.slots = [Slot::default(); SLOTS];
     }
 
     /// The current state.
@@ -108,7 +151,7 @@ impl Breaker {
                     self.state = State::Open(now + self.settings.cooldown);
                 } else if passed + 1 >= self.settings.trials {
                     self.state = State::Closed;
-                    self.outcomes.clear();
+                    self.forget();
                 } else {
                     self.state = State::HalfOpen {
                         left,
@@ -118,21 +161,12 @@ impl Breaker {
             }
             State::Open(_) => {}
             State::Closed => {
-                self.outcomes.push_back((now, failed));
-                while self
-                    .outcomes
-                    .front()
-                    .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.settings.window)
-                {
-                    self.outcomes.pop_front();
-                }
-                let n = self.outcomes.len();
-                let failures = self.outcomes.iter().filter(|(_, f)| *f).count();
+                let (n, failures) = self.count(now, failed);
                 if n >= self.settings.min_calls
                     && failures as f64 / n as f64 >= self.settings.failure_ratio
                 {
                     self.state = State::Open(now + self.settings.cooldown);
-                    self.outcomes.clear();
+                    self.forget();
                 }
             }
         }
@@ -194,5 +228,28 @@ mod tests {
         let late = t0 + Duration::from_secs(61);
         c.record(late, true);
         assert_eq!(c.state(), State::Closed);
+    }
+
+    /// The fixed ring counts as the per-call list did: a million successes keep it closed, and
+    /// failures later in the window are weighed against the calls still in it.
+    #[test]
+    fn the_slot_ring_counts_many_calls_right() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(S);
+        for i in 0..1_000_000u64 {
+            b.record(t0 + Duration::from_micros(i), false);
+        }
+        assert_eq!(b.state(), State::Closed);
+        // 100 failures against a million successes a second ago: still closed.
+        for _ in 0..100 {
+            b.record(t0 + Duration::from_secs(1), true);
+        }
+        assert_eq!(b.state(), State::Closed);
+        // The counts are right: half failures over many calls open it.
+        let t1 = t0 + Duration::from_secs(120);
+        for i in 0..100u64 {
+            b.record(t1 + Duration::from_millis(i), i % 2 == 0);
+        }
+        assert!(matches!(b.state(), State::Open(_)));
     }
 }
