@@ -219,6 +219,10 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
     })?;
     let dir = config.network_dir();
     let lock = datadir::lock(&dir)?;
+    match datadir::raise_fd_limit() {
+        Ok((soft, _)) => log::info!("open file limit {soft}"),
+        Err(e) => log::warn!("cannot raise the open file limit: {e}"),
+    }
     // Core writes the cookie at start and removes it on a clean exit. On a full disk the node
     // still starts (degraded, see storage); the pruning monitor writes the cookie once it can.
     let cookie = Arc::new(CookieFile::new(&dir));

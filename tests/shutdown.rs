@@ -165,3 +165,32 @@ fn sigterm_during_a_reindex_stops_it_and_the_next_start_resumes() {
     assert_eq!(node.tip(), tip);
     assert!(!datadir.join("regtest/blocks.reindex").exists());
 }
+
+/// The node raises its soft open-file limit to the hard one at start (sockets are files).
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    // Start the node with a low soft limit (inherited), so raising it is what the test sees.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    assert!(lim.rlim_max > 256, "the hard limit leaves nothing to raise");
+    let low = libc::rlimit {
+        rlim_cur: 256,
+        rlim_max: lim.rlim_max,
+    };
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+    let mut node = TestNode::start();
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    node.wait_ready(Duration::from_secs(10));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", node.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let v: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files  <soft>  <hard>  files"
+    assert_eq!(v[3], v[4], "soft limit raised to the hard one: {line}");
+    assert!(node.log().contains("open file limit"), "{}", node.log());
+}
