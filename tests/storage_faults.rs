@@ -1,7 +1,8 @@
-//! A real unreadable record under the running node: corrupt undo data stops a reorg offered by
-//! a peer before anything changes, blames no block and no peer, health says why, RPC answers an
-//! error instead of a wrong result, and the reorg goes through by itself once the data reads
-//! again.
+//! Damaged records under the real node, made by flipping bytes in its files: damaged undo data
+//! is rebuilt from the block files; when it cannot be, it stops a reorg offered by a peer before
+//! anything changes, blames no block and no peer, health says why, RPC answers an error instead
+//! of a wrong result, and the reorg goes through by itself once the data reads again. Damaged
+//! blocks are fetched again from peers, damaged coins never served, deleted files found.
 
 mod common;
 mod support;
@@ -21,16 +22,6 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 use support::raw_peer::RawPeer;
 
-fn start(datadir: Option<&Path>, ports: Option<(u16, u16)>) -> TestNode {
-    let mut n = TestNode::start_with(NodeOptions {
-        datadir: datadir.map(Path::to_owned),
-        ports,
-        ..NodeOptions::default()
-    });
-    n.wait_ready(Duration::from_secs(30));
-    n
-}
-
 fn chain_status(n: &TestNode) -> (String, String) {
     let d = json(&n.get("/health/detailed").unwrap().1);
     let c = &d["components"]["chain"];
@@ -48,8 +39,10 @@ fn flip(path: &Path, at: u64) {
 }
 
 #[test]
-fn corrupt_undo_data_stops_a_reorg_without_blame_and_it_resumes_once_readable() {
-    let node = start(None, None);
+fn corrupt_undo_data_is_rebuilt_or_stops_a_reorg_without_blame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let node = TestNode::ready_on(&datadir, "");
     node.call(
         "generatetoaddress",
         serde_json::json!([20, common::address(1)]),
@@ -70,15 +63,47 @@ fn corrupt_undo_data_stops_a_reorg_without_blame_and_it_resumes_once_readable() 
         .collect();
     let new_tip = branch[1].block_hash();
 
-    // Stop it and damage the undo record of block 20, the last record of rev00000.dat.
-    let (datadir, ports) = (node.datadir.clone(), (node.rpc.port(), node.p2p.port()));
-    let mut node = node;
-    node.signal(libc::SIGTERM);
-    assert_eq!(node.wait_exit(Duration::from_secs(20)), 0);
+    // Stop it and damage the undo record of block 20, the last record of rev00000.dat: the
+    // start-up check finds it and rebuilds it from the block files.
+    node.stop();
     let rev = datadir.join("regtest/blocks/rev00000.dat");
-    let at = std::fs::metadata(&rev).unwrap().len() - 33;
-    flip(&rev, at);
-    let node = start(Some(&datadir), Some(ports));
+    let blk = datadir.join("regtest/blocks/blk00000.dat");
+    flip(&rev, std::fs::metadata(&rev).unwrap().len() - 33);
+    let node = TestNode::ready_on(&datadir, "");
+    poll(
+        Duration::from_secs(10),
+        "the undo data to be rebuilt",
+        || {
+            node.log()
+                .contains("rebuilt from the block files")
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        node.metric("bllvm_corruption_detected_total{kind=\"undo\"}"),
+        1.0
+    );
+    poll(
+        Duration::from_secs(10),
+        "storage to be healthy again",
+        || {
+            let d = json(&node.get("/health/detailed").unwrap().1);
+            (d["components"]["storage"]["status"] == "healthy").then_some(())
+        },
+    );
+
+    // Now damage it again, and the block it would be rebuilt from: no repair is possible.
+    node.stop();
+    let rev_at = std::fs::metadata(&rev).unwrap().len() - 33;
+    let blk_at = record_middle(&blk, &old_tip);
+    flip(&rev, rev_at);
+    flip(&blk, blk_at);
+    let node = TestNode::ready_on(&datadir, "");
+    poll(Duration::from_secs(10), "the rebuild to give up", || {
+        node.log()
+            .contains("cannot rebuild the undo data")
+            .then_some(())
+    });
 
     // invalidateblock over the damaged undo data: an error, nothing changed, still running.
     node.rpc_err(
@@ -144,8 +169,9 @@ fn corrupt_undo_data_stops_a_reorg_without_blame_and_it_resumes_once_readable() 
         "no block was marked invalid: {tips}"
     );
 
-    // The record reads again: the reorg goes through by itself and health recovers.
-    flip(&rev, at);
+    // The records read again: the reorg goes through by itself and health recovers.
+    flip(&rev, rev_at);
+    flip(&blk, blk_at);
     poll(
         Duration::from_secs(20),
         "the reorg once the data reads",

@@ -11,7 +11,7 @@ use super::reject::{Reject, RejectKind, StorageFault};
 use super::utxo::{connect_block, BlockChanges, Coin, ConnectContext};
 use super::utxo_cache::{CoinSource, UtxoCache};
 use bitcoin::hashes::{sha256d, Hash, HashEngine};
-use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf, Transaction, Work};
+use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf, Transaction, Txid, Work};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -124,6 +124,8 @@ pub struct ChainState {
     unreported: Vec<Update>,
     /// Stored blocks found corrupt, asked of peers again (height, hash).
     refetching: BTreeSet<(u32, BlockHash)>,
+    /// Undo data rebuilt in memory, to be written again.
+    rebuilt_undo: Vec<(BlockHash, BlockChanges)>,
 }
 
 impl ChainState {
@@ -151,6 +153,7 @@ impl ChainState {
             fault: None,
             unreported: Vec::new(),
             refetching: BTreeSet::new(),
+            rebuilt_undo: Vec::new(),
         }
     }
 
@@ -178,6 +181,7 @@ impl ChainState {
             fault: None,
             unreported: Vec::new(),
             refetching: BTreeSet::new(),
+            rebuilt_undo: Vec::new(),
         };
         // Blocks stored but not connected before the restart are candidates again.
         cs.rebuild_candidates();
@@ -205,6 +209,92 @@ impl ChainState {
             self.tree.clear_have_data(hash);
             self.refetching.insert((height, *hash));
         }
+    }
+
+    /// Rebuilds the undo data of active block `hash` whose record was damaged: the coins it
+    /// spent are found in the active blocks at most `max_scan` below it, and connecting the
+    /// block over just those coins (scripts were checked when it first connected) gives exactly
+    /// the changes it made. Kept in memory and written again by the next persistence job.
+    pub fn rebuild_undo(&mut self, hash: &BlockHash, max_scan: u32) -> Result<(), String> {
+        let height = self.tree.get(hash).ok_or("unknown block")?.height;
+        if self.active.get(height as usize) != Some(hash) {
+            return Err("not on the active chain".into());
+        }
+        let block = self
+            .load_block(hash)
+            .map_err(|f| f.to_string())?
+            .ok_or("its block data is not stored")?;
+        let here: std::collections::HashSet<Txid> =
+            block.txdata.iter().map(|t| t.compute_txid()).collect();
+        let mut needed: HashMap<Txid, Vec<u32>> = HashMap::new();
+        for tx in block.txdata.iter().skip(1) {
+            for i in &tx.input {
+                if !here.contains(&i.previous_output.txid) {
+                    needed
+                        .entry(i.previous_output.txid)
+                        .or_default()
+                        .push(i.previous_output.vout);
+                }
+            }
+        }
+        let mut view: HashMap<OutPoint, Coin> = HashMap::new();
+        let mut h = height;
+        while !needed.is_empty() && h > 0 && height - h < max_scan {
+            h -= 1;
+            let ancestor = self.active[h as usize];
+            let b = self
+                .load_block(&ancestor)
+                .map_err(|f| f.to_string())?
+                .ok_or_else(|| format!("block {ancestor} at {h} is not stored"))?;
+            for (n, tx) in b.txdata.iter().enumerate() {
+                let txid = tx.compute_txid();
+                let Some(vouts) = needed.remove(&txid) else {
+                    continue;
+                };
+                for v in vouts {
+                    let output = tx
+                        .output
+                        .get(v as usize)
+                        .cloned()
+                        .ok_or("bad output index")?;
+                    let coin = Coin {
+                        output,
+                        height: h,
+                        coinbase: n == 0,
+                    };
+                    view.insert(OutPoint::new(txid, v), coin);
+                }
+            }
+        }
+        if !needed.is_empty() {
+            return Err(format!(
+                "{} of the transactions it spends from are more than {max_scan} blocks below it: a reindex rebuilds it",
+                needed.len()
+            ));
+        }
+        let tree = &self.tree;
+        let prev = block.header.prev_blockhash;
+        let mtp_at = |h: u32| {
+            tree.ancestor(&prev, h)
+                .map(|(a, _)| tree.median_time_past(&a))
+                .unwrap_or(0)
+        };
+        let ctx = ConnectContext {
+            params: tree.params(),
+            height,
+            prev_mtp: tree.median_time_past(&prev),
+            mtp_at: &mtp_at,
+            verify_scripts: false,
+        };
+        let changes = connect_block(&block, &ctx, &view).map_err(|r| r.to_string())?;
+        self.undo.insert(*hash, changes.clone());
+        self.rebuilt_undo.push((*hash, changes));
+        Ok(())
+    }
+
+    /// Undo data rebuilt since the last call, to write again.
+    pub fn take_rebuilt_undo(&mut self) -> Vec<(BlockHash, BlockChanges)> {
+        std::mem::take(&mut self.rebuilt_undo)
     }
 
     /// Blocks being fetched again, lowest first.
@@ -908,6 +998,28 @@ mod tests {
         assert_eq!(updates.len(), 1);
         assert_eq!(cs.tip(), (hash, 111));
         assert!(cs.fault().is_none());
+    }
+
+    /// Undo data rebuilt from the block and the blocks below it equals what connecting wrote,
+    /// and a spent coin further back than the scan limit is said to need a reindex.
+    #[test]
+    fn undo_data_is_rebuilt_exactly_from_the_blocks() {
+        let (mut cs, _flaky, mut src) = over_flaky_source();
+        let cb = src.block(&src.hash_at(1).unwrap()).unwrap().txdata[0].clone();
+        let spend = spend_op_true(
+            OutPoint::new(cb.compute_txid(), 0),
+            cb.output[0].value.to_sat(),
+        );
+        let (block, _) = src.mine(op_true_payout(), vec![spend], NOW + 200).unwrap();
+        let hash = block.block_hash();
+        cs.submit_block(block, NOW + 300).unwrap();
+        let written = cs.undo.remove(&hash).unwrap();
+        assert_eq!(written.spent.len(), 1);
+        let err = cs.rebuild_undo(&hash, 50).unwrap_err();
+        assert!(err.contains("reindex"), "{err}");
+        cs.rebuild_undo(&hash, 1_000).unwrap();
+        assert_eq!(cs.undo[&hash], written);
+        assert_eq!(cs.take_rebuilt_undo(), vec![(hash, written)]);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct Integrity {
     next: std::sync::atomic::AtomicU64,
     /// Blocks whose record is corrupt, to fetch again from a peer.
     refetch: Mutex<BTreeSet<BlockHash>>,
+    /// Blocks whose undo record is corrupt, to rebuild.
+    rebuild_undo: Mutex<BTreeSet<BlockHash>>,
     counter: OnceLock<IntCounterVec>,
 }
 
@@ -55,6 +57,19 @@ impl Integrity {
     pub fn corrupt_block(&self, hash: BlockHash, detail: &str) {
         self.found("block", detail);
         self.refetch.lock().insert(hash);
+    }
+
+    /// A corrupt undo record: recorded as damage and queued to be rebuilt.
+    pub fn corrupt_undo(&self, hash: BlockHash, detail: &str) {
+        self.found("undo", detail);
+        self.rebuild_undo.lock().insert(hash);
+    }
+
+    /// Blocks whose undo data is queued to be rebuilt since the last call.
+    pub fn take_rebuild_undo(&self) -> Vec<BlockHash> {
+        std::mem::take(&mut *self.rebuild_undo.lock())
+            .into_iter()
+            .collect()
     }
 
     /// Blocks queued to be fetched again since the last call.

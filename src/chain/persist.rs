@@ -350,27 +350,22 @@ impl BlockSource for FileSource {
             return Ok(None);
         };
         let path = block_files::file_path(&self.dir, "rev", pos.file);
-        let (bytes, sum) = block_files::read_record(&path, self.magic, pos, 32).map_err(|e| {
-            self.damaged(
-                "undo",
-                StorageFault::new("undo data", format!("{hash}: {e}")),
-            )
-        })?;
+        // Whatever is wrong with the record, it can be rebuilt from the block.
+        let bad = |detail: String| {
+            self.integrity.corrupt_undo(*hash, &detail);
+            StorageFault::new("undo data", detail)
+        };
+        let (bytes, sum) = block_files::read_record(&path, self.magic, pos, 32)
+            .map_err(|e| bad(format!("{hash}: {e}")))?;
         if sum != undo_checksum(hash, &bytes) {
-            return Err(self.damaged(
-                "undo",
-                StorageFault::new(
-                    "undo data",
-                    format!("{hash} in {} fails its checksum", path.display()),
-                ),
-            ));
+            return Err(bad(format!(
+                "{hash} in {} fails its checksum",
+                path.display()
+            )));
         }
-        decode_undo(&bytes).map(Some).map_err(|e| {
-            self.damaged(
-                "undo",
-                StorageFault::new("undo data", format!("{hash}: {e}")),
-            )
-        })
+        decode_undo(&bytes)
+            .map(Some)
+            .map_err(|e| bad(format!("{hash}: {e}")))
     }
 }
 
@@ -876,6 +871,12 @@ impl ChainDb {
                         batch.put(Table::Coins, coin_key(op), stored_coin_value(op, c));
                     }
                 }
+                Change::RewrittenUndo(hash, changes) => {
+                    let undo = encode_undo(changes);
+                    let pos = self.rev.append(&undo, &undo_checksum(hash, &undo))?;
+                    self.positions.entry(*hash).or_default().1 = Some(pos);
+                    written.push((1, pos.file, height(hash)));
+                }
                 Change::Disconnected(_, changes) => {
                     for (op, _) in &changes.created {
                         batch.delete(Table::Coins, coin_key(op));
@@ -944,6 +945,9 @@ pub enum Change {
     Connected(BlockHash, BlockChanges),
     /// Block disconnected: its undo data, to revert.
     Disconnected(BlockHash, BlockChanges),
+    /// Undo data rebuilt for a connected block (its record was damaged): written again, the
+    /// UTXO set untouched.
+    RewrittenUndo(BlockHash, BlockChanges),
 }
 
 /// Everything a commit needs, detached from the chain state so the writer thread can own it.
@@ -970,7 +974,7 @@ impl PersistJob {
     pub fn written(&self) -> Vec<BlockHash> {
         let mut v: Vec<BlockHash> = self.new_blocks.iter().map(|(h, _)| *h).collect();
         v.extend(self.changes.iter().filter_map(|c| match c {
-            Change::Connected(h, _) => Some(*h),
+            Change::Connected(h, _) | Change::RewrittenUndo(h, _) => Some(*h),
             Change::Disconnected(..) => None,
         }));
         v
@@ -1003,8 +1007,13 @@ pub fn prepare(cs: &mut ChainState, updates: &[Update]) -> Result<PersistJob, Pe
             }
         });
     }
+    let rewritten = cs.take_rebuilt_undo();
+    for (h, undo) in &rewritten {
+        changes.push(Change::RewrittenUndo(*h, undo.clone()));
+    }
     let mut dirty = cs.take_dirty_entries();
     dirty.extend(new_hashes.iter().copied());
+    dirty.extend(rewritten.iter().map(|(h, _)| *h));
     dirty.extend(updates.iter().map(|u| match u {
         Update::Connected { hash, .. } | Update::Disconnected { hash, .. } => *hash,
     }));
@@ -1016,6 +1025,7 @@ pub fn prepare(cs: &mut ChainState, updates: &[Update]) -> Result<PersistJob, Pe
         .collect();
     let heights = new_hashes
         .iter()
+        .chain(rewritten.iter().map(|(h, _)| h))
         .chain(updates.iter().filter_map(|u| match u {
             Update::Connected { hash, .. } => Some(hash),
             Update::Disconnected { .. } => None,

@@ -165,6 +165,9 @@ impl ChainThread {
                 self.state.refetch(&hash);
                 progress.dirty = true;
             }
+            for hash in self.integrity.take_rebuild_undo() {
+                self.rebuild_undo(hash, &mut progress)?;
+            }
             self.flush_jobs(&mut progress, false)?;
             self.evict_committed(&mut progress.pending);
             let paused = self.refusal(&progress).is_some();
@@ -259,6 +262,22 @@ impl ChainThread {
         }
         progress.check_height += 1;
         progress.check_at = Instant::now() + pause.max(started.elapsed() * 19);
+    }
+
+    /// Rebuilds a damaged undo record from its block and the blocks below it, and writes it
+    /// again; when the coins it spent are too far back, says that a reindex is needed.
+    fn rebuild_undo(&mut self, hash: BlockHash, progress: &mut Progress) -> Result<(), ChainError> {
+        /// How far below a block its spent coins are looked for.
+        const MAX_SCAN: u32 = 10_000;
+        match self.state.rebuild_undo(&hash, MAX_SCAN) {
+            Ok(()) => {
+                self.after_change(&[], Instant::now(), progress)?;
+                log::info!("undo data of {hash} rebuilt from the block files and written again");
+                self.integrity.repaired(&hash.to_string());
+            }
+            Err(why) => log::warn!("cannot rebuild the undo data of {hash}: {why}"),
+        }
+        Ok(())
     }
 
     /// While a storage fault stops block connection: health says why, and activation is tried
