@@ -126,6 +126,8 @@ pub struct ChainState {
     refetching: BTreeSet<(u32, BlockHash)>,
     /// Undo data rebuilt in memory, to be written again.
     rebuilt_undo: Vec<(BlockHash, BlockChanges)>,
+    /// Coins rebuilt from their blocks, to be written again.
+    repaired_coins: Vec<(OutPoint, Coin)>,
 }
 
 impl ChainState {
@@ -154,6 +156,7 @@ impl ChainState {
             unreported: Vec::new(),
             refetching: BTreeSet::new(),
             rebuilt_undo: Vec::new(),
+            repaired_coins: Vec::new(),
         }
     }
 
@@ -182,6 +185,7 @@ impl ChainState {
             unreported: Vec::new(),
             refetching: BTreeSet::new(),
             rebuilt_undo: Vec::new(),
+            repaired_coins: Vec::new(),
         };
         // Blocks stored but not connected before the restart are candidates again.
         cs.rebuild_candidates();
@@ -290,6 +294,46 @@ impl ChainState {
         self.undo.insert(*hash, changes.clone());
         self.rebuilt_undo.push((*hash, changes));
         Ok(())
+    }
+
+    /// Rebuilds an unspent coin whose stored record was damaged: the transaction that created
+    /// it is found in the active blocks at most `max_scan` below the tip, and the coin (output,
+    /// height, coinbase flag) is put back in the cache and written again by the next job.
+    pub fn rebuild_coin(&mut self, op: &OutPoint, max_scan: u32) -> Result<(), String> {
+        let tip = self.tip().1;
+        for h in (tip.saturating_sub(max_scan)..=tip).rev() {
+            let hash = self.active[h as usize];
+            let block = self
+                .load_block(&hash)
+                .map_err(|f| f.to_string())?
+                .ok_or_else(|| format!("block {hash} at {h} is not stored"))?;
+            for (n, tx) in block.txdata.iter().enumerate() {
+                if tx.compute_txid() != op.txid {
+                    continue;
+                }
+                let output = tx
+                    .output
+                    .get(op.vout as usize)
+                    .cloned()
+                    .ok_or("its transaction has no such output")?;
+                let coin = Coin {
+                    output,
+                    height: h,
+                    coinbase: n == 0,
+                };
+                self.utxo.repair(*op, coin.clone());
+                self.repaired_coins.push((*op, coin));
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "its transaction is not in the last {max_scan} blocks: a reindex rebuilds it"
+        ))
+    }
+
+    /// Coins rebuilt since the last call, to write again.
+    pub fn take_repaired_coins(&mut self) -> Vec<(OutPoint, Coin)> {
+        std::mem::take(&mut self.repaired_coins)
     }
 
     /// Undo data rebuilt since the last call, to write again.

@@ -22,6 +22,8 @@ pub struct Integrity {
     refetch: Mutex<BTreeSet<BlockHash>>,
     /// Blocks whose undo record is corrupt, to rebuild.
     rebuild_undo: Mutex<BTreeSet<BlockHash>>,
+    /// Coins whose record is corrupt, to rebuild.
+    rebuild_coin: Mutex<BTreeSet<bitcoin::OutPoint>>,
     counter: OnceLock<IntCounterVec>,
 }
 
@@ -63,6 +65,19 @@ impl Integrity {
     pub fn corrupt_undo(&self, hash: BlockHash, detail: &str) {
         self.found("undo", detail);
         self.rebuild_undo.lock().insert(hash);
+    }
+
+    /// A corrupt coin record: recorded as damage and queued to be rebuilt.
+    pub fn corrupt_coin(&self, op: bitcoin::OutPoint, detail: &str) {
+        self.found("coin", detail);
+        self.rebuild_coin.lock().insert(op);
+    }
+
+    /// Coins queued to be rebuilt since the last call.
+    pub fn take_rebuild_coin(&self) -> Vec<bitcoin::OutPoint> {
+        std::mem::take(&mut *self.rebuild_coin.lock())
+            .into_iter()
+            .collect()
     }
 
     /// Blocks whose undo data is queued to be rebuilt since the last call.

@@ -126,6 +126,13 @@ fn coin_value(c: &Coin) -> Vec<u8> {
     v
 }
 
+/// The outpoint a coin key names, if it is one.
+fn outpoint_of(k: &[u8]) -> Option<OutPoint> {
+    let txid = bitcoin::Txid::from_slice(k.get(..32)?).ok()?;
+    let vout = u32::from_be_bytes(k.get(32..36)?.try_into().ok()?);
+    Some(OutPoint::new(txid, vout))
+}
+
 /// A coin as the store holds it: the body and the first 4 bytes of sha256d(key || body), so a
 /// record damaged on disk is found when read instead of served.
 fn stored_coin_value(op: &OutPoint, c: &Coin) -> Vec<u8> {
@@ -305,7 +312,11 @@ impl CoinSource for FileSource {
         };
         decode_stored_coin(&key, &v)
             .map(|(_, c)| Some(c))
-            .map_err(|e| self.damaged("coin", StorageFault::new("coin", format!("{op}: {e}"))))
+            .map_err(|e| {
+                let detail = format!("{op}: {e}");
+                self.integrity.corrupt_coin(*op, &detail);
+                StorageFault::new("coin", detail)
+            })
     }
 
     fn for_each_coin(&self, f: &mut dyn FnMut(OutPoint, Coin) -> Flow) -> Result<(), StorageFault> {
@@ -314,7 +325,12 @@ impl CoinSource for FileSource {
             .scan(Table::Coins, &mut |k, v| match decode_stored_coin(k, v) {
                 Ok((op, c)) => f(op, c),
                 Err(e) => {
-                    bad = Some(StorageFault::new("coin", e));
+                    let op = outpoint_of(k);
+                    let detail = format!("{}: {e}", op.map(|o| o.to_string()).unwrap_or_default());
+                    if let Some(op) = op {
+                        self.integrity.corrupt_coin(op, &detail);
+                    }
+                    bad = Some(StorageFault::new("coin", detail));
                     Flow::Break(())
                 }
             })
@@ -871,6 +887,11 @@ impl ChainDb {
                         batch.put(Table::Coins, coin_key(op), stored_coin_value(op, c));
                     }
                 }
+                Change::RepairedCoins(coins) => {
+                    for (op, c) in coins {
+                        batch.put(Table::Coins, coin_key(op), stored_coin_value(op, c));
+                    }
+                }
                 Change::RewrittenUndo(hash, changes) => {
                     let undo = encode_undo(changes);
                     let pos = self.rev.append(&undo, &undo_checksum(hash, &undo))?;
@@ -948,6 +969,8 @@ pub enum Change {
     /// Undo data rebuilt for a connected block (its record was damaged): written again, the
     /// UTXO set untouched.
     RewrittenUndo(BlockHash, BlockChanges),
+    /// Coin records rebuilt from the blocks (theirs were damaged): written again.
+    RepairedCoins(Vec<(OutPoint, Coin)>),
 }
 
 /// Everything a commit needs, detached from the chain state so the writer thread can own it.
@@ -975,7 +998,7 @@ impl PersistJob {
         let mut v: Vec<BlockHash> = self.new_blocks.iter().map(|(h, _)| *h).collect();
         v.extend(self.changes.iter().filter_map(|c| match c {
             Change::Connected(h, _) | Change::RewrittenUndo(h, _) => Some(*h),
-            Change::Disconnected(..) => None,
+            Change::Disconnected(..) | Change::RepairedCoins(_) => None,
         }));
         v
     }
@@ -1006,6 +1029,10 @@ pub fn prepare(cs: &mut ChainState, updates: &[Update]) -> Result<PersistJob, Pe
                 Change::Disconnected(*hash, changes.clone())
             }
         });
+    }
+    let repaired = cs.take_repaired_coins();
+    if !repaired.is_empty() {
+        changes.push(Change::RepairedCoins(repaired));
     }
     let rewritten = cs.take_rebuilt_undo();
     for (h, undo) in &rewritten {

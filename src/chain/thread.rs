@@ -168,6 +168,9 @@ impl ChainThread {
             for hash in self.integrity.take_rebuild_undo() {
                 self.rebuild_undo(hash, &mut progress)?;
             }
+            for op in self.integrity.take_rebuild_coin() {
+                self.rebuild_coin(op, &mut progress)?;
+            }
             self.flush_jobs(&mut progress, false)?;
             self.evict_committed(&mut progress.pending);
             let paused = self.refusal(&progress).is_some();
@@ -276,6 +279,21 @@ impl ChainThread {
                 self.integrity.repaired(&hash.to_string());
             }
             Err(why) => log::warn!("cannot rebuild the undo data of {hash}: {why}"),
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a damaged coin record from the block that created it, and writes it again.
+    fn rebuild_coin(&mut self, op: OutPoint, progress: &mut Progress) -> Result<(), ChainError> {
+        /// How far below the tip the coin's transaction is looked for.
+        const MAX_SCAN: u32 = 10_000;
+        match self.state.rebuild_coin(&op, MAX_SCAN) {
+            Ok(()) => {
+                self.after_change(&[], Instant::now(), progress)?;
+                log::info!("coin {op} rebuilt from the block files and written again");
+                self.integrity.repaired(&op.to_string());
+            }
+            Err(why) => log::warn!("cannot rebuild coin {op}: {why}"),
         }
         Ok(())
     }

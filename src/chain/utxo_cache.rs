@@ -138,6 +138,12 @@ impl UtxoCache {
         self.trim();
     }
 
+    /// Puts back a coin whose stored record was damaged (rebuilt from its block): served from
+    /// the cache until the writer has stored it again. The set's size does not change.
+    pub fn repair(&mut self, op: OutPoint, coin: Coin) {
+        self.set(op, Some(coin));
+    }
+
     /// Reverts a disconnected block's changes.
     pub fn revert(&mut self, changes: &BlockChanges) {
         for (op, _) in &changes.created {
