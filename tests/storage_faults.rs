@@ -17,7 +17,7 @@ use bllvm_node::chain::params::Params;
 use bllvm_node::config::Chain;
 use common::{json, poll, NodeOptions, TestNode};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use support::raw_peer::RawPeer;
@@ -257,15 +257,7 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
 /// start-up check before the node reports ready; getblock says the data is corrupt.
 #[test]
 fn a_corrupt_block_near_the_tip_is_found_at_start() {
-    let tmp = tempfile::tempdir().unwrap();
-    let datadir = tmp.path().join("data");
-    let node = TestNode::ready_on(&datadir, "");
-    node.call(
-        "generatetoaddress",
-        serde_json::json!([10, common::address(1)]),
-    );
-    let (_, tip) = node.tip();
-    node.stop();
+    let (_tmp, datadir, tip) = stopped_after_mining(10);
     let blk = datadir.join("regtest/blocks/blk00000.dat");
     // Inside the last record: the tip block's coinbase.
     let at = std::fs::metadata(&blk).unwrap().len() - 60;
@@ -286,6 +278,21 @@ fn a_corrupt_block_near_the_tip_is_found_at_start() {
         serde_json::json!([tip]),
         "unreadable or corrupt",
     );
+}
+
+/// A node's datadir (in a temporary directory kept alive by the first value) after it mined
+/// `blocks` blocks and stopped cleanly, and its tip's hash.
+fn stopped_after_mining(blocks: u32) -> (tempfile::TempDir, PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let node = TestNode::ready_on(&datadir, "");
+    node.call(
+        "generatetoaddress",
+        serde_json::json!([blocks, common::address(1)]),
+    );
+    let (_, tip) = node.tip();
+    node.stop();
+    (tmp, datadir, tip)
 }
 
 /// Offset of the middle of `hash`'s record in a blk file (Core's framing: magic, length, block).
@@ -475,15 +482,7 @@ fn the_background_check_finds_damage_nobody_read() {
 /// and a message naming it and what to run.
 #[test]
 fn on_corruption_shutdown_stops_with_exit_3() {
-    let tmp = tempfile::tempdir().unwrap();
-    let datadir = tmp.path().join("data");
-    let node = TestNode::ready_on(&datadir, "");
-    node.call(
-        "generatetoaddress",
-        serde_json::json!([10, common::address(1)]),
-    );
-    let (_, tip) = node.tip();
-    node.stop();
+    let (_tmp, datadir, tip) = stopped_after_mining(10);
     let blk = datadir.join("regtest/blocks/blk00000.dat");
     flip(&blk, record_middle(&blk, &tip));
     let mut node = TestNode::start_with(NodeOptions {

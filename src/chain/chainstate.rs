@@ -241,41 +241,7 @@ impl ChainState {
                 }
             }
         }
-        let mut view: HashMap<OutPoint, Coin> = HashMap::new();
-        let mut h = height;
-        while !needed.is_empty() && h > 0 && height - h < max_scan {
-            h -= 1;
-            let ancestor = self.active[h as usize];
-            let b = self
-                .load_block(&ancestor)
-                .map_err(|f| f.to_string())?
-                .ok_or_else(|| format!("block {ancestor} at {h} is not stored"))?;
-            for (n, tx) in b.txdata.iter().enumerate() {
-                let txid = tx.compute_txid();
-                let Some(vouts) = needed.remove(&txid) else {
-                    continue;
-                };
-                for v in vouts {
-                    let output = tx
-                        .output
-                        .get(v as usize)
-                        .cloned()
-                        .ok_or("bad output index")?;
-                    let coin = Coin {
-                        output,
-                        height: h,
-                        coinbase: n == 0,
-                    };
-                    view.insert(OutPoint::new(txid, v), coin);
-                }
-            }
-        }
-        if !needed.is_empty() {
-            return Err(format!(
-                "{} of the transactions it spends from are more than {max_scan} blocks below it: a reindex rebuilds it",
-                needed.len()
-            ));
-        }
+        let view = self.coins_created(needed, height, max_scan)?;
         let tree = &self.tree;
         let prev = block.header.prev_blockhash;
         let mtp_at = |h: u32| {
@@ -300,35 +266,61 @@ impl ChainState {
     /// it is found in the active blocks at most `max_scan` below the tip, and the coin (output,
     /// height, coinbase flag) is put back in the cache and written again by the next job.
     pub fn rebuild_coin(&mut self, op: &OutPoint, max_scan: u32) -> Result<(), String> {
+        let needed = HashMap::from([(op.txid, vec![op.vout])]);
         let tip = self.tip().1;
-        for h in (tip.saturating_sub(max_scan)..=tip).rev() {
+        let coin = self
+            .coins_created(needed, tip + 1, max_scan)?
+            .remove(op)
+            .ok_or("its transaction has no such output")?;
+        self.utxo.repair(*op, coin.clone());
+        self.repaired_coins.push((*op, coin));
+        Ok(())
+    }
+
+    /// The coins the outputs `needed` (by transaction) were when created, found in the active
+    /// blocks from just below `below` down, at most `max_scan` of them: how damaged undo data
+    /// and coin records are rebuilt without a transaction index.
+    fn coins_created(
+        &self,
+        mut needed: HashMap<Txid, Vec<u32>>,
+        below: u32,
+        max_scan: u32,
+    ) -> Result<HashMap<OutPoint, Coin>, String> {
+        let mut found = HashMap::new();
+        let mut h = below;
+        while !needed.is_empty() && h > 0 && below - h < max_scan {
+            h -= 1;
             let hash = self.active[h as usize];
             let block = self
                 .load_block(&hash)
                 .map_err(|f| f.to_string())?
                 .ok_or_else(|| format!("block {hash} at {h} is not stored"))?;
             for (n, tx) in block.txdata.iter().enumerate() {
-                if tx.compute_txid() != op.txid {
+                let txid = tx.compute_txid();
+                let Some(vouts) = needed.remove(&txid) else {
                     continue;
-                }
-                let output = tx
-                    .output
-                    .get(op.vout as usize)
-                    .cloned()
-                    .ok_or("its transaction has no such output")?;
-                let coin = Coin {
-                    output,
-                    height: h,
-                    coinbase: n == 0,
                 };
-                self.utxo.repair(*op, coin.clone());
-                self.repaired_coins.push((*op, coin));
-                return Ok(());
+                for v in vouts {
+                    let output = tx
+                        .output
+                        .get(v as usize)
+                        .cloned()
+                        .ok_or("bad output index")?;
+                    let coin = Coin {
+                        output,
+                        height: h,
+                        coinbase: n == 0,
+                    };
+                    found.insert(OutPoint::new(txid, v), coin);
+                }
             }
         }
-        Err(format!(
-            "its transaction is not in the last {max_scan} blocks: a reindex rebuilds it"
-        ))
+        match needed.len() {
+            0 => Ok(found),
+            n => Err(format!(
+                "{n} transaction(s) it needs are more than {max_scan} blocks back: a reindex rebuilds it"
+            )),
+        }
     }
 
     /// Coins rebuilt since the last call, to write again.
@@ -1019,15 +1011,22 @@ mod tests {
         (cs, flaky, src)
     }
 
-    #[test]
-    fn a_read_fault_while_connecting_blames_no_block_and_clears_by_itself() {
-        let (mut cs, flaky, mut src) = over_flaky_source();
+    /// A new block on `src` spending the coinbase of block 1 (a coin the store must read).
+    fn spending_coinbase_1(src: &mut ChainState) -> Block {
         let cb = src.block(&src.hash_at(1).unwrap()).unwrap().txdata[0].clone();
         let spend = spend_op_true(
             OutPoint::new(cb.compute_txid(), 0),
             cb.output[0].value.to_sat(),
         );
-        let (block, _) = src.mine(op_true_payout(), vec![spend], NOW + 200).unwrap();
+        src.mine(op_true_payout(), vec![spend], NOW + 200)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn a_read_fault_while_connecting_blames_no_block_and_clears_by_itself() {
+        let (mut cs, flaky, mut src) = over_flaky_source();
+        let block = spending_coinbase_1(&mut src);
         let hash = block.block_hash();
         flaky.failing.store(true, Ordering::Release);
         let err = cs.submit_block(block, NOW + 300).unwrap_err();
@@ -1049,12 +1048,7 @@ mod tests {
     #[test]
     fn undo_data_is_rebuilt_exactly_from_the_blocks() {
         let (mut cs, _flaky, mut src) = over_flaky_source();
-        let cb = src.block(&src.hash_at(1).unwrap()).unwrap().txdata[0].clone();
-        let spend = spend_op_true(
-            OutPoint::new(cb.compute_txid(), 0),
-            cb.output[0].value.to_sat(),
-        );
-        let (block, _) = src.mine(op_true_payout(), vec![spend], NOW + 200).unwrap();
+        let block = spending_coinbase_1(&mut src);
         let hash = block.block_hash();
         cs.submit_block(block, NOW + 300).unwrap();
         let written = cs.undo.remove(&hash).unwrap();

@@ -131,6 +131,9 @@ struct Progress {
     sent: Instant,
 }
 
+/// How far back a damaged record's data is looked for in the blocks (beyond: a reindex).
+const REPAIR_SCAN_BLOCKS: u32 = 10_000;
+
 /// How long a chain summary may lag behind a busy stream of changes.
 const SUMMARY_EVERY: Duration = Duration::from_millis(200);
 
@@ -166,10 +169,12 @@ impl ChainThread {
                 progress.dirty = true;
             }
             for hash in self.integrity.take_rebuild_undo() {
-                self.rebuild_undo(hash, &mut progress)?;
+                let rebuilt = self.state.rebuild_undo(&hash, REPAIR_SCAN_BLOCKS);
+                self.finish_repair("the undo data of", hash.to_string(), rebuilt, &mut progress)?;
             }
             for op in self.integrity.take_rebuild_coin() {
-                self.rebuild_coin(op, &mut progress)?;
+                let rebuilt = self.state.rebuild_coin(&op, REPAIR_SCAN_BLOCKS);
+                self.finish_repair("coin", op.to_string(), rebuilt, &mut progress)?;
             }
             self.flush_jobs(&mut progress, false)?;
             self.evict_committed(&mut progress.pending);
@@ -267,33 +272,23 @@ impl ChainThread {
         progress.check_at = Instant::now() + pause.max(started.elapsed() * 19);
     }
 
-    /// Rebuilds a damaged undo record from its block and the blocks below it, and writes it
-    /// again; when the coins it spent are too far back, says that a reindex is needed.
-    fn rebuild_undo(&mut self, hash: BlockHash, progress: &mut Progress) -> Result<(), ChainError> {
-        /// How far below a block its spent coins are looked for.
-        const MAX_SCAN: u32 = 10_000;
-        match self.state.rebuild_undo(&hash, MAX_SCAN) {
+    /// Writes a record rebuilt in the chain state (`rebuilt` is its outcome) and marks the
+    /// damage found at `key` (a block hash, an outpoint) repaired; when it could not be rebuilt,
+    /// says why (a reindex can).
+    fn finish_repair(
+        &mut self,
+        what: &str,
+        key: String,
+        rebuilt: Result<(), String>,
+        progress: &mut Progress,
+    ) -> Result<(), ChainError> {
+        match rebuilt {
             Ok(()) => {
                 self.after_change(&[], Instant::now(), progress)?;
-                log::info!("undo data of {hash} rebuilt from the block files and written again");
-                self.integrity.repaired(&hash.to_string());
+                log::info!("{what} {key} rebuilt from the block files and written again");
+                self.integrity.repaired(&key);
             }
-            Err(why) => log::warn!("cannot rebuild the undo data of {hash}: {why}"),
-        }
-        Ok(())
-    }
-
-    /// Rebuilds a damaged coin record from the block that created it, and writes it again.
-    fn rebuild_coin(&mut self, op: OutPoint, progress: &mut Progress) -> Result<(), ChainError> {
-        /// How far below the tip the coin's transaction is looked for.
-        const MAX_SCAN: u32 = 10_000;
-        match self.state.rebuild_coin(&op, MAX_SCAN) {
-            Ok(()) => {
-                self.after_change(&[], Instant::now(), progress)?;
-                log::info!("coin {op} rebuilt from the block files and written again");
-                self.integrity.repaired(&op.to_string());
-            }
-            Err(why) => log::warn!("cannot rebuild coin {op}: {why}"),
+            Err(why) => log::warn!("cannot rebuild {what} {key}: {why}"),
         }
         Ok(())
     }
