@@ -211,7 +211,8 @@ fn backup_bench(coins: u32) {
     store.apply(&batch).unwrap();
     let root = dir.path().join("backups");
     let t = Instant::now();
-    let (path, manifest) = backup::write(&store, &root, "regtest", 1_800_000_000, &|| {}).unwrap();
+    let (path, manifest) =
+        backup::write(&store, &root, "regtest", 1_800_000_000, "", &|| {}).unwrap();
     let took = t.elapsed().as_secs_f64();
     let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
     println!(

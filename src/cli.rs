@@ -1,6 +1,7 @@
 //! Command line: run the node, or check/print configuration.
 
 use crate::config::{self, Chain, Config, ConfigError, LogFormat, LogLevel, Overrides};
+use crate::supervisor::signals::RESTART_EXIT_CODE;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,10 @@ pub struct Cli {
     /// Log level (overrides RUST_LOG and the config file).
     #[arg(long, global = true, value_enum)]
     pub log_level: Option<LogLevel>,
+    /// Rebuild the chain state from the block files at this start, after a backup of it
+    /// (Core's -reindex).
+    #[arg(long)]
+    pub reindex: bool,
     /// What to do; without a command the node runs.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -164,7 +169,7 @@ pub fn main() -> i32 {
             }
         },
         None => match config::load(cli.config.as_deref(), &overrides) {
-            Ok(c) => run(c, cli.log_level),
+            Ok(c) => run(c, cli.log_level, cli.reindex),
             Err(e) => {
                 report_config_error(&e, cli.log_format);
                 1
@@ -202,10 +207,35 @@ fn restore(config: &Config, dir: &std::path::Path) -> i32 {
     }
 }
 
-fn run(config: Config, flag_level: Option<LogLevel>) -> i32 {
+fn run(config: Config, flag_level: Option<LogLevel>, reindex: bool) -> i32 {
     crate::logging::init(config.logging.format, config.logging.level, flag_level);
     crate::logging::install_panic_hook();
-    crate::node::run(config)
+    match crate::node::run(config, reindex) {
+        RESTART_EXIT_CODE => restart(),
+        code => code,
+    }
+}
+
+/// Replaces this process with a fresh start of the same command: the same PID, so systemd and
+/// other supervisors see one service going on. `--reindex` is left out; why the restart
+/// happens is in the marker it left. Returns only if that fails, with an exit code that makes
+/// a service manager restart it.
+fn restart() -> i32 {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    let rest: Vec<_> = args.filter(|a| a != "--reindex").collect();
+    log::info!("starting again");
+    // /proc/self/exe is this binary even if its file was replaced since (an upgrade).
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(rest)
+        .exec();
+    log::error!(
+        exit_code = RESTART_EXIT_CODE;
+        "cannot start again ({err}); exiting for the service manager to restart the node"
+    );
+    RESTART_EXIT_CODE
 }
 
 /// Before logging exists: a plain line, or a JSON line when JSON logs were asked for.

@@ -1,7 +1,7 @@
 //! Wiring: the only place that creates channels and threads and hands them to the supervisor.
 
 use crate::chain::params::Params;
-use crate::chain::persist::{ChainDb, PersistError};
+use crate::chain::persist::{rebuild, ChainDb, PersistError};
 use crate::chain::ChainThread;
 use crate::component::Component;
 use crate::config::{Config, OnCorruption};
@@ -73,13 +73,23 @@ pub enum StartError {
     },
 }
 
-/// Starts the node and blocks until it has shut down; returns the process exit code.
-pub fn run(config: Config) -> i32 {
-    let (supervisor, lock) = match start(&config) {
+/// Starts the node and blocks until it has shut down; returns the process exit code
+/// ([`signals::RESTART_EXIT_CODE`]: the caller starts the node again). `reindex` rebuilds the
+/// chain state from the block files first (`--reindex`).
+pub fn run(config: Config, reindex: bool) -> i32 {
+    let (supervisor, lock) = match start(&config, reindex) {
         Ok(s) => s,
         Err(StartError::Chain(PersistError::Interrupted)) => {
             log::info!(exit_code = 0; "stopped during start-up; the reindex resumes at the next start");
             return 0;
+        }
+        Err(StartError::Chain(e @ PersistError::Corrupt { .. })) => {
+            log::error!(
+                exit_code = signals::CORRUPTION_EXIT_CODE;
+                "cannot start: the chain state is damaged ({e}); stopping because storage.on_corruption = \"shutdown\". \
+                 To recover: `bllvm-node restore <backup dir>`, or start with --reindex to rebuild it from the block files"
+            );
+            return signals::CORRUPTION_EXIT_CODE;
         }
         Err(e) => {
             log::error!("cannot start: {}", error_chain(&e));
@@ -210,7 +220,10 @@ fn p2p_setup(config: &Config, store: &dyn Store) -> Result<P2pSetup, StartError>
     })
 }
 
-fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock)), StartError> {
+fn start(
+    config: &Config,
+    reindex: bool,
+) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock)), StartError> {
     // First, so a SIGTERM during start-up is queued for an orderly stop instead of killing us.
     let (sig_tx, sig_rx) = bounded(4);
     signals::spawn(sig_tx.clone()).map_err(|source| StartError::Spawn {
@@ -357,14 +370,47 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
     // supervisor, or ends start-up cleanly).
     let stop_requested = || !sig_rx.is_empty();
     let progress = |step: String| *shared.startup.write() = Some(step);
-    let (mut chain_db, mut chain_state) = ChainDb::open_until(
-        &dir,
-        store.clone(),
-        Params::for_chain(config.chain),
-        file_size,
-        &stop_requested,
-        &progress,
-    )?;
+    let backups = BackupSettings {
+        root: config.backup_root(),
+        every: (config.storage.backup_interval_secs > 0.0)
+            .then(|| Duration::from_secs_f64(config.storage.backup_interval_secs)),
+        keep_daily: config.storage.backup_keep_daily,
+        keep_weekly: config.storage.backup_keep_weekly,
+        network: crate::rpc::methods::blockchain::chain_name(config.chain).to_owned(),
+        disk_warn_share: config.storage.disk_warn_percent / 100.0,
+    };
+    if let Some(why) = rebuild::requested(&dir, reindex) {
+        progress("backing up the chain state before a reindex".into());
+        rebuild::prepare(&*store, &dir, &backups, &why, now_unix)?;
+    }
+    let open = || {
+        ChainDb::open_until(
+            &dir,
+            store.clone(),
+            Params::for_chain(config.chain),
+            file_size,
+            &stop_requested,
+            &progress,
+        )
+    };
+    let (mut chain_db, mut chain_state) = match open() {
+        // A chain state that cannot be loaded at all (a damaged index entry or tip) is rebuilt
+        // from the block files, as Core's -reindex would, instead of failing every start.
+        Err(e @ PersistError::Corrupt { .. })
+            if config.storage.on_corruption == OnCorruption::Repair =>
+        {
+            metrics
+                .disk
+                .corruption_total
+                .with_label_values(&["index"])
+                .inc();
+            log::error!("corruption detected (index): {e}");
+            progress("backing up the chain state before a reindex".into());
+            rebuild::prepare(&*store, &dir, &backups, &e.to_string(), now_unix)?;
+            open()?
+        }
+        other => other?,
+    };
     chain_db.set_pruning(PruneSettings::from_config(&config.storage));
     let utxo_budget = config.storage.dbcache_mb as usize * 1024 * 1024;
     chain_state.set_utxo_budget(utxo_budget);
@@ -397,15 +443,7 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
         backup_error: None,
         stop_on_corruption: (config.storage.on_corruption == OnCorruption::Shutdown)
             .then(|| sig_tx.clone()),
-        backups: BackupSettings {
-            root: config.backup_root(),
-            every: (config.storage.backup_interval_secs > 0.0)
-                .then(|| Duration::from_secs_f64(config.storage.backup_interval_secs)),
-            keep_daily: config.storage.backup_keep_daily,
-            keep_weekly: config.storage.backup_keep_weekly,
-            network: crate::rpc::methods::blockchain::chain_name(config.chain).to_owned(),
-            disk_warn_share: config.storage.disk_warn_percent / 100.0,
-        },
+        backups: backups.clone(),
     };
     let storage_thread = start_thread(Component::Storage, "storage", &fail_tx, move || {
         writer.run()
@@ -429,6 +467,8 @@ fn start(config: &Config) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock))
         tick,
         mine_every: config.debug.mine_every_secs.map(Duration::from_secs_f64),
         p2p: P2pHandle::new(cmd_tx.clone(), Some(p2p_waker.clone())),
+        reindex_on_damage: (config.storage.on_corruption == OnCorruption::Repair)
+            .then(|| (dir.clone(), sig_tx.clone())),
     };
     let chain_thread = start_thread(Component::Chain, "chain", &fail_tx, move || chain.run())?;
 

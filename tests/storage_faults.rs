@@ -15,9 +15,9 @@ use bllvm_node::chain::chainstate::ChainState;
 use bllvm_node::chain::mining::op_true_payout;
 use bllvm_node::chain::params::Params;
 use bllvm_node::config::Chain;
-use common::{json, poll, NodeOptions, TestNode};
+use common::{flip, json, poll, stopped_after_mining, NodeOptions, TestNode};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use support::raw_peer::RawPeer;
@@ -29,13 +29,6 @@ fn chain_status(n: &TestNode) -> (String, String) {
         c["status"].as_str().unwrap().to_owned(),
         c["reason"].as_str().unwrap_or_default().to_owned(),
     )
-}
-
-/// Flips one byte of `path` at `at`.
-fn flip(path: &Path, at: u64) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[at as usize] ^= 0x5a;
-    std::fs::write(path, bytes).unwrap();
 }
 
 #[test]
@@ -278,21 +271,6 @@ fn a_corrupt_block_near_the_tip_is_found_at_start() {
         serde_json::json!([tip]),
         "unreadable or corrupt",
     );
-}
-
-/// A node's datadir (in a temporary directory kept alive by the first value) after it mined
-/// `blocks` blocks and stopped cleanly, and its tip's hash.
-fn stopped_after_mining(blocks: u32) -> (tempfile::TempDir, PathBuf, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    let datadir = tmp.path().join("data");
-    let node = TestNode::ready_on(&datadir, "");
-    node.call(
-        "generatetoaddress",
-        serde_json::json!([blocks, common::address(1)]),
-    );
-    let (_, tip) = node.tip();
-    node.stop();
-    (tmp, datadir, tip)
 }
 
 /// Offset of the middle of `hash`'s record in a blk file (Core's framing: magic, length, block).

@@ -4,6 +4,7 @@
 
 use super::block_check::{check_block, contextual_check_block};
 use super::header_tree::{HeaderTree, Validity};
+use super::integrity::RepairError;
 use super::mining::{build_block, grind, Template};
 use super::params::Params;
 use super::pow::next_work_required;
@@ -219,15 +220,19 @@ impl ChainState {
     /// spent are found in the active blocks at most `max_scan` below it, and connecting the
     /// block over just those coins (scripts were checked when it first connected) gives exactly
     /// the changes it made. Kept in memory and written again by the next persistence job.
-    pub fn rebuild_undo(&mut self, hash: &BlockHash, max_scan: u32) -> Result<(), String> {
-        let height = self.tree.get(hash).ok_or("unknown block")?.height;
+    pub fn rebuild_undo(&mut self, hash: &BlockHash, max_scan: u32) -> Result<(), RepairError> {
+        let height = self
+            .tree
+            .get(hash)
+            .ok_or_else(|| RepairError::Moot("unknown block".into()))?
+            .height;
         if self.active.get(height as usize) != Some(hash) {
-            return Err("not on the active chain".into());
+            return Err(RepairError::Moot("not on the active chain".into()));
         }
         let block = self
             .load_block(hash)
-            .map_err(|f| f.to_string())?
-            .ok_or("its block data is not stored")?;
+            .map_err(|f| RepairError::Fault(f.to_string()))?
+            .ok_or_else(|| RepairError::NeedsReindex("its block data is not stored".into()))?;
         let here: std::collections::HashSet<Txid> =
             block.txdata.iter().map(|t| t.compute_txid()).collect();
         let mut needed: HashMap<Txid, Vec<u32>> = HashMap::new();
@@ -256,7 +261,8 @@ impl ChainState {
             mtp_at: &mtp_at,
             verify_scripts: false,
         };
-        let changes = connect_block(&block, &ctx, &view).map_err(|r| r.to_string())?;
+        let changes = connect_block(&block, &ctx, &view)
+            .map_err(|r| RepairError::NeedsReindex(format!("it does not connect again: {r}")))?;
         self.undo.insert(*hash, changes.clone());
         self.rebuilt_undo.push((*hash, changes));
         Ok(())
@@ -265,13 +271,15 @@ impl ChainState {
     /// Rebuilds an unspent coin whose stored record was damaged: the transaction that created
     /// it is found in the active blocks at most `max_scan` below the tip, and the coin (output,
     /// height, coinbase flag) is put back in the cache and written again by the next job.
-    pub fn rebuild_coin(&mut self, op: &OutPoint, max_scan: u32) -> Result<(), String> {
+    pub fn rebuild_coin(&mut self, op: &OutPoint, max_scan: u32) -> Result<(), RepairError> {
         let needed = HashMap::from([(op.txid, vec![op.vout])]);
         let tip = self.tip().1;
         let coin = self
             .coins_created(needed, tip + 1, max_scan)?
             .remove(op)
-            .ok_or("its transaction has no such output")?;
+            .ok_or_else(|| {
+                RepairError::NeedsReindex("its transaction has no such output".into())
+            })?;
         self.utxo.repair(*op, coin.clone());
         self.repaired_coins.push((*op, coin));
         Ok(())
@@ -285,7 +293,7 @@ impl ChainState {
         mut needed: HashMap<Txid, Vec<u32>>,
         below: u32,
         max_scan: u32,
-    ) -> Result<HashMap<OutPoint, Coin>, String> {
+    ) -> Result<HashMap<OutPoint, Coin>, RepairError> {
         let mut found = HashMap::new();
         let mut h = below;
         while !needed.is_empty() && h > 0 && below - h < max_scan {
@@ -293,8 +301,10 @@ impl ChainState {
             let hash = self.active[h as usize];
             let block = self
                 .load_block(&hash)
-                .map_err(|f| f.to_string())?
-                .ok_or_else(|| format!("block {hash} at {h} is not stored"))?;
+                .map_err(|f| RepairError::Fault(f.to_string()))?
+                .ok_or_else(|| {
+                    RepairError::NeedsReindex(format!("block {hash} at {h} is not stored"))
+                })?;
             for (n, tx) in block.txdata.iter().enumerate() {
                 let txid = tx.compute_txid();
                 let Some(vouts) = needed.remove(&txid) else {
@@ -305,7 +315,7 @@ impl ChainState {
                         .output
                         .get(v as usize)
                         .cloned()
-                        .ok_or("bad output index")?;
+                        .ok_or_else(|| RepairError::NeedsReindex("no such output".into()))?;
                     let coin = Coin {
                         output,
                         height: h,
@@ -317,9 +327,10 @@ impl ChainState {
         }
         match needed.len() {
             0 => Ok(found),
-            n => Err(format!(
-                "{n} transaction(s) it needs are more than {max_scan} blocks back: a reindex rebuilds it"
-            )),
+            n => Err(RepairError::NeedsReindex(format!(
+                "{n} transaction(s) it needs are not in the {} blocks below",
+                below - h
+            ))),
         }
     }
 
@@ -1054,7 +1065,7 @@ mod tests {
         let written = cs.undo.remove(&hash).unwrap();
         assert_eq!(written.spent.len(), 1);
         let err = cs.rebuild_undo(&hash, 50).unwrap_err();
-        assert!(err.contains("reindex"), "{err}");
+        assert!(matches!(err, RepairError::NeedsReindex(_)), "{err}");
         cs.rebuild_undo(&hash, 1_000).unwrap();
         assert_eq!(cs.undo[&hash], written);
         assert_eq!(cs.take_rebuilt_undo(), vec![(hash, written)]);

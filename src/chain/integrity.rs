@@ -8,6 +8,21 @@ use prometheus::IntCounterVec;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::OnceLock;
 
+/// Why a damaged record could not be rebuilt where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepairError {
+    /// Data it needs could not be read (that damage is recorded and repaired on its own).
+    #[error("{0}")]
+    Fault(String),
+    /// Data it needs is beyond the reach of a repair in place (older than the blocks scanned,
+    /// pruned, or a damaged key that names nothing): a reindex rebuilds it.
+    #[error("{0}: a reindex rebuilds it")]
+    NeedsReindex(String),
+    /// The record does not matter any more (its block left the active chain).
+    #[error("{0}")]
+    Moot(String),
+}
+
 /// Kinds of damage, the label values of `bllvm_corruption_detected_total`.
 pub const KINDS: [&str; 5] = ["block", "undo", "coin", "index", "block_file"];
 

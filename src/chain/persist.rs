@@ -501,6 +501,7 @@ fn encode_pos((file, len): (u32, u64)) -> Vec<u8> {
 }
 
 mod prune;
+pub mod rebuild;
 
 impl ChainDb {
     /// Damage found in stored data so far (health and metrics read it).
@@ -745,6 +746,15 @@ impl ChainDb {
             BlockHash::from_slice(k),
             IndexRecord::decode(v),
         ) {
+            // A flipped bit in the stored header would otherwise load a different block
+            // under this hash.
+            (Ok(h), Ok(r)) if r.header.block_hash() != h => {
+                bad = Some(corrupt(
+                    "index entry",
+                    format!("{h}: its header hashes to {}", r.header.block_hash()),
+                ));
+                Flow::Break(())
+            }
             (Ok(h), Ok(r)) => {
                 db.positions.insert(h, (r.block_pos, r.undo_pos));
                 items.push((r.header, r.validity, r.block_pos.is_some()));

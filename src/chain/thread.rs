@@ -2,6 +2,7 @@
 //! storage writer. The only place consensus decisions are made.
 
 use super::chainstate::{ChainState, Submitted, Update};
+use super::integrity::RepairError;
 use super::mining::{op_true_payout, spend_op_true};
 use super::persist::{prepare, PersistError, PersistJob};
 use super::reject::Reject;
@@ -15,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::state::{ChainView, Shared};
 use crate::storage::writer::Sequenced;
 use crate::supervisor::health::{Heartbeat, Status};
+use crate::supervisor::signals::Signal;
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf};
 use crossbeam_channel::{select, Receiver, SendTimeoutError, Sender};
@@ -106,6 +108,9 @@ pub struct ChainThread {
     pub mine_every: Option<Duration>,
     /// Answers and chain summaries to the p2p thread.
     pub p2p: P2pHandle,
+    /// Set (`storage.on_corruption = "repair"`): damage a repair in place cannot reach leaves
+    /// the reindex marker in this network directory and asks the supervisor for a restart.
+    pub reindex_on_damage: Option<(std::path::PathBuf, Sender<Signal>)>,
 }
 
 /// Where the loop stands between iterations.
@@ -279,7 +284,7 @@ impl ChainThread {
         &mut self,
         what: &str,
         key: String,
-        rebuilt: Result<(), String>,
+        rebuilt: Result<(), RepairError>,
         progress: &mut Progress,
     ) -> Result<(), ChainError> {
         match rebuilt {
@@ -288,9 +293,31 @@ impl ChainThread {
                 log::info!("{what} {key} rebuilt from the block files and written again");
                 self.integrity.repaired(&key);
             }
+            Err(RepairError::NeedsReindex(why)) => {
+                log::error!("cannot rebuild {what} {key} in place: {why}");
+                self.restart_to_reindex(&format!("{what} {key}: {why}"));
+            }
             Err(why) => log::warn!("cannot rebuild {what} {key}: {why}"),
         }
         Ok(())
+    }
+
+    /// Leaves the reindex marker and asks for the orderly stop after which the node starts
+    /// again and rebuilds (once: the supervisor is already stopping after the first).
+    fn restart_to_reindex(&mut self, why: &str) {
+        let Some((dir, restart)) = self.reindex_on_damage.take() else {
+            return;
+        };
+        match super::persist::rebuild::request(&dir, why) {
+            Ok(()) => {
+                log::error!("restarting to rebuild the chain state from the block files");
+                let _ = restart.try_send(Signal::Restart);
+            }
+            Err(e) => log::error!(
+                "cannot leave the reindex marker in {} ({e}): the damage stays until `bllvm-node --reindex`",
+                dir.display()
+            ),
+        }
     }
 
     /// While a storage fault stops block connection: health says why, and activation is tried

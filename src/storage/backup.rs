@@ -156,17 +156,36 @@ fn census(store: &dyn Store) -> Result<(BTreeMap<String, u64>, String, u64), Sto
     Ok((tables, tip, height))
 }
 
+/// Why a backup of `need` bytes may not be written under `root`: it would take the disk past
+/// `warn_share` used (a backup never fills the disk).
+pub fn refuse_for_space(root: &Path, need: u64, warn_share: f64) -> Option<String> {
+    let (Ok(avail), Ok(total)) = (fs2::available_space(root), fs2::total_space(root)) else {
+        return None;
+    };
+    let after = crate::pruning::disk::used_share(total, avail.saturating_sub(need));
+    (after >= warn_share).then(|| {
+        format!(
+            "skipped: {need} bytes more would take {} to {:.1}% used, past the warning mark ({:.0}%)",
+            root.display(),
+            after * 100.0,
+            warn_share * 100.0
+        )
+    })
+}
+
 /// Copies `store` into a new backup under `root`, writes its manifest, verifies it, and returns
-/// its directory and manifest. `beat` is called between batches (the writer stays live).
+/// its directory and manifest. `label` ends the directory's name (`-before-reindex`; empty for
+/// scheduled ones). `beat` is called between batches (the writer stays live).
 pub fn write(
     store: &dyn Store,
     root: &Path,
     network: &str,
     now_unix: u64,
+    label: &str,
     beat: &dyn Fn(),
 ) -> Result<(PathBuf, Manifest), BackupError> {
     let (tables, tip_hash, tip_height) = census(store)?;
-    let name = format!("{}-{tip_height:07}", utc_stamp(now_unix));
+    let name = format!("{}-{tip_height:07}{label}", utc_stamp(now_unix));
     let dir = root.join(&name);
     let partial = root.join(format!(".{name}.partial"));
     let _ = std::fs::remove_dir_all(&partial);

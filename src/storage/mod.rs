@@ -182,6 +182,11 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Deletes the chain state (block index, coins, every metadata key but the schema version)
+    /// and keeps the peers table, for a rebuild from the block files. A crash midway leaves a
+    /// store that still reads as damaged or as empty, never as a smaller valid chain.
+    fn clear_chain(&self) -> Result<(), StorageError>;
+
     /// Reads a metadata value.
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.get(Table::Meta, key.as_bytes())
@@ -246,5 +251,23 @@ pub(crate) mod conformance {
         assert_eq!(store.get(Table::Coins, &[3]).unwrap(), None);
         assert_eq!(store.get_meta("tip").unwrap(), Some(b"x".to_vec()));
         assert!(store.size_bytes() > 0);
+    }
+
+    /// `Store::clear_chain` (run after `run`'s persistence was checked).
+    pub fn clear(store: &dyn Store) {
+        let mut b = WriteBatch::default();
+        b.put(Table::Peers, vec![7], vec![70]);
+        store.apply(&b).unwrap();
+        store.clear_chain().unwrap();
+        assert_eq!(store.get_meta("tip").unwrap(), None);
+        assert_eq!(store.get(Table::Coins, &[2]).unwrap(), None);
+        assert_eq!(store.get(Table::BlockIndex, &[1]).unwrap(), None);
+        assert!(store.get_meta("schema_version").unwrap().is_some());
+        assert_eq!(store.get(Table::Peers, &[7]).unwrap(), Some(vec![70]));
+        // Still writable afterwards.
+        let mut b = WriteBatch::default();
+        b.put(Table::Coins, vec![5], vec![50]);
+        store.apply(&b).unwrap();
+        assert_eq!(store.get(Table::Coins, &[5]).unwrap(), Some(vec![50]));
     }
 }

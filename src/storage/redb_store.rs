@@ -82,6 +82,29 @@ fn write(db: &Database, batch: &WriteBatch) -> Result<(), StorageError> {
     tx.commit().map_err(|e| StorageError::io("commit", e))
 }
 
+/// `Store::clear_chain` in one transaction.
+fn clear_chain(db: &Database) -> Result<(), StorageError> {
+    let err = |e: &dyn std::fmt::Display| StorageError::io("clear", e);
+    let tx = db.begin_write().map_err(|e| err(&e))?;
+    for t in [Table::BlockIndex, Table::Coins] {
+        tx.delete_table(def(t)).map_err(|e| err(&e))?;
+    }
+    {
+        let mut meta = tx.open_table(def(Table::Meta)).map_err(|e| err(&e))?;
+        let mut keys = Vec::new();
+        for item in meta.iter().map_err(|e| err(&e))? {
+            let (k, _) = item.map_err(|e| err(&e))?;
+            if k.value() != b"schema_version" {
+                keys.push(k.value().to_vec());
+            }
+        }
+        for k in keys {
+            meta.remove(k.as_slice()).map_err(|e| err(&e))?;
+        }
+    }
+    tx.commit().map_err(|e| StorageError::io("commit", e))
+}
+
 impl Store for RedbStore {
     fn backend(&self) -> &'static str {
         "redb"
@@ -126,6 +149,10 @@ impl Store for RedbStore {
         self.db.reopen()
     }
 
+    fn clear_chain(&self) -> Result<(), StorageError> {
+        self.db.write(clear_chain)
+    }
+
     fn size_bytes(&self) -> u64 {
         std::fs::metadata(self.db.path())
             .map(|m| m.len())
@@ -144,6 +171,7 @@ mod tests {
         super::super::conformance::run(&RedbStore::open(&dir).unwrap());
         let s = RedbStore::open(&dir).unwrap();
         assert_eq!(s.get_meta("tip").unwrap(), Some(b"x".to_vec()));
+        super::super::conformance::clear(&s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

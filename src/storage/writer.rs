@@ -397,22 +397,16 @@ impl<C: Committer> Writer<C> {
         std::fs::create_dir_all(&b.root)
             .map_err(|e| format!("cannot create {}: {e}", b.root.display()))?;
         // A backup never fills the disk: about the store's size must fit under the warning mark.
-        let need = self.store.size_bytes();
-        if let (Ok(avail), Ok(total)) = (fs2::available_space(&b.root), fs2::total_space(&b.root)) {
-            let after = crate::pruning::disk::used_share(total, avail.saturating_sub(need));
-            if after >= b.disk_warn_share {
-                return Err(format!(
-                    "skipped: {need} bytes more would take {} to {:.1}% used, past the warning mark ({:.0}%)",
-                    b.root.display(),
-                    after * 100.0,
-                    b.disk_warn_share * 100.0
-                ));
-            }
+        if let Some(why) =
+            backup::refuse_for_space(&b.root, self.store.size_bytes(), b.disk_warn_share)
+        {
+            return Err(why);
         }
         let beat = || self.heartbeat.beat();
         let now = crate::clock::unix_now() as u64;
-        let (dir, manifest) = backup::write(self.store.as_ref(), &b.root, &b.network, now, &beat)
-            .map_err(|e| e.to_string())?;
+        let (dir, manifest) =
+            backup::write(self.store.as_ref(), &b.root, &b.network, now, "", &beat)
+                .map_err(|e| e.to_string())?;
         let all = backup::list(&b.root);
         let times: Vec<u64> = all.iter().map(|(_, t)| *t).collect();
         for i in backup::expired(&times, now, b.keep_daily, b.keep_weekly) {

@@ -103,6 +103,7 @@ impl Supervisor {
                 recv(self.signals) -> sig => match sig {
                     Ok(Signal::Terminate(_)) => break 0,
                     Ok(Signal::Corruption) => break signals::CORRUPTION_EXIT_CODE,
+                    Ok(Signal::Restart) => break signals::RESTART_EXIT_CODE,
                     Err(_) => {}
                 },
                 recv(self.failures) -> f => if let Ok(f) = f {
@@ -144,7 +145,12 @@ impl Supervisor {
         let deadline = started + self.shutdown_timeout;
         self.shared.shutting_down.store(true, Ordering::Release);
         self.metrics.shutdown_in_progress.set(1);
-        self.notifier.stopping("stopping");
+        if code == signals::RESTART_EXIT_CODE {
+            self.notifier
+                .reloading("restarting to rebuild the chain state from the block files");
+        } else {
+            self.notifier.stopping("stopping");
+        }
         log::info!("shutdown started");
         // Stop accepting peers first; the dispatcher already refuses new RPC.
         if self

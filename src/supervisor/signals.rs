@@ -13,7 +13,14 @@ pub enum Signal {
     Terminate(&'static str),
     /// Corruption was found and `storage.on_corruption = "shutdown"`: orderly shutdown, exit 3.
     Corruption,
+    /// Damage needs a reindex (the marker is written): orderly shutdown, then the process starts
+    /// itself again.
+    Restart,
 }
+
+/// What `node::run` returns when the node should start again (a reindex it asked for); also
+/// the exit code when it cannot replace itself (EX_TEMPFAIL: the service manager restarts it).
+pub const RESTART_EXIT_CODE: i32 = 75;
 
 /// Exit code after a shutdown for corruption (`storage.on_corruption = "shutdown"`).
 pub const CORRUPTION_EXIT_CODE: i32 = 3;

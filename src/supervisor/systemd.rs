@@ -58,6 +58,19 @@ impl Notifier {
         self.send(&[sd_notify::NotifyState::Watchdog]);
     }
 
+    /// `RELOADING=1` (with the monotonic time systemd asks for) and a status line: the process
+    /// is about to replace itself and will say `READY=1` again.
+    pub fn reloading(&self, status: &str) {
+        let mut states = vec![
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::Status(status),
+        ];
+        if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+            states.push(now);
+        }
+        self.send(&states);
+    }
+
     /// `STOPPING=1` with a status line.
     pub fn stopping(&self, status: &str) {
         self.send(&[

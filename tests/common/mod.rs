@@ -1,6 +1,7 @@
 //! Test harness: starts the real `bllvm-node` binary on loopback with a temporary datadir.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod systemd;
 pub mod tmpfs;
 
 use std::fs::File;
@@ -440,4 +441,40 @@ impl TestNode {
         assert!(message.contains(text), "{method}: {err}");
         err
     }
+}
+
+/// Flips one byte of `path` at `at`.
+pub fn flip(path: &Path, at: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Flips byte `offset` of every occurrence of `pattern` in `path` (a store file may hold stale
+/// copies of a record beside the live one); returns how many there were.
+pub fn flip_every(path: &Path, pattern: &[u8], offset: usize) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(pattern.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pattern)
+        .map(|(i, _)| i)
+        .collect();
+    for i in &at {
+        bytes[i + offset] ^= 0x5a;
+    }
+    std::fs::write(path, bytes).unwrap();
+    at.len()
+}
+
+/// A node's datadir (in a temporary directory kept alive by the first value) after it mined
+/// `blocks` blocks and stopped cleanly, and its tip's hash.
+pub fn stopped_after_mining(blocks: u32) -> (tempfile::TempDir, PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let node = TestNode::ready_on(&datadir, "");
+    node.call("generatetoaddress", serde_json::json!([blocks, address(1)]));
+    let (_, tip) = node.tip();
+    node.stop();
+    (tmp, datadir, tip)
 }
