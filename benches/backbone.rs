@@ -51,7 +51,11 @@ fn main() {
         stop.len()
     );
 
-    let mut node = TestNode::start();
+    // Every client is on 127.0.0.1: the per-address cap would count them as one.
+    let mut node = TestNode::start_with(common::NodeOptions {
+        config: Some("[rpc]\nmax_connections_per_ip = 256\n".into()),
+        ..common::NodeOptions::default()
+    });
     node.wait_ready(Duration::from_secs(30));
     std::thread::sleep(scale.idle);
     let (rss_kib, threads) = proc_status(node.pid());

@@ -87,7 +87,10 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let total = if full { 4000 } else { 64 };
     let mut node = TestNode::start_with(NodeOptions {
-        config: Some("[rpc.auth]\nrate_limit_enabled = false\n".into()),
+        // Every client is on 127.0.0.1: the per-address cap would count them as one.
+        config: Some(
+            "[rpc]\nmax_connections_per_ip = 256\n[rpc.auth]\nrate_limit_enabled = false\n".into(),
+        ),
         ..NodeOptions::default()
     });
     node.wait_ready(Duration::from_secs(30));

@@ -39,6 +39,14 @@ pub struct Metrics {
     pub http_requests_total: IntCounterVec,
     /// HTTP request handling time by path.
     pub http_request_duration_seconds: HistogramVec,
+    /// Open connections to the RPC/HTTP port.
+    pub http_connections_open: IntGauge,
+    /// Connections turned away at once, by reason.
+    pub http_connections_rejected_total: IntCounterVec,
+    /// Connections closed, by reason.
+    pub http_connections_closed_total: IntCounterVec,
+    /// Failed accepts on the RPC/HTTP port (out of descriptors or memory), by kind.
+    pub http_accept_errors_total: IntCounterVec,
     /// 1 once shutdown has begun.
     pub shutdown_in_progress: IntGauge,
     /// Component failures (errors and panics) by component and kind.
@@ -425,6 +433,43 @@ impl Metrics {
                     &["path"],
                 )?,
             )?,
+            http_connections_open: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_http_connections_open",
+                    "Open connections to the RPC/HTTP port.",
+                )?,
+            )?,
+            http_connections_rejected_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_http_connections_rejected_total",
+                        "Connections to the RPC/HTTP port turned away at once, by reason.",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
+            http_connections_closed_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_http_connections_closed_total",
+                        "Connections to the RPC/HTTP port closed, by reason.",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
+            http_accept_errors_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_http_accept_errors_total",
+                        "Failed accepts on the RPC/HTTP port (out of file descriptors or memory), by kind.",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
             shutdown_in_progress: reg(
                 r,
                 IntGauge::new(
@@ -611,6 +656,16 @@ impl Metrics {
         }
         for reason in ["auth", "forbidden", "rate", "queue", "timeout", "breaker"] {
             m.rpc_rejections_total.with_label_values(&[reason]);
+        }
+        for r in crate::http::gate::admission::Refusal::ALL {
+            m.http_connections_rejected_total
+                .with_label_values(&[r.label()]);
+        }
+        for reason in crate::http::gate::CLOSE_REASONS {
+            m.http_connections_closed_total.with_label_values(&[reason]);
+        }
+        for kind in ["emfile", "enfile", "enomem", "other"] {
+            m.http_accept_errors_total.with_label_values(&[kind]);
         }
         for outcome in ["sent", "withheld"] {
             m.watchdog_notifications_total.with_label_values(&[outcome]);

@@ -6,6 +6,7 @@ use crate::chain::ChainThread;
 use crate::component::Component;
 use crate::config::{Config, OnCorruption};
 use crate::datadir::{self, DatadirError, DatadirLock};
+use crate::http::gate::{request::Limits, Gate, GateConfig};
 use crate::http::{self, probes::ProbeContext, route::Enabled, Dispatcher, HttpError};
 use crate::lifecycle::stop_pair;
 use crate::messages::P2pHandle;
@@ -107,6 +108,32 @@ pub fn run(config: Config, reindex: bool) -> i32 {
         log::error!(exit_code = code; "shutdown complete with errors");
     }
     code
+}
+
+/// What the gate in front of tiny_http enforces, from `[rpc]`.
+fn gate_config(config: &Config) -> GateConfig {
+    let r = &config.rpc;
+    GateConfig {
+        limits: Limits {
+            max_header_bytes: r.max_header_bytes,
+            max_body_bytes: r.max_body_bytes,
+            header_timeout: Duration::from_secs_f64(r.header_timeout_secs),
+            idle_timeout: Duration::from_secs_f64(r.idle_timeout_secs),
+            body_min_bytes_per_sec: r.body_min_bytes_per_sec,
+        },
+        max_connections: r.max_connections,
+        max_connections_per_ip: r.max_connections_per_ip,
+        // Workers, their queue, and a few for requests the dispatcher answers itself (refused
+        // authentication, rate limits, a full queue's 503), so Core's 503 still comes at once.
+        rpc_slots: r.threads + r.work_queue + 8,
+        probe_slots: http::PROBE_WORKERS + 2,
+        rpc_answer_timeout: Duration::from_secs_f64(
+            r.method_timeout_secs
+                .values()
+                .fold(r.timeout_secs, |a, b| a.max(*b))
+                + 30.0,
+        ),
+    }
 }
 
 /// Block file size with `fastprune` (Core's, for trying pruning on small chains).
@@ -302,8 +329,8 @@ fn start(
     watch(&metrics, "rpc_work_queue", config.rpc.work_queue, &rpc_rx);
 
     // Bind both listeners before any thread starts, so a taken port is a clean exit 1.
-    let (server, http_addr) = http::bind(config.rpc_bind())?;
-    log::info!("http (rpc, health, metrics) listening on {http_addr}");
+    let bound = http::bind(config.rpc_bind(), &dir)?;
+    log::info!("http (rpc, health, metrics) listening on {}", bound.addr);
     let reactor = Reactor::bind(config.p2p_bind())?;
     let p2p_waker = reactor.waker();
 
@@ -338,9 +365,28 @@ fn start(
         limiter: parking_lot::Mutex::new(rpc::rate_limit::RateLimiter::new(&config.rpc.auth)),
         metrics: metrics.clone(),
     });
+    let front = Gate::new(
+        bound.listener,
+        bound.backend,
+        gate_config(config),
+        metrics.clone(),
+    )
+    .map_err(|e| {
+        StartError::Http(HttpError::Bind {
+            addr: bound.addr,
+            message: e.to_string(),
+        })
+    })?;
+    let (stop, heartbeat) = (http_sig.clone(), beat(Component::Http));
+    http_threads.push(start_thread(
+        Component::Http,
+        "http-gate",
+        &fail_tx,
+        move || front.run(stop, heartbeat, tick),
+    )?);
     let dispatcher = Dispatcher {
         gate: gate.clone(),
-        server,
+        server: bound.server,
         enabled: Enabled {
             health: config.rpc.health_checks_enabled,
             metrics: config.rpc.metrics_enabled,

@@ -1,9 +1,10 @@
-//! Probes keep answering while slowloris clients hold connections open with partial requests.
+//! Probes keep answering while slowloris clients hold connections open with partial requests,
+//! and the node closes those connections at the header deadline.
 
 mod common;
 
-use common::TestNode;
-use std::io::Write;
+use common::{NodeOptions, TestNode};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -13,13 +14,19 @@ const SLOWLORIS: usize = 50;
 
 #[test]
 fn health_answers_every_request_under_slowloris() {
-    let mut node = TestNode::start();
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some("[rpc]\nheader_timeout_secs = 4.0\n".into()),
+        ..NodeOptions::default()
+    });
     node.wait_ready(Duration::from_secs(5));
 
-    // Partial request headers, never finished, held open for the whole test.
+    // Partial request headers, never finished, from addresses of their own (one address is
+    // capped at max_connections_per_ip).
+    let opened = Instant::now();
     let slow: Vec<TcpStream> = (0..SLOWLORIS)
         .map(|i| {
-            let mut s = TcpStream::connect(node.rpc).unwrap();
+            let src = std::net::Ipv4Addr::new(127, 60, 0, 1 + i as u8);
+            let mut s = common::connect_from(src, node.rpc).unwrap();
             write!(s, "GET /health HTTP/1.1\r\nHost: slow{i}\r\nX-Slow: ").unwrap();
             s
         })
@@ -56,8 +63,17 @@ fn health_answers_every_request_under_slowloris() {
         pct(0.99),
         latencies.last().unwrap()
     );
-    // The slow connections are still open: the node did not have to drop them to keep up.
+    // The node did not drop them to keep up; it closes each at the header deadline, with 408.
     for mut s in slow {
-        assert!(s.write_all(b"x").is_ok());
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        let held = opened.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(held >= Duration::from_secs(4), "closed after {held:?}");
     }
+    assert_eq!(
+        node.metric("bllvm_http_connections_closed_total{reason=\"header_timeout\"}"),
+        SLOWLORIS as f64
+    );
 }

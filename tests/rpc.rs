@@ -779,9 +779,11 @@ fn wrong_passwords_cost_the_guesser_not_the_users() {
     node.wait_ready(Duration::from_secs(10));
     let call = r#"{"method":"getblockcount","id":1}"#;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let guessers: Vec<_> = (0..64)
-        .map(|_| {
+    // 64 guessers from 64 addresses; the user from another.
+    let guessers: Vec<_> = (0..64u8)
+        .map(|i| {
             let (addr, stop) = (node.rpc, stop.clone());
+            let src = std::net::Ipv4Addr::new(127, 62, 0, 1 + i);
             std::thread::spawn(move || {
                 let mut seen = std::collections::BTreeMap::new();
                 for _ in 0..200 {
@@ -790,7 +792,7 @@ fn wrong_passwords_cost_the_guesser_not_the_users() {
                     }
                     let auth = basic("bob", "guess");
                     if let Ok((code, _, _)) =
-                        http_full(addr, "POST", "/", &[("Authorization", &auth)], call)
+                        common::http_from(src, addr, "POST", "/", &[("Authorization", &auth)], call)
                     {
                         *seen.entry(code).or_insert(0u32) += 1;
                     }

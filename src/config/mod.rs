@@ -185,6 +185,20 @@ pub struct RpcConfig {
     pub work_queue: usize,
     /// Longest JSON-RPC batch answered; a longer one gets one error for the whole batch.
     pub max_batch: usize,
+    /// Open connections to the port in total; more are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one address.
+    pub max_connections_per_ip: usize,
+    /// A request's head must arrive within this of its first byte (or of the connection).
+    pub header_timeout_secs: f64,
+    /// A keep-alive connection silent this long between requests is closed.
+    pub idle_timeout_secs: f64,
+    /// A body must arrive at least this fast, after a grace of `header_timeout_secs`.
+    pub body_min_bytes_per_sec: u64,
+    /// Longest request head (431 beyond).
+    pub max_header_bytes: usize,
+    /// Longest request body (413 beyond).
+    pub max_body_bytes: u64,
     /// Longest an RPC call waits for the chain thread.
     pub timeout_secs: f64,
     /// Per-method overrides of `timeout_secs`.
@@ -444,6 +458,13 @@ impl Default for RpcConfig {
             threads: 4,
             work_queue: 16,
             max_batch: 1000,
+            max_connections: 256,
+            max_connections_per_ip: 32,
+            header_timeout_secs: 10.0,
+            idle_timeout_secs: 30.0,
+            body_min_bytes_per_sec: 16 * 1024,
+            max_header_bytes: 8192,
+            max_body_bytes: crate::rpc::MAX_BODY_BYTES,
             timeout_secs: 30.0,
             method_timeout_secs: BTreeMap::new(),
             breaker: BreakerConfig::default(),
@@ -737,6 +758,44 @@ impl Config {
             return Err((
                 "rpc.max_batch".into(),
                 format!("must be 1 to 100000, got {}", self.rpc.max_batch),
+            ));
+        }
+        let r = &self.rpc;
+        if !(8..=1_000_000).contains(&r.max_connections) {
+            return Err((
+                "rpc.max_connections".into(),
+                format!("must be 8 to 1000000, got {}", r.max_connections),
+            ));
+        }
+        if !(1..=r.max_connections).contains(&r.max_connections_per_ip) {
+            return Err((
+                "rpc.max_connections_per_ip".into(),
+                format!(
+                    "must be 1 to rpc.max_connections ({}), got {}",
+                    r.max_connections, r.max_connections_per_ip
+                ),
+            ));
+        }
+        positive("rpc.header_timeout_secs", r.header_timeout_secs)?;
+        positive("rpc.idle_timeout_secs", r.idle_timeout_secs)?;
+        at_least_one(
+            "rpc.body_min_bytes_per_sec",
+            r.body_min_bytes_per_sec as usize,
+        )?;
+        if !(1024..=1024 * 1024).contains(&r.max_header_bytes) {
+            return Err((
+                "rpc.max_header_bytes".into(),
+                format!("must be 1024 to 1048576, got {}", r.max_header_bytes),
+            ));
+        }
+        if !(1024..=crate::rpc::MAX_BODY_BYTES).contains(&r.max_body_bytes) {
+            return Err((
+                "rpc.max_body_bytes".into(),
+                format!(
+                    "must be 1024 to {} (32 MiB), got {}",
+                    crate::rpc::MAX_BODY_BYTES,
+                    r.max_body_bytes
+                ),
             ));
         }
         let a = &self.rpc.auth;

@@ -1,6 +1,7 @@
 //! The HTTP server: one dispatcher thread routes tiny_http requests to bounded queues
 //! served by separate pools, so probes never wait behind slow JSON-RPC calls.
 
+pub mod gate;
 pub mod probes;
 pub mod reply;
 pub mod route;
@@ -15,6 +16,8 @@ use reply::Reply;
 use route::{Enabled, Route};
 use std::io::Read;
 use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,20 +51,66 @@ pub struct Job {
     user: String,
 }
 
-/// Binds the server; done on the caller's thread so a taken port fails the start.
-pub fn bind(addr: SocketAddr) -> Result<(Arc<Server>, SocketAddr), HttpError> {
-    let server = Server::http(addr).map_err(|e| HttpError::Bind {
-        addr,
-        message: e.to_string(),
-    })?;
-    let local = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| HttpError::Bind {
-            addr,
-            message: "not an IP listener".into(),
-        })?;
-    Ok((Arc::new(server), local))
+/// The port and the server behind it.
+pub struct Bound {
+    /// The public listener, served by the gate.
+    pub listener: std::net::TcpListener,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// tiny_http, listening on the internal socket.
+    pub server: Arc<Server>,
+    /// The internal socket's path.
+    pub backend: PathBuf,
+}
+
+/// Binds the port and starts tiny_http on an internal Unix socket only the gate (and the node's
+/// user) can reach; done on the caller's thread so a taken port fails the start.
+pub fn bind(addr: SocketAddr, net_dir: &Path) -> Result<Bound, HttpError> {
+    let bind_err = |message: String| HttpError::Bind { addr, message };
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| bind_err(e.to_string()))?;
+    let local = listener.local_addr().map_err(|e| bind_err(e.to_string()))?;
+    let backend = internal_socket(net_dir).map_err(|e| bind_err(e.to_string()))?;
+    // A socket file left by a crash; the datadir lock says no other node uses it.
+    let _ = std::fs::remove_file(&backend);
+    let unix = std::os::unix::net::UnixListener::bind(&backend)
+        .and_then(|l| {
+            std::fs::set_permissions(&backend, std::fs::Permissions::from_mode(0o600))?;
+            Ok(l)
+        })
+        .map_err(|e| bind_err(format!("internal socket {}: {e}", backend.display())))?;
+    let server = Server::from_listener(unix, None).map_err(|e| bind_err(e.to_string()))?;
+    Ok(Bound {
+        listener,
+        addr: local,
+        server: Arc::new(server),
+        backend,
+    })
+}
+
+/// `<net_dir>/http.sock`, or, when that path is too long for a Unix socket (108 bytes), a
+/// new private directory under the temporary directory.
+fn internal_socket(net_dir: &Path) -> std::io::Result<PathBuf> {
+    let path = net_dir.join("http.sock");
+    if path.as_os_str().len() < 100 {
+        return Ok(path);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("bllvm-node-{}-{nanos}", std::process::id()));
+    // Not recursive: a directory someone else made there is an error, never used.
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir.join("http.sock"))
+}
+
+/// The client's address: the gate's header on requests it forwards, else the socket's peer.
+pub fn peer(request: &Request) -> Option<SocketAddr> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(gate::request::PEER_HEADER))
+        .and_then(|h| h.value.as_str().parse().ok())
+        .or_else(|| request.remote_addr().copied())
 }
 
 /// The dispatcher thread's state.
@@ -137,7 +186,7 @@ impl Dispatcher {
                     .iter()
                     .find(|h| h.field.equiv("Authorization"))
                     .map(|h| h.value.as_str().to_owned());
-                let remote = job.request.remote_addr().copied();
+                let remote = peer(&job.request);
                 match self.gate.admit(remote, authorization.as_deref()) {
                     Ok(user) => job.user = user,
                     Err(reply) => return respond(job, reply, &self.metrics),
@@ -247,7 +296,7 @@ pub fn rpc_worker(
         };
         let request_id = header("X-Request-Id");
         let meta = crate::rpc::RequestMeta {
-            remote: job.request.remote_addr().copied(),
+            remote: peer(&job.request),
             user: &job.user,
             request_id: request_id.as_deref(),
         };

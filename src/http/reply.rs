@@ -41,7 +41,10 @@ impl Reply {
 
     /// The tiny_http response.
     pub fn into_response(self) -> Response<Cursor<Vec<u8>>> {
-        let mut resp = Response::from_data(self.body.into_bytes()).with_status_code(self.status);
+        // Always a Content-Length, never chunked: the gate frames answers by their length.
+        let mut resp = Response::from_data(self.body.into_bytes())
+            .with_status_code(self.status)
+            .with_chunked_threshold(usize::MAX);
         let headers =
             std::iter::once(("Content-Type", self.content_type.to_string())).chain(self.headers);
         for (name, value) in headers {

@@ -281,7 +281,30 @@ pub fn http_full(
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<(u16, Headers, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    http_on(s, addr, method, path, headers, body)
+}
+
+/// `http_full` from the loopback address `src`.
+pub fn http_from(
+    src: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, Headers, String)> {
+    http_on(connect_from(src, addr)?, addr, method, path, headers, body)
+}
+
+fn http_on(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, Headers, String)> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -477,4 +500,13 @@ pub fn stopped_after_mining(blocks: u32) -> (tempfile::TempDir, PathBuf, String)
     let (_, tip) = node.tip();
     node.stop();
     (tmp, datadir, tip)
+}
+
+/// A TCP connection to `to` from the loopback address `src` (127.x.y.z: distinct addresses
+/// are distinct clients to per-address limits).
+pub fn connect_from(src: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::from((src, 0)).into())?;
+    sock.connect(&to.into())?;
+    Ok(sock.into())
 }

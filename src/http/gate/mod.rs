@@ -1,0 +1,729 @@
+//! The gate: one mio thread owns every connection to the RPC port, so no client holds a thread.
+//! It admits connections under caps ([`admission`]), reads each request whole under size and
+//! time limits ([`request`]), and only then hands it to tiny_http over one of a fixed set of
+//! internal Unix-socket connections, passing the answer back ([`response`]). tiny_http thus
+//! sees a bounded number of well-formed requests and keeps one thread per internal
+//! connection. Errors of `accept` (out of file descriptors) pause accepting and never end it.
+
+pub mod admission;
+pub mod request;
+pub mod response;
+
+use crate::lifecycle::StopSignal;
+use crate::metrics::Metrics;
+use crate::supervisor::health::{Heartbeat, Status};
+use admission::Admission;
+use mio::net::{TcpListener, TcpStream, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use request::{Forward, Limits, Reader, Step};
+use response::Framer;
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(0);
+/// Tokens from here on are internal connections; below, clients (offset by one).
+const BACKEND_BASE: usize = 1 << 40;
+/// Longest a probe's answer may take.
+const PROBE_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often deadlines are checked.
+const SWEEP: Duration = Duration::from_millis(100);
+/// Pause after `accept` fails for want of resources (Core sleeps and retries too).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Answer bytes queued for one client before the gate stops reading its internal connection.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Request bytes buffered over all clients before large bodies wait.
+const BUFFER_BUDGET: usize = 64 * 1024 * 1024;
+/// How long a refused request's remaining input is read and dropped before closing.
+const LINGER: Duration = Duration::from_secs(2);
+/// A client may buffer this much however full the budget is.
+const BUFFER_FLOOR: usize = 64 * 1024;
+
+/// What the gate enforces.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateConfig {
+    /// Per-request limits.
+    pub limits: Limits,
+    /// Open client connections in total.
+    pub max_connections: usize,
+    /// Open client connections per address.
+    pub max_connections_per_ip: usize,
+    /// Internal connections for JSON-RPC; requests beyond them wait for one.
+    pub rpc_slots: usize,
+    /// Internal connections kept for probes (`/health*`, `/metrics`), so no RPC load delays
+    /// them; probes beyond them wait for one.
+    pub probe_slots: usize,
+    /// Longest a JSON-RPC answer may take (past every call's own timeout); a request still
+    /// unanswered then gets 502 and its internal connection is replaced.
+    pub rpc_answer_timeout: Duration,
+}
+
+struct Client {
+    stream: TcpStream,
+    peer: SocketAddr,
+    reader: Reader,
+    out: Vec<u8>,
+    out_at: usize,
+    state: Flow,
+    deadline: Instant,
+    /// When writing last made progress (or the answer started): slow readers are cut.
+    wrote_at: Instant,
+    /// Close once `out` is written, for this reason.
+    closing: Option<&'static str>,
+    /// After refusing a request whose body may still be coming: answered and shut for writing,
+    /// input is read and dropped until the client closes or this time, so it reads the answer
+    /// instead of a reset.
+    linger: Option<Instant>,
+    close_after: bool,
+}
+
+#[derive(Debug)]
+enum Flow {
+    Reading,
+    Queued(Forward),
+    InFlight(usize),
+}
+
+struct Backend {
+    stream: Option<UnixStream>,
+    probe: bool,
+    /// The client being answered; `None` with a framer: its client left, the rest is dropped.
+    client: Option<usize>,
+    framer: Option<Framer>,
+    out: Vec<u8>,
+    out_at: usize,
+    /// Reading stopped until the client's queue drains.
+    held: bool,
+    /// When the request in flight was handed over.
+    since: Instant,
+}
+
+/// The gate thread.
+pub struct Gate {
+    poll: Poll,
+    listener: TcpListener,
+    backend_path: PathBuf,
+    config: GateConfig,
+    admission: Admission,
+    clients: Vec<Option<Client>>,
+    free: Vec<usize>,
+    backends: Vec<Backend>,
+    /// Clients whose request waits for an internal connection: RPC, probes.
+    waiting: [VecDeque<usize>; 2],
+    buffered: usize,
+    accept_resume: Option<Instant>,
+    accept_logged: Option<Instant>,
+    metrics: Arc<Metrics>,
+}
+
+impl Gate {
+    /// Takes the bound listener and where tiny_http listens.
+    pub fn new(
+        listener: std::net::TcpListener,
+        backend_path: PathBuf,
+        config: GateConfig,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Gate> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let backends = (0..config.probe_slots + config.rpc_slots)
+            .map(|i| Backend {
+                stream: None,
+                probe: i < config.probe_slots,
+                client: None,
+                framer: None,
+                out: Vec::new(),
+                out_at: 0,
+                held: false,
+                since: Instant::now(),
+            })
+            .collect();
+        Ok(Gate {
+            poll,
+            listener,
+            backend_path,
+            admission: Admission::new(config.max_connections, config.max_connections_per_ip),
+            config,
+            clients: Vec::new(),
+            free: Vec::new(),
+            backends,
+            waiting: [VecDeque::new(), VecDeque::new()],
+            buffered: 0,
+            accept_resume: None,
+            accept_logged: None,
+            metrics,
+        })
+    }
+
+    /// Serves until stopped.
+    pub fn run(
+        mut self,
+        stop: StopSignal,
+        heartbeat: Heartbeat,
+        tick: Duration,
+    ) -> Result<(), std::io::Error> {
+        heartbeat.set_status(Status::Healthy, "");
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now() + SWEEP;
+        loop {
+            heartbeat.beat();
+            if stop.requested() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            let mut timeout = next_sweep.saturating_duration_since(now).min(tick);
+            if let Some(at) = self.accept_resume {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(now),
+                    Token(t) if t >= BACKEND_BASE => {
+                        let b = t - BACKEND_BASE;
+                        if ev.is_writable() {
+                            self.backend_write(b, now);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.backend_read(b, now);
+                        }
+                    }
+                    Token(t) => {
+                        let c = t - 1;
+                        if ev.is_writable() {
+                            self.client_write(c, now);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.client_read(c, now);
+                        }
+                    }
+                }
+            }
+            if self.accept_resume.is_some_and(|at| now >= at) {
+                self.accept_resume = None;
+                self.accept(now);
+            }
+            if now >= next_sweep {
+                next_sweep = now + SWEEP;
+                self.sweep(now);
+                self.sweep_backends(now);
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        if self.accept_resume.is_some() {
+            return;
+        }
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // Out of descriptors or memory: what is open keeps being served, and
+                    // accepting resumes shortly (the backlog waits in the kernel meanwhile).
+                    let kind = match e.raw_os_error() {
+                        Some(libc::EMFILE) => "emfile",
+                        Some(libc::ENFILE) => "enfile",
+                        Some(libc::ENOMEM) | Some(libc::ENOBUFS) => "enomem",
+                        _ => "other",
+                    };
+                    self.metrics
+                        .http_accept_errors_total
+                        .with_label_values(&[kind])
+                        .inc();
+                    if self
+                        .accept_logged
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+                    {
+                        self.accept_logged = Some(now);
+                        log::error!(
+                            open = self.admission.total();
+                            "cannot accept RPC/HTTP connections ({e}); retrying every {} ms (logged once a minute)",
+                            ACCEPT_PAUSE.as_millis()
+                        );
+                    }
+                    self.accept_resume = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        if let Err(r) = self.admission.admit(peer.ip()) {
+            self.metrics
+                .http_connections_rejected_total
+                .with_label_values(&[r.label()])
+                .inc();
+            // Best effort on a fresh socket (its send buffer is empty): the client learns why.
+            let _ = stream.write(&error_answer(503, "too many connections", true));
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.clients.push(None);
+            self.clients.len() - 1
+        });
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(idx + 1),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot watch a new RPC/HTTP connection: {e}");
+            self.admission.release(peer.ip());
+            self.free.push(idx);
+            return;
+        }
+        self.clients[idx] = Some(Client {
+            stream,
+            peer,
+            reader: Reader::new(self.config.limits, peer, now),
+            out: Vec::new(),
+            out_at: 0,
+            state: Flow::Reading,
+            deadline: now + self.config.limits.header_timeout,
+            wrote_at: now,
+            closing: None,
+            linger: None,
+            close_after: false,
+        });
+        self.metrics.http_connections_open.inc();
+    }
+
+    /// Whether a client's socket is read now: a request being read may buffer up to its
+    /// limits (large bodies wait while the budget is spent); one being answered only a head.
+    fn may_read(&self, c: &Client) -> bool {
+        match c.state {
+            Flow::Reading => c.reader.buffered() < BUFFER_FLOOR || self.buffered < BUFFER_BUDGET,
+            _ => c.reader.buffered() <= self.config.limits.max_header_bytes,
+        }
+    }
+
+    fn client_read(&mut self, idx: usize, now: Instant) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let Some(c) = self.clients.get(idx).and_then(|c| c.as_ref()) else {
+                return;
+            };
+            if c.linger.is_some() {
+                let Some(c) = self.clients[idx].as_mut() else {
+                    return;
+                };
+                let reason = c.closing.unwrap_or("client");
+                match c.stream.read(&mut buf) {
+                    Ok(0) => return self.close(idx, reason),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => return self.close(idx, reason),
+                }
+            }
+            if c.closing.is_some() || !self.may_read(c) {
+                break;
+            }
+            let Some(c) = self.clients[idx].as_mut() else {
+                return;
+            };
+            match c.stream.read(&mut buf) {
+                Ok(0) => return self.close(idx, "client"),
+                Ok(n) => {
+                    c.reader.push(&buf[..n], now);
+                    self.buffered += n;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return self.close(idx, "client"),
+            }
+        }
+        self.advance(idx, now);
+    }
+
+    /// Moves a reading client on: waits, forwards a complete request, or answers and closes.
+    fn advance(&mut self, idx: usize, now: Instant) {
+        let Some(c) = self.clients.get_mut(idx).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        if !matches!(c.state, Flow::Reading) || c.closing.is_some() {
+            return;
+        }
+        let before = c.reader.buffered();
+        let step = c.reader.step(now);
+        self.buffered -= before - c.reader.buffered();
+        match step {
+            Step::Wait(deadline) => c.deadline = deadline,
+            Step::Continue(deadline) => {
+                c.deadline = deadline;
+                c.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                self.client_write(idx, now);
+            }
+            Step::Forward(f) => {
+                c.close_after = f.close;
+                match self.free_backend(f.probe) {
+                    Some(b) => self.assign(b, idx, f, now),
+                    // Slots exceed the work queue, so a full queue still gets Core's 503 from
+                    // the dispatcher at once; waiting here is brief.
+                    None => {
+                        self.waiting[usize::from(f.probe)].push_back(idx);
+                        if let Some(c) = self.clients[idx].as_mut() {
+                            c.state = Flow::Queued(f);
+                        }
+                    }
+                }
+            }
+            Step::Reject(status, why) => self.answer(idx, status, why, "rejected", now),
+            Step::TimedOut(what) => {
+                let reason = match what {
+                    "header" => "header_timeout",
+                    "body" => "body_timeout",
+                    _ => "idle_timeout",
+                };
+                if what != "idle" {
+                    // Best effort, as a courtesy to a slow but honest client.
+                    let _ = c.stream.write(&error_answer(408, "request timeout", true));
+                }
+                self.close(idx, reason);
+            }
+        }
+    }
+
+    /// Queues an answer made by the gate itself, then closes for `reason`.
+    fn answer(&mut self, idx: usize, status: u16, why: &str, reason: &'static str, now: Instant) {
+        let Some(c) = self.clients[idx].as_mut() else {
+            return;
+        };
+        c.out.extend_from_slice(&error_answer(status, why, true));
+        c.closing = Some(reason);
+        c.wrote_at = now;
+        self.client_write(idx, now);
+    }
+
+    /// A free internal connection of the class, connected if need be.
+    fn free_backend(&mut self, probe: bool) -> Option<usize> {
+        let b = self
+            .backends
+            .iter()
+            .position(|b| b.probe == probe && b.framer.is_none())?;
+        if self.backends[b].stream.is_none() {
+            let std = std::os::unix::net::UnixStream::connect(&self.backend_path)
+                .and_then(|s| s.set_nonblocking(true).map(|()| s));
+            let mut stream = match std {
+                Ok(s) => UnixStream::from_std(s),
+                Err(e) => {
+                    log::error!("cannot reach the HTTP server behind the gate: {e}");
+                    return None;
+                }
+            };
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut stream,
+                    Token(BACKEND_BASE + b),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                return None;
+            }
+            self.backends[b].stream = Some(stream);
+        }
+        Some(b)
+    }
+
+    fn assign(&mut self, b: usize, idx: usize, f: Forward, now: Instant) {
+        if let Some(c) = self.clients[idx].as_mut() {
+            c.state = Flow::InFlight(b);
+            c.wrote_at = now;
+        }
+        let be = &mut self.backends[b];
+        be.client = Some(idx);
+        be.framer = Some(Framer::new(f.head_only, f.close));
+        be.since = now;
+        be.out = f.bytes;
+        be.out_at = 0;
+        self.backend_write(b, now);
+    }
+
+    fn backend_write(&mut self, b: usize, now: Instant) {
+        let be = &mut self.backends[b];
+        let Some(stream) = be.stream.as_mut() else {
+            return;
+        };
+        while be.out_at < be.out.len() {
+            match stream.write(&be.out[be.out_at..]) {
+                Ok(n) => be.out_at += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return self.backend_failed(b, now),
+            }
+        }
+        be.out = Vec::new();
+        be.out_at = 0;
+    }
+
+    fn backend_read(&mut self, b: usize, now: Instant) {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let be = &mut self.backends[b];
+            let (Some(stream), Some(framer)) = (be.stream.as_mut(), be.framer.as_mut()) else {
+                if be.stream.is_some() && be.framer.is_none() {
+                    // Nothing is owed on an idle connection: a read here is its close.
+                    let mut probe = [0u8; 1];
+                    if let Some(s) = be.stream.as_mut() {
+                        match s.read(&mut probe) {
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            _ => self.backend_failed(b, now),
+                        }
+                    }
+                }
+                return;
+            };
+            let client = be.client;
+            let queued = client
+                .and_then(|i| self.clients[i].as_ref())
+                .map_or(0, |c| c.out.len() - c.out_at);
+            if queued >= OUT_HIGH_WATER {
+                be.held = true;
+                return;
+            }
+            be.held = false;
+            let n = match stream.read(&mut buf) {
+                Ok(0) => return self.backend_failed(b, now),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return self.backend_failed(b, now),
+            };
+            let mut scratch = Vec::new();
+            let out = match client.and_then(|i| self.clients[i].as_mut()) {
+                Some(c) => &mut c.out,
+                None => &mut scratch,
+            };
+            match framer.feed(&buf[..n], out) {
+                Ok(false) => {}
+                Ok(true) => {
+                    be.framer = None;
+                    be.client = None;
+                    let class = usize::from(be.probe);
+                    self.answered(client, now);
+                    self.next_waiting(class, now);
+                    return;
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    return self.backend_failed(b, now);
+                }
+            }
+            if let Some(i) = client {
+                self.client_write(i, now);
+            }
+        }
+    }
+
+    /// The internal connection broke: its client gets 502 and it is connected again when next
+    /// needed.
+    fn backend_failed(&mut self, b: usize, now: Instant) {
+        let be = &mut self.backends[b];
+        if let Some(mut s) = be.stream.take() {
+            let _ = self.poll.registry().deregister(&mut s);
+        }
+        be.framer = None;
+        be.out = Vec::new();
+        be.out_at = 0;
+        if let Some(idx) = be.client.take() {
+            log::warn!("the HTTP server behind the gate dropped a request");
+            if let Some(c) = self.clients[idx].as_mut() {
+                c.state = Flow::Reading;
+            }
+            self.answer(idx, 502, "internal HTTP server error", "backend", now);
+        }
+        let class = usize::from(self.backends[b].probe);
+        self.next_waiting(class, now);
+    }
+
+    /// A client's answer is complete: it reads its next request, or closes as it asked.
+    fn answered(&mut self, client: Option<usize>, now: Instant) {
+        let Some(idx) = client else {
+            return;
+        };
+        let Some(c) = self.clients[idx].as_mut() else {
+            return;
+        };
+        c.state = Flow::Reading;
+        if c.close_after {
+            c.closing = Some("asked");
+        } else {
+            c.reader.answered(now);
+        }
+        self.client_write(idx, now);
+        self.client_read(idx, now);
+    }
+
+    /// Hands free internal connections of a class (`1`: probes) to waiting requests.
+    fn next_waiting(&mut self, class: usize, now: Instant) {
+        while let Some(&idx) = self.waiting[class].front() {
+            let Some(b) = self.free_backend(class == 1) else {
+                return;
+            };
+            self.waiting[class].pop_front();
+            let Some(c) = self.clients[idx].as_mut() else {
+                continue;
+            };
+            if let Flow::Queued(f) = std::mem::replace(&mut c.state, Flow::Reading) {
+                self.assign(b, idx, f, now);
+            }
+        }
+    }
+
+    fn client_write(&mut self, idx: usize, now: Instant) {
+        let Some(c) = self.clients.get_mut(idx).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        while c.out_at < c.out.len() {
+            match c.stream.write(&c.out[c.out_at..]) {
+                Ok(n) => {
+                    c.out_at += n;
+                    c.wrote_at = now;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return self.close(idx, "client"),
+            }
+        }
+        c.out.clear();
+        c.out_at = 0;
+        if c.out.capacity() > 4 * OUT_HIGH_WATER {
+            c.out = Vec::new();
+        }
+        match c.closing {
+            Some("rejected") if c.linger.is_none() => {
+                let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                c.linger = Some(now + LINGER);
+                return self.client_read(idx, now);
+            }
+            Some(_) if c.linger.is_some() => return,
+            Some(reason) => return self.close(idx, reason),
+            None => {}
+        }
+        if let Flow::InFlight(b) = c.state {
+            if self.backends[b].held {
+                self.backend_read(b, now);
+            }
+        }
+    }
+
+    /// Deadlines: requests that took too long, answers not read for too long, and clients
+    /// whose reading waited for the buffer budget.
+    fn sweep(&mut self, now: Instant) {
+        let send_limit = self.config.limits.header_timeout;
+        for idx in 0..self.clients.len() {
+            let Some(c) = self.clients[idx].as_ref() else {
+                continue;
+            };
+            let pending = c.out_at < c.out.len();
+            if c.linger.is_some_and(|t| now >= t) {
+                self.close(idx, c.closing.unwrap_or("rejected"));
+            } else if pending && now.duration_since(c.wrote_at) >= send_limit {
+                self.close(idx, "send_timeout");
+            } else if matches!(c.state, Flow::Reading) && c.closing.is_none() {
+                if now >= c.deadline {
+                    self.advance(idx, now);
+                } else if self.may_read(c) {
+                    self.client_read(idx, now);
+                }
+            }
+        }
+    }
+
+    /// Internal connections whose answer is overdue: nothing may wait on one for ever.
+    fn sweep_backends(&mut self, now: Instant) {
+        for b in 0..self.backends.len() {
+            let be = &self.backends[b];
+            let limit = if be.probe {
+                PROBE_ANSWER_TIMEOUT
+            } else {
+                self.config.rpc_answer_timeout
+            };
+            if be.framer.is_some() && now.duration_since(be.since) >= limit {
+                log::error!(
+                    "the HTTP server behind the gate has not answered a request in {} s; replacing its connection",
+                    limit.as_secs()
+                );
+                self.backend_failed(b, now);
+            }
+        }
+    }
+
+    fn close(&mut self, idx: usize, reason: &'static str) {
+        let Some(mut c) = self.clients.get_mut(idx).and_then(|c| c.take()) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        self.admission.release(c.peer.ip());
+        self.buffered -= c.reader.buffered();
+        match c.state {
+            // The answer still comes and is dropped, so the connection can be used again.
+            Flow::InFlight(b) => self.backends[b].client = None,
+            Flow::Queued(_) => self
+                .waiting
+                .iter_mut()
+                .for_each(|w| w.retain(|&i| i != idx)),
+            Flow::Reading => {}
+        }
+        self.free.push(idx);
+        self.metrics.http_connections_open.dec();
+        self.metrics
+            .http_connections_closed_total
+            .with_label_values(&[reason])
+            .inc();
+    }
+}
+
+/// Reasons a connection is closed; the `reason` label of
+/// `bllvm_http_connections_closed_total`.
+pub const CLOSE_REASONS: [&str; 8] = [
+    "client",
+    "asked",
+    "rejected",
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "send_timeout",
+    "backend",
+];
+
+/// An answer the gate makes itself, in the shape of `Reply::error`.
+fn error_answer(status: u16, why: &str, close: bool) -> Vec<u8> {
+    let body = serde_json::json!({ "error": why }).to_string();
+    let text = match status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    format!(
+        "HTTP/1.1 {status} {text}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{connection}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
