@@ -64,6 +64,18 @@ pub enum StartError {
     /// P2P listener.
     #[error(transparent)]
     P2p(#[from] ReactorError),
+    /// The open-file limit cannot hold the configured connections.
+    #[error(
+        "the open file limit ({soft}) is below the {need} descriptors rpc.max_connections, \
+         the HTTP server and network.max_connections need: raise it (LimitNOFILE= in the unit, \
+         ulimit -n) or lower those limits"
+    )]
+    FdLimit {
+        /// The soft limit, raised to the hard limit.
+        soft: u64,
+        /// What the configured limits need.
+        need: u64,
+    },
     /// A thread could not be started.
     #[error("cannot start thread {name}")]
     Spawn {
@@ -108,6 +120,18 @@ pub fn run(config: Config, reindex: bool) -> i32 {
         log::error!(exit_code = code; "shutdown complete with errors");
     }
     code
+}
+
+/// Descriptors the configured connection limits can take at once: every RPC-port client, both
+/// ends of each internal HTTP connection, every peer, and a margin for block files, the store,
+/// listeners, logs and name lookups.
+fn descriptors_needed(config: &Config) -> u64 {
+    const MARGIN: usize = 128;
+    let g = gate_config(config);
+    (config.rpc.max_connections
+        + 2 * (g.rpc_slots + g.probe_slots)
+        + config.network.max_connections
+        + MARGIN) as u64
 }
 
 /// What the gate in front of tiny_http enforces, from `[rpc]`.
@@ -260,8 +284,20 @@ fn start(
     let dir = config.network_dir();
     let lock = datadir::lock(&dir)?;
     match datadir::raise_fd_limit() {
-        Ok((soft, _)) => log::info!("open file limit {soft}"),
+        Ok((soft, _)) => {
+            log::info!("open file limit {soft}");
+            let need = descriptors_needed(config);
+            if soft < need {
+                return Err(StartError::FdLimit { soft, need });
+            }
+        }
         Err(e) => log::warn!("cannot raise the open file limit: {e}"),
+    }
+    for _ in 0..config.debug.hold_fds {
+        // Held for the life of the process, on purpose (fault injection).
+        if let Ok(f) = std::fs::File::open("/dev/null") {
+            std::mem::forget(f);
+        }
     }
     // Core writes the cookie at start and removes it on a clean exit. On a full disk the node
     // still starts (degraded, see storage); the pruning monitor writes the cookie once it can.

@@ -381,6 +381,9 @@ pub struct DebugConfig {
     pub fail_rpc_method: Option<String>,
     /// How many calls of `fail_rpc_method` fail.
     pub fail_rpc_calls: u32,
+    /// Descriptors opened at start (after the open-file limit is checked) and held: pressure
+    /// on the limit from elsewhere in the process, for tests of running out.
+    pub hold_fds: usize,
 }
 
 impl DebugConfig {
@@ -389,6 +392,7 @@ impl DebugConfig {
             && self.panic_component.is_none()
             && self.mine_every_secs.is_none()
             && self.fail_rpc_method.is_none()
+            && self.hold_fds == 0
     }
 }
 

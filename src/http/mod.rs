@@ -68,6 +68,13 @@ pub struct Bound {
 pub fn bind(addr: SocketAddr, net_dir: &Path) -> Result<Bound, HttpError> {
     let bind_err = |message: String| HttpError::Bind { addr, message };
     let listener = std::net::TcpListener::bind(addr).map_err(|e| bind_err(e.to_string()))?;
+    // A deeper accept queue than std's 128, so a burst of connections waits for the gate
+    // instead of being dropped (clients then retry their SYN only after a second). Listening
+    // again only changes the backlog; the kernel caps it at net.core.somaxconn.
+    // SAFETY: listen on a socket this function owns.
+    if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 4096) } != 0 {
+        return Err(bind_err(std::io::Error::last_os_error().to_string()));
+    }
     let local = listener.local_addr().map_err(|e| bind_err(e.to_string()))?;
     let backend = internal_socket(net_dir).map_err(|e| bind_err(e.to_string()))?;
     // A socket file left by a crash; the datadir lock says no other node uses it.

@@ -78,6 +78,8 @@ pub struct NodeOptions {
     pub log_dir: Option<PathBuf>,
     /// RPC credentials to use instead of the cookie (they must be in the config too).
     pub rpc_auth: Option<(String, String)>,
+    /// The node's open-file limit, soft and hard (so it cannot raise it).
+    pub nofile: Option<u64>,
 }
 
 /// Reconnection fast enough for tests.
@@ -169,6 +171,23 @@ impl TestNode {
             let path = unique(&log_dir, "node", "toml");
             std::fs::write(&path, text).unwrap();
             cmd.arg("--config").arg(path);
+        }
+        if let Some(n) = opts.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let child = cmd.spawn().expect("start bllvm-node");
         TestNode {
@@ -505,8 +524,33 @@ pub fn stopped_after_mining(blocks: u32) -> (tempfile::TempDir, PathBuf, String)
 /// A TCP connection to `to` from the loopback address `src` (127.x.y.z: distinct addresses
 /// are distinct clients to per-address limits).
 pub fn connect_from(src: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    connect_from_within(src, to, Duration::from_secs(5))
+}
+
+/// `connect_from`, giving up after `limit`.
+pub fn connect_from_within(
+    src: std::net::Ipv4Addr,
+    to: SocketAddr,
+    limit: Duration,
+) -> std::io::Result<TcpStream> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    // The port is chosen at connect, not bind: bind's search for a free port slows with
+    // every socket already bound (thousands in the connection tests).
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a plain int option on a socket this function owns.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
     sock.bind(&SocketAddr::from((src, 0)).into())?;
-    sock.connect(&to.into())?;
+    sock.connect_timeout(&to.into(), limit)?;
     Ok(sock.into())
 }

@@ -71,6 +71,8 @@ struct Client {
     deadline: Instant,
     /// When writing last made progress (or the answer started): slow readers are cut.
     wrote_at: Instant,
+    /// Reading stopped with bytes maybe waiting (the buffer budget, or a request in flight).
+    paused: bool,
     /// Close once `out` is written, for this reason.
     closing: Option<&'static str>,
     /// After refusing a request whose body may still be coming: answered and shut for writing,
@@ -297,6 +299,7 @@ impl Gate {
             state: Flow::Reading,
             deadline: now + self.config.limits.header_timeout,
             wrote_at: now,
+            paused: false,
             closing: None,
             linger: None,
             close_after: false,
@@ -332,12 +335,17 @@ impl Gate {
                     Err(_) => return self.close(idx, reason),
                 }
             }
-            if c.closing.is_some() || !self.may_read(c) {
+            if c.closing.is_some() {
                 break;
             }
+            let paused = !self.may_read(c);
             let Some(c) = self.clients[idx].as_mut() else {
                 return;
             };
+            c.paused = paused;
+            if paused {
+                break;
+            }
             match c.stream.read(&mut buf) {
                 Ok(0) => return self.close(idx, "client"),
                 Ok(n) => {
@@ -642,7 +650,7 @@ impl Gate {
             } else if matches!(c.state, Flow::Reading) && c.closing.is_none() {
                 if now >= c.deadline {
                     self.advance(idx, now);
-                } else if self.may_read(c) {
+                } else if c.paused && self.may_read(c) {
                     self.client_read(idx, now);
                 }
             }
