@@ -100,6 +100,50 @@ fn main() {
         "after load: RSS {:.1} MiB, {threads} threads",
         rss_kib as f64 / 1024.0
     );
+    held_connections(if full { 10_000 } else { 200 });
+}
+
+/// Threads and RSS of a node holding `n` idle connections on its RPC port: the gate holds
+/// them without a thread each.
+fn held_connections(n: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct only.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    let mut node = TestNode::start_with(common::NodeOptions {
+        config: Some(format!(
+            "[rpc]\nmax_connections = {}\nmax_connections_per_ip = {}\nheader_timeout_secs = 600.0\n",
+            // A fifth more than n: the last sixteenth is kept for addresses holding none.
+            n * 6 / 5,
+            n * 6 / 5
+        )),
+        ..common::NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(30));
+    let (rss0, threads0) = proc_status(node.pid());
+    let held: Vec<_> = (0..n)
+        .map(|i| {
+            let src = std::net::Ipv4Addr::new(127, 83, (i / 250) as u8, 1);
+            common::connect_from(src, node.rpc).unwrap()
+        })
+        .collect();
+    common::poll(Duration::from_secs(60), "connections open", || {
+        (node.metric("bllvm_http_connections_open") >= n as f64).then_some(())
+    });
+    let (rss, threads) = proc_status(node.pid());
+    println!(
+        "{n} idle connections: RSS {:.1} -> {:.1} MiB ({:.2} KiB each), threads {threads0} -> {threads}",
+        rss0 as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        (rss.saturating_sub(rss0)) as f64 / n as f64
+    );
+    drop(held);
 }
 
 fn median(v: &mut [Duration]) -> Duration {
