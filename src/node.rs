@@ -615,6 +615,7 @@ fn start(
         breakers: rpc::Breakers::new(&config.rpc.breaker),
         active: parking_lot::Mutex::new(Vec::new()),
         max_batch: config.rpc.max_batch,
+        max_response_bytes: config.rpc.max_response_mb << 20,
     });
     let (rpc_stop, rpc_sig) = stop_pair(None);
     let mut rpc_threads = Vec::new();

@@ -912,3 +912,45 @@ fn bad_parameters_are_named_precisely() {
         "must be of length 64 (not 4",
     );
 }
+
+/// A batch's answer is bounded: past `rpc.max_response_mb` the remaining calls are not run and
+/// each answers -7 (Core's RPC_OUT_OF_MEMORY) for the client to send again.
+#[test]
+fn a_batch_answer_is_bounded_by_max_response_mb() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(
+            "[rpc]\nmax_batch = 5000\nmax_response_mb = 1\n[rpc.auth]\nrate_limit_enabled = false\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let genesis = node.call("getblockhash", serde_json::json!([0]));
+    let batch: Vec<serde_json::Value> = (0..4000)
+        .map(|i| serde_json::json!({"jsonrpc": "2.0", "method": "getblock", "params": [genesis, 2], "id": i}))
+        .collect();
+    let (code, _, body) = post(
+        &node,
+        &cookie_auth(&node),
+        &serde_json::to_string(&batch).unwrap(),
+    );
+    assert_eq!(code, 200);
+    let answers = json(&body);
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), 4000, "one answer per call");
+    let run = answers.iter().filter(|a| a["error"].is_null()).count();
+    assert!(run > 100 && run < 4000, "{run} calls run");
+    let last = &answers[3999];
+    assert_eq!(last["id"], 3999);
+    assert_eq!(last["error"]["code"], -7, "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_response_mb"),
+        "{last}"
+    );
+    // What was run fits the limit, plus the one call that passed it.
+    let ok_bytes: usize = answers[..run].iter().map(|a| a.to_string().len()).sum();
+    assert!(ok_bytes < (1 << 20) + 4096, "{ok_bytes}");
+}

@@ -199,6 +199,8 @@ pub struct RpcConfig {
     pub max_header_bytes: usize,
     /// Longest request body (413 beyond).
     pub max_body_bytes: u64,
+    /// Largest answer a batch builds; calls past it are answered -7 without being run.
+    pub max_response_mb: usize,
     /// Longest an RPC call waits for the chain thread.
     pub timeout_secs: f64,
     /// Per-method overrides of `timeout_secs`.
@@ -469,6 +471,7 @@ impl Default for RpcConfig {
             body_min_bytes_per_sec: 16 * 1024,
             max_header_bytes: 8192,
             max_body_bytes: crate::rpc::MAX_BODY_BYTES,
+            max_response_mb: 64,
             timeout_secs: 30.0,
             method_timeout_secs: BTreeMap::new(),
             breaker: BreakerConfig::default(),
@@ -800,6 +803,12 @@ impl Config {
                     crate::rpc::MAX_BODY_BYTES,
                     r.max_body_bytes
                 ),
+            ));
+        }
+        if !(1..=4096).contains(&r.max_response_mb) {
+            return Err((
+                "rpc.max_response_mb".into(),
+                format!("must be 1 to 4096, got {}", r.max_response_mb),
             ));
         }
         let a = &self.rpc.auth;

@@ -35,6 +35,8 @@ pub struct RpcServer {
     pub active: parking_lot::Mutex<Vec<(&'static str, Instant)>>,
     /// Longest JSON-RPC batch answered (`rpc.max_batch`).
     pub max_batch: usize,
+    /// Largest answer a batch builds (`rpc.max_response_mb`): calls past it are not run.
+    pub max_response_bytes: usize,
 }
 
 /// A breaker per known method (unknown names have none); the lock is never held across a call.
@@ -300,14 +302,51 @@ impl RpcServer {
                 (reply, method, user)
             }
             Body::Batch(calls) => {
-                let replies: Vec<Value> = calls
-                    .into_iter()
-                    .filter_map(|c| {
-                        let (id, version, _, outcome) = self.run(c);
-                        protocol::reply(id, version, &outcome)
-                    })
-                    .collect();
-                (Reply::json(200, &Value::Array(replies)), "batch", user)
+                // Each answer is serialized as it comes, so the batch's memory is its text,
+                // bounded: once it passes the limit the remaining calls are not run and each
+                // says so (Core's RPC_OUT_OF_MEMORY), for the client to send them again.
+                let mut body = String::from("[");
+                let mut over = false;
+                for c in calls {
+                    let (id, version, _, outcome) = if over {
+                        let (id, version) = match &c {
+                            Ok(c) => (c.id.clone(), c.version),
+                            Err(b) => (b.id.clone(), b.version),
+                        };
+                        let e = RpcError::new(
+                            protocol::code::OUT_OF_MEMORY,
+                            format!(
+                                "not run: the batch's answer passed {} MiB (rpc.max_response_mb); send this call again",
+                                self.max_response_bytes >> 20
+                            ),
+                        );
+                        (id, version, "batch", Err(e))
+                    } else {
+                        self.run(c)
+                    };
+                    if let Some(v) = protocol::reply(id, version, &outcome) {
+                        if body.len() > 1 {
+                            body.push(',');
+                        }
+                        body.push_str(&v.to_string());
+                    }
+                    if !over && body.len() > self.max_response_bytes {
+                        over = true;
+                        log::warn!(
+                            user = user.as_str();
+                            "batch answer passed rpc.max_response_mb ({} MiB): the remaining calls are not run",
+                            self.max_response_bytes >> 20
+                        );
+                    }
+                }
+                body.push(']');
+                let reply = Reply {
+                    status: 200,
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                    body,
+                };
+                (reply, "batch", user)
             }
         }
     }

@@ -21,6 +21,8 @@ pub mod code {
     pub const TYPE_ERROR: i64 = -3;
     /// Invalid address or key.
     pub const INVALID_ADDRESS_OR_KEY: i64 = -5;
+    /// Ran out of memory during the operation (a batch's answer over its limit).
+    pub const OUT_OF_MEMORY: i64 = -7;
     /// Invalid, missing or duplicate parameter.
     pub const INVALID_PARAMETER: i64 = -8;
     /// Error parsing or validating a structure.
