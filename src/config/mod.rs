@@ -388,6 +388,28 @@ pub struct DebugConfig {
     pub hold_fds: usize,
 }
 
+/// Whether `s` names a peer: an IP address with or without a port, or a host name (RFC 1123
+/// labels) with or without one.
+fn is_peer_address(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() || s.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let host = match s.rsplit_once(':') {
+        Some((h, port)) if port.parse::<u16>().is_ok() => h,
+        Some(_) => return false,
+        None => s,
+    };
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 impl DebugConfig {
     fn is_empty(&self) -> bool {
         self.stall_component.is_none()
@@ -760,6 +782,17 @@ impl Config {
                 ));
             }
         }
+        for (key, list) in [
+            ("network.connect", &self.network.connect),
+            ("network.addnode", &self.network.addnode),
+        ] {
+            if let Some(bad) = list.iter().find(|p| !is_peer_address(p)) {
+                return Err((
+                    key.into(),
+                    format!("`{bad}` is not an address (IP, IP:port, [IPv6]:port) or a host name"),
+                ));
+            }
+        }
         at_least_one("rpc.work_queue", self.rpc.work_queue)?;
         if !(1..=100_000).contains(&self.rpc.max_batch) {
             return Err((
@@ -872,6 +905,37 @@ mod tests {
     #[test]
     fn defaults_validate() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn peers_must_be_addresses_or_host_names() {
+        for good in [
+            "127.0.0.1",
+            "127.0.0.1:18444",
+            "::1",
+            "[::1]:18444",
+            "localhost",
+            "seed.example-1.org:8333",
+        ] {
+            assert!(is_peer_address(good), "{good}");
+        }
+        for bad in [
+            "::::",
+            "",
+            "host:port",
+            "a..b",
+            "-x.org",
+            "sp ace",
+            "x:70000",
+        ] {
+            assert!(!is_peer_address(bad), "{bad}");
+        }
+        let mut c = Config::default();
+        c.network.connect = vec!["::::".into()];
+        assert_eq!(c.validate().unwrap_err().0, "network.connect");
+        let mut c = Config::default();
+        c.rpc.max_connections_per_ip = 1000;
+        assert_eq!(c.validate().unwrap_err().0, "rpc.max_connections_per_ip");
     }
 
     #[test]
