@@ -356,3 +356,45 @@ fn running_out_of_descriptors_pauses_accepting_and_never_stops_the_node() {
     assert!(node.metric("bllvm_http_accept_errors_total{kind=\"emfile\"}") >= 1.0);
     node.stop();
 }
+
+/// The gate's internal connections are made one at a time, each once the last has answered:
+/// tiny_http runs a connection as a task of its thread pool, and two queued at once could leave
+/// one without a thread for ever (seen: a probe waiting 10 s when 8 clients arrived together).
+/// Fresh nodes meet bursts of concurrent probes and calls; every request is answered.
+#[test]
+fn bursts_on_a_fresh_node_are_all_answered() {
+    for round in 0..3 {
+        let node = node_with("[rpc]\nmax_connections_per_ip = 256\n");
+        let cookie = std::fs::read_to_string(node.datadir.join("regtest/.cookie")).unwrap();
+        let auth = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cookie.trim())
+        );
+        let addr = node.rpc;
+        let workers: Vec<_> = (0..24)
+            .map(|i| {
+                let auth = auth.clone();
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    let r = if i % 2 == 0 {
+                        common::http_full(addr, "GET", "/health", &[], "")
+                    } else {
+                        common::http_full(
+                            addr,
+                            "POST",
+                            "/",
+                            &[("Authorization", &auth)],
+                            r#"{"method":"getblockcount","id":1}"#,
+                        )
+                    };
+                    (r.map(|r| r.0), started.elapsed())
+                })
+            })
+            .collect();
+        for w in workers {
+            let (r, took) = w.join().unwrap();
+            // Unanswered, the client gives up after 10 s.
+            assert_eq!(r.ok(), Some(200), "round {round}: after {took:?}");
+        }
+    }
+}

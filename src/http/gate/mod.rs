@@ -101,6 +101,8 @@ struct Backend {
     held: bool,
     /// When the request in flight was handed over.
     since: Instant,
+    /// Connected, and its first answer not back yet.
+    fresh: bool,
 }
 
 /// The gate thread.
@@ -144,6 +146,7 @@ impl Gate {
                 out_at: 0,
                 held: false,
                 since: Instant::now(),
+                fresh: false,
             })
             .collect();
         Ok(Gate {
@@ -420,7 +423,19 @@ impl Gate {
     }
 
     /// A free internal connection of the class, connected if need be.
+    ///
+    /// New connections are made one at a time: tiny_http runs each connection as a task of
+    /// its thread pool, and two tasks queued at once can leave the second waiting for a thread
+    /// that never frees (its tasks are our connections, which live for ever). So a connection
+    /// is made only once the last new one has answered, which proves its task is running.
     fn free_backend(&mut self, probe: bool) -> Option<usize> {
+        let connected = |b: &Backend| b.probe == probe && b.framer.is_none() && b.stream.is_some();
+        if let Some(b) = self.backends.iter().position(connected) {
+            return Some(b);
+        }
+        if self.backends.iter().any(|b| b.fresh) {
+            return None;
+        }
         let b = self
             .backends
             .iter()
@@ -448,6 +463,7 @@ impl Gate {
                 return None;
             }
             self.backends[b].stream = Some(stream);
+            self.backends[b].fresh = true;
         }
         Some(b)
     }
@@ -526,9 +542,11 @@ impl Gate {
                 Ok(true) => {
                     be.framer = None;
                     be.client = None;
-                    let class = usize::from(be.probe);
+                    be.fresh = false;
                     self.answered(client, now);
-                    self.next_waiting(class, now);
+                    // Both classes: a new connection of either may have waited for this one.
+                    self.next_waiting(0, now);
+                    self.next_waiting(1, now);
                     return;
                 }
                 Err(e) => {
@@ -550,6 +568,7 @@ impl Gate {
             let _ = self.poll.registry().deregister(&mut s);
         }
         be.framer = None;
+        be.fresh = false;
         be.out = Vec::new();
         be.out_at = 0;
         if let Some(idx) = be.client.take() {
@@ -559,8 +578,8 @@ impl Gate {
             }
             self.answer(idx, 502, "internal HTTP server error", "backend", now);
         }
-        let class = usize::from(self.backends[b].probe);
-        self.next_waiting(class, now);
+        self.next_waiting(0, now);
+        self.next_waiting(1, now);
     }
 
     /// A client's answer is complete: it reads its next request, or closes as it asked.
