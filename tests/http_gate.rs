@@ -112,15 +112,15 @@ fn connection_caps_answer_503_and_keep_slots_for_newcomers() {
     poll(Duration::from_secs(5), "served again", || {
         (node.get("/health").ok()?.0 == 200).then_some(())
     });
-    for (reason, n) in [("per_ip", 1.0), ("reserved", 1.0), ("total", 2.0)] {
-        assert_eq!(
-            node.metric(&format!(
-                "bllvm_http_connections_rejected_total{{reason=\"{reason}\"}}"
-            )),
-            n,
-            "{reason}"
-        );
-    }
+    let rejected = |reason: &str| {
+        node.metric(&format!(
+            "bllvm_http_connections_rejected_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    assert_eq!(rejected("per_ip"), 1.0);
+    assert_eq!(rejected("reserved"), 1.0);
+    // Two, and any "served again" attempt made before the gate saw the closes.
+    assert!(rejected("total") >= 2.0);
 }
 
 /// A keep-alive connection silent past `idle_timeout_secs`, a body slower than the minimum
