@@ -170,6 +170,12 @@ impl Dispatcher {
     }
 
     fn dispatch(&self, request: Request) {
+        // The gate's warm-up of a new internal connection (no client sends one: the gate adds
+        // the client's address to everything it forwards): answered here, not counted.
+        if request.url() == gate::WARM_UP_PATH && peer(&request).is_none() {
+            let _ = request.respond(tiny_http::Response::empty(204));
+            return;
+        }
         let route = route::route(request.method().as_str(), request.url(), self.enabled);
         let mut job = Job {
             request,

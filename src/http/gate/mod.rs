@@ -27,6 +27,11 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(0);
 /// Tokens from here on are internal connections; below, clients (offset by one).
 const BACKEND_BASE: usize = 1 << 40;
+/// The first request on a new internal connection: answered by the dispatcher itself (it
+/// carries no client address, which every forwarded request does).
+const WARM_UP: &[u8] = b"GET /.gate-warm-up HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+/// The warm-up's path.
+pub const WARM_UP_PATH: &str = "/.gate-warm-up";
 /// Longest a probe's answer may take.
 const PROBE_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often deadlines are checked.
@@ -422,12 +427,14 @@ impl Gate {
         self.client_write(idx, now);
     }
 
-    /// A free internal connection of the class, connected if need be.
+    /// A free internal connection of the class, or `None`: then the request waits, and a new
+    /// connection may be on its way.
     ///
     /// New connections are made one at a time: tiny_http runs each connection as a task of
     /// its thread pool, and two tasks queued at once can leave the second waiting for a thread
-    /// that never frees (its tasks are our connections, which live for ever). So a connection
-    /// is made only once the last new one has answered, which proves its task is running.
+    /// that never frees (its tasks are our connections, which live for ever). So a new
+    /// connection first carries a warm-up request the dispatcher answers at once, and the next
+    /// is made only after that answer, which proves its task is running.
     fn free_backend(&mut self, probe: bool) -> Option<usize> {
         let connected = |b: &Backend| b.probe == probe && b.framer.is_none() && b.stream.is_some();
         if let Some(b) = self.backends.iter().position(connected) {
@@ -462,8 +469,16 @@ impl Gate {
             {
                 return None;
             }
-            self.backends[b].stream = Some(stream);
-            self.backends[b].fresh = true;
+            let be = &mut self.backends[b];
+            be.stream = Some(stream);
+            be.fresh = true;
+            be.client = None;
+            be.framer = Some(Framer::new(false, false));
+            be.out = WARM_UP.to_vec();
+            be.out_at = 0;
+            be.since = Instant::now();
+            self.backend_write(b, Instant::now());
+            return None;
         }
         Some(b)
     }
