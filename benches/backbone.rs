@@ -106,16 +106,7 @@ fn main() {
 /// Threads and RSS of a node holding `n` idle connections on its RPC port: the gate holds
 /// them without a thread each.
 fn held_connections(n: usize) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct only.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
+    common::raise_own_fd_limit();
     let mut node = TestNode::start_with(common::NodeOptions {
         config: Some(format!(
             "[rpc]\nmax_connections = {}\nmax_connections_per_ip = {}\nheader_timeout_secs = 600.0\n",

@@ -45,21 +45,6 @@ fn ip(a: u8, b: u8, c: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, a, b, c)
 }
 
-/// Raises this test process's own open-file limit to its hard limit.
-fn raise_own_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct only.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    lim.rlim_cur
-}
-
 fn threads(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -200,7 +185,7 @@ fn deadlines_and_limits_close_with_their_status() {
 #[test]
 fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
     const EACH: usize = 5_000;
-    let limit = raise_own_fd_limit();
+    let limit = common::raise_own_fd_limit();
     if limit < (2 * EACH + 1_000) as u64 {
         panic!(
             "this test needs {} open files; the hard limit is {limit}",
@@ -289,7 +274,7 @@ fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
 /// exited 2.
 #[test]
 fn running_out_of_descriptors_pauses_accepting_and_never_stops_the_node() {
-    raise_own_fd_limit();
+    common::raise_own_fd_limit();
     // The defaults need more than 256 descriptors: refused at start with the reason.
     let mut n = TestNode::start_with(NodeOptions {
         nofile: Some(256),

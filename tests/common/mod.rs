@@ -554,3 +554,19 @@ pub fn connect_from_within(
     sock.connect_timeout(&to.into(), limit)?;
     Ok(sock.into())
 }
+
+/// Raises this process's own open-file limit to its hard limit (tests that open thousands of
+/// connections); returns it.
+pub fn raise_own_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct only.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
