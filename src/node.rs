@@ -616,6 +616,7 @@ fn start(
         active: parking_lot::Mutex::new(Vec::new()),
         max_batch: config.rpc.max_batch,
         max_response_bytes: config.rpc.max_response_mb << 20,
+        request_log: config.logging.rpc_requests.level(),
     });
     let (rpc_stop, rpc_sig) = stop_pair(None);
     let mut rpc_threads = Vec::new();

@@ -260,17 +260,30 @@ fn protocol_versions_batches_and_errors_follow_core() {
     assert_eq!(replies[1]["error"]["code"], -32601);
     assert_eq!(replies[2]["jsonrpc"], "2.0");
 
-    // Request ids: honoured when given, generated otherwise.
-    let (_, headers, _) = http_full(
-        node.rpc,
-        "POST",
-        "/",
-        &[("Authorization", &auth), ("X-Request-Id", "trace-42")],
-        r#"{"method":"uptime","id":1}"#,
-    )
-    .unwrap();
-    assert!(headers.contains(&("x-request-id".into(), "trace-42".into())));
-    assert!(node.log().contains("request_id=trace-42"));
+    // Request ids: honoured when given, generated otherwise. The request's log line is at
+    // debug level, as Core's: written once the rpc category is switched on.
+    let with_id = |id: &str| {
+        let (_, headers, _) = http_full(
+            node.rpc,
+            "POST",
+            "/",
+            &[("Authorization", &auth), ("X-Request-Id", id)],
+            r#"{"method":"uptime","id":1}"#,
+        )
+        .unwrap();
+        assert!(headers.contains(&("x-request-id".into(), id.into())));
+    };
+    with_id("trace-41");
+    let (_, _, body) = post(
+        &node,
+        &auth,
+        r#"{"method":"logging","params":[["rpc"]],"id":1}"#,
+    );
+    assert_eq!(json(&body)["result"]["rpc"], true, "{body}");
+    with_id("trace-42");
+    let log = node.log();
+    assert!(log.contains("request_id=trace-42"), "{log}");
+    assert!(!log.contains("request_id=trace-41"), "{log}");
 
     // Oversized body: refused with a clear status, node still serving.
     let big = format!(
@@ -953,4 +966,27 @@ fn a_batch_answer_is_bounded_by_max_response_mb() {
     // What was run fits the limit, plus the one call that passed it.
     let ok_bytes: usize = answers[..run].iter().map(|a| a.to_string().len()).sum();
     assert!(ok_bytes < (1 << 20) + 4096, "{ok_bytes}");
+}
+
+/// `[logging] rpc_requests`: "info" logs every request at the default level, "off" never, not
+/// even with debug logging.
+#[test]
+fn request_log_lines_follow_logging_rpc_requests() {
+    for (setting, level, expected) in [("info", "info", true), ("off", "debug", false)] {
+        let mut node = TestNode::start_with(NodeOptions {
+            config: Some(format!(
+                "[logging]\nlevel = \"{level}\"\nrpc_requests = \"{setting}\"\n"
+            )),
+            ..NodeOptions::default()
+        });
+        node.wait_ready(Duration::from_secs(10));
+        node.call("getblockcount", serde_json::json!([]));
+        node.call("uptime", serde_json::json!([]));
+        let log = node.log();
+        assert_eq!(
+            log.contains("method=uptime"),
+            expected,
+            "rpc_requests = {setting}: {log}"
+        );
+    }
 }

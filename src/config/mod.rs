@@ -284,6 +284,31 @@ pub struct LoggingConfig {
     pub format: LogFormat,
     /// Minimum level.
     pub level: LogLevel,
+    /// The level of the line logged for each JSON-RPC request.
+    pub rpc_requests: RequestLog,
+}
+
+/// `[logging] rpc_requests`: at what level each JSON-RPC request is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestLog {
+    /// Always (with the default `level`).
+    Info,
+    /// As Core: only with debug logging, or the `rpc` category switched on (`logging`).
+    Debug,
+    /// Never.
+    Off,
+}
+
+impl RequestLog {
+    /// The level to log at, if any.
+    pub fn level(self) -> Option<log::Level> {
+        match self {
+            RequestLog::Info => Some(log::Level::Info),
+            RequestLog::Debug => Some(log::Level::Debug),
+            RequestLog::Off => None,
+        }
+    }
 }
 
 /// Log line format.
@@ -522,6 +547,7 @@ impl Default for LoggingConfig {
         LoggingConfig {
             format: LogFormat::Text,
             level: LogLevel::Info,
+            rpc_requests: RequestLog::Debug,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct RpcServer {
     pub max_batch: usize,
     /// Largest answer a batch builds (`rpc.max_response_mb`): calls past it are not run.
     pub max_response_bytes: usize,
+    /// The level of each request's log line (`[logging] rpc_requests`); `None`: not logged.
+    pub request_log: Option<log::Level>,
 }
 
 /// A breaker per known method (unknown names have none); the lock is never held across a call.
@@ -159,12 +161,15 @@ impl RpcServer {
         let (reply, method, user) = self.answer(meta, body);
         let reply = reply.with_header("X-Request-Id", request_id.clone());
         let duration = started.elapsed();
-        log::info!(
-            request_id = request_id.as_str(), method = method, client_addr = client.as_str(),
-            user = user.as_str(), request_size = body.len(), status = reply.status,
-            duration_ms = duration.as_millis() as u64;
-            "rpc request"
-        );
+        if let Some(level) = self.request_log.filter(|l| log::log_enabled!(*l)) {
+            log::log!(
+                level,
+                request_id = request_id.as_str(), method = method, client_addr = client.as_str(),
+                user = user.as_str(), request_size = body.len(), status = reply.status,
+                duration_ms = duration.as_millis() as u64;
+                "rpc request"
+            );
+        }
         self.metrics
             .rpc_request_duration_seconds
             .with_label_values(&[method])
