@@ -990,3 +990,114 @@ fn request_log_lines_follow_logging_rpc_requests() {
         );
     }
 }
+
+/// The node's end of the connection whose local port is `client_port`, borrowed into this
+/// process (pidfd_getfd; the tests run as root), to read its socket options.
+fn node_socket(node: &TestNode, client_port: u16) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let tcp = std::fs::read_to_string(format!("/proc/{}/net/tcp", node.pid())).unwrap();
+    let want = (
+        format!(":{:04X}", node.rpc.port()),
+        format!(":{client_port:04X}"),
+    );
+    let inode = tcp
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f[1].ends_with(&want.0) && f[2].ends_with(&want.1))
+        .map(|f| f[9].to_owned())
+        .expect("the connection in /proc/net/tcp");
+    let target = format!("socket:[{inode}]");
+    let fd: i32 = std::fs::read_dir(format!("/proc/{}/fd", node.pid()))
+        .unwrap()
+        .flatten()
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == target))
+        .and_then(|e| e.file_name().to_str()?.parse().ok())
+        .expect("the node's descriptor");
+    // SAFETY: plain syscalls on numbers; the returned descriptor is owned here.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, node.pid(), 0) as i32;
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+        libc::close(pidfd);
+        assert!(dup >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
+        std::os::fd::OwnedFd::from_raw_fd(dup)
+    }
+}
+
+/// Large answers on a keep-alive connection do not wait for the client's delayed ACK: the
+/// node's socket has TCP_NODELAY, and 50 sequential `getblock <hash> 0` of a ~93 KB block all
+/// answer the block (their p50 is printed; the benchmark reports it).
+#[test]
+fn keep_alive_answers_do_not_wait_for_delayed_acks() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut node = TestNode::start();
+    node.wait_ready(Duration::from_secs(10));
+    let blocks = support::fanout_chain(101, 3000);
+    for b in &blocks {
+        node.submit(b);
+    }
+    let big = blocks.last().unwrap();
+    let hex = bitcoin::consensus::encode::serialize_hex(big);
+    assert!(hex.len() > 150_000, "{} bytes", hex.len() / 2);
+    let cookie = std::fs::read_to_string(node.datadir.join("regtest/.cookie")).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(cookie.trim());
+    let body = format!(
+        r#"{{"method":"getblock","params":["{}",0],"id":1}}"#,
+        big.block_hash()
+    );
+    let stream = std::net::TcpStream::connect(node.rpc).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut took = Vec::new();
+    for _ in 0..50 {
+        let t = std::time::Instant::now();
+        // One write: a request in pieces would wait on Nagle at the client's end.
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        writer.write_all(request.as_bytes()).unwrap();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut answer = vec![0u8; length];
+        reader.read_exact(&mut answer).unwrap();
+        took.push(t.elapsed());
+        assert_eq!(json(&String::from_utf8(answer).unwrap())["result"], hex);
+    }
+    let port = writer.local_addr().unwrap().port();
+    let sock = node_socket(&node, port);
+    let mut on: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: reads an int option into `on`.
+    let r = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&mut on as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!((r, on), (0, 1), "TCP_NODELAY on the node's socket");
+    took.sort();
+    eprintln!(
+        "keep-alive getblock 0 of {} bytes: p50 {:?}, max {:?}",
+        hex.len() / 2,
+        took[25],
+        took[49]
+    );
+}
