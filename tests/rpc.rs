@@ -1101,3 +1101,27 @@ fn keep_alive_answers_do_not_wait_for_delayed_acks() {
         took[49]
     );
 }
+
+/// `getblockcount` and `getbestblockhash` answer from the view the chain thread publishes, so
+/// they answer while the chain thread is stuck; calls that need the chain state time out.
+#[test]
+fn tip_calls_answer_while_the_chain_thread_is_stuck() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(
+            "heartbeat_timeout_secs = 1.0\n[rpc]\ntimeout_secs = 1.0\n[debug]\nstall_component = \"chain\"\nstall_after_secs = 1.0\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let tip = node.call("getbestblockhash", serde_json::json!([]));
+    common::poll(Duration::from_secs(10), "the chain thread to stall", || {
+        let d = json(&node.get("/health/detailed").ok()?.1);
+        (d["components"]["chain"]["status"] == "unhealthy").then_some(())
+    });
+    node.rpc_err("getblockhash", serde_json::json!([0]), "timed out");
+    assert_eq!(node.call("getblockcount", serde_json::json!([])), 0);
+    assert_eq!(node.call("getbestblockhash", serde_json::json!([])), tip);
+    // Parameters are still checked.
+    node.rpc_err("getblockcount", serde_json::json!([1]), "");
+}
