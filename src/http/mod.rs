@@ -227,9 +227,7 @@ impl Dispatcher {
 fn respond(job: Job, reply: Reply, metrics: &Metrics) {
     let path = Metrics::path_label(job.request.url().split('?').next().unwrap_or(""));
     let status = reply.status.to_string();
-    if let Err(e) = job.request.respond(reply.into_response()) {
-        log::debug!("client went away before the response: {e}");
-    }
+    // Counted before the answer leaves, so a scrape the client makes next sees it.
     metrics
         .http_requests_total
         .with_label_values(&[path, &status])
@@ -238,6 +236,9 @@ fn respond(job: Job, reply: Reply, metrics: &Metrics) {
         .http_request_duration_seconds
         .with_label_values(&[path])
         .observe(job.received.elapsed().as_secs_f64());
+    if let Err(e) = job.request.respond(reply.into_response()) {
+        log::debug!("client went away before the response: {e}");
+    }
 }
 
 /// Serves jobs until stopped, then answers what is still queued with `on_stop`.
