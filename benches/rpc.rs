@@ -98,7 +98,10 @@ fn status(addr: SocketAddr, auth: &str, method: &str, params: Value) -> bool {
     code == 200
 }
 
-fn measure(label: &str, clients: usize, total: usize, f: Probe) {
+/// Runs `total` requests from `clients` threads and prints req/s, p50, p99, the slowest, and
+/// the ratio to `bare` (the bare responder's req/s at the same concurrency, when known);
+/// returns req/s.
+fn measure(label: &str, clients: usize, total: usize, f: Probe, bare: Option<f64>) -> f64 {
     let per = (total / clients).max(1);
     let t = Instant::now();
     let workers: Vec<_> = (0..clients)
@@ -123,13 +126,16 @@ fn measure(label: &str, clients: usize, total: usize, f: Probe) {
     let refused = results.iter().filter(|(_, ok)| !ok).count();
     let mut lat: Vec<Duration> = results.iter().map(|(d, _)| *d).collect();
     lat.sort();
+    let rate = lat.len() as f64 / wall.as_secs_f64();
     println!(
-        "{label:<34} {clients:>2} clients: {:>6.0} req/s  p50 {:>9.3?}  p99 {:>9.3?}  503 or failed: {:.1}%",
-        lat.len() as f64 / wall.as_secs_f64(),
+        "{label:<38} {clients:>2} clients: {rate:>6.0} req/s {}  p50 {:>9.3?}  p99 {:>9.3?}  max {:>9.3?}  503 or failed: {:.1}%",
+        bare.map_or("      ".to_owned(), |b| format!("{:>4.2}x", rate / b)),
         lat[lat.len() / 2],
         lat[(lat.len() - 1) * 99 / 100],
+        lat[lat.len() - 1],
         100.0 * refused as f64 / lat.len() as f64
     );
+    rate
 }
 
 fn main() {
@@ -218,7 +224,6 @@ fn main() {
     let a = auth.clone();
     let h = hashes[50].as_str().unwrap().to_owned();
     let a2 = auth.clone();
-    let a3 = auth.clone();
     let targets: Vec<Target> = vec![
         (
             "bare tiny_http constant",
@@ -240,16 +245,62 @@ fn main() {
             "getblockheader",
             Arc::new(move || status(addr, &a2, "getblockheader", json!([h.clone(), true]))),
         ),
-        (
-            "getblock verbosity 2 (101 txs)",
-            Arc::new(move || status(addr, &a3, "getblock", json!([big.clone(), 2]))),
-        ),
     ];
-    for (label, f) in targets {
+    let mut targets = targets;
+    for verbosity in [0, 1, 2] {
+        let (a, big) = (auth.clone(), big.clone());
+        let label: &'static str = [
+            "getblock 0 (101 txs)",
+            "getblock 1 (101 txs)",
+            "getblock 2 (101 txs)",
+        ][verbosity];
+        targets.push((
+            label,
+            Arc::new(move || status(addr, &a, "getblock", json!([big.clone(), verbosity]))),
+        ));
+    }
+    // The same node's per-request log line at info (written to a file here).
+    let mut logged = TestNode::start_with(NodeOptions {
+        config: Some(
+            "[rpc]\nmax_connections_per_ip = 256\n[rpc.auth]\nrate_limit_enabled = false\n[logging]\nrpc_requests = \"info\"\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    logged.wait_ready(Duration::from_secs(30));
+    let logged_addr = logged.rpc;
+    let logged_auth = {
+        let c = std::fs::read_to_string(logged.datadir.join("regtest/.cookie")).unwrap();
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(c.trim())
+        )
+    };
+    targets.push((
+        "getblockcount, rpc_requests = info",
+        Arc::new(move || status(logged_addr, &logged_auth, "getblockcount", json!([]))),
+    ));
+    let mut bare_rate = std::collections::HashMap::new();
+    for (i, (label, f)) in targets.into_iter().enumerate() {
         for clients in [1, 8, 64] {
-            measure(label, clients, total, f.clone());
+            let rate = measure(
+                label,
+                clients,
+                total,
+                f.clone(),
+                bare_rate.get(&clients).copied(),
+            );
+            if i == 0 {
+                bare_rate.insert(clients, rate);
+            }
         }
     }
+    println!(
+        "log written at info: {} bytes for the calls above",
+        std::fs::metadata(&logged.log_path).map_or(0, |m| m.len())
+    );
+    logged.signal(libc::SIGTERM);
+    assert_eq!(logged.wait_exit(Duration::from_secs(30)), 0);
     node.signal(libc::SIGTERM);
     assert_eq!(node.wait_exit(Duration::from_secs(30)), 0);
 }
