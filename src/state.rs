@@ -14,6 +14,16 @@ pub struct ChainView {
     pub height: u64,
     /// Hash of the active tip, hex as Core prints it.
     pub tip_hash: String,
+    /// Height of the best known header.
+    pub headers: u64,
+    /// The tip's timestamp.
+    pub time: u32,
+    /// Median time past of the tip.
+    pub mediantime: u32,
+    /// The tip's difficulty.
+    pub difficulty: f64,
+    /// Total work of the active chain, hex as Core prints it.
+    pub chainwork: String,
 }
 
 /// What the storage writer publishes.

@@ -1102,8 +1102,8 @@ fn keep_alive_answers_do_not_wait_for_delayed_acks() {
     );
 }
 
-/// `getblockcount` and `getbestblockhash` answer from the view the chain thread publishes, so
-/// they answer while the chain thread is stuck; calls that need the chain state time out.
+/// `getblockcount`, `getbestblockhash` and `getblockchaininfo` answer from the view the chain
+/// thread publishes, so they answer while it is stuck; calls that need the chain state time out.
 #[test]
 fn tip_calls_answer_while_the_chain_thread_is_stuck() {
     let mut node = TestNode::start_with(NodeOptions {
@@ -1122,6 +1122,12 @@ fn tip_calls_answer_while_the_chain_thread_is_stuck() {
     node.rpc_err("getblockhash", serde_json::json!([0]), "timed out");
     assert_eq!(node.call("getblockcount", serde_json::json!([])), 0);
     assert_eq!(node.call("getbestblockhash", serde_json::json!([])), tip);
+    let info = node.call("getblockchaininfo", serde_json::json!([]));
+    assert_eq!(
+        (info["blocks"].clone(), info["bestblockhash"].clone()),
+        (serde_json::json!(0), tip.clone())
+    );
+    assert_eq!(info["chain"], "regtest");
     // Parameters are still checked.
     node.rpc_err("getblockcount", serde_json::json!([1]), "");
 }

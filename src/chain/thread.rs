@@ -765,16 +765,31 @@ impl ChainThread {
     }
 
     fn publish(&self) {
-        let (tip, height) = self.state.tip();
-        *self.shared.chain.write() = ChainView {
-            initialized: true,
-            height: u64::from(height),
-            tip_hash: tip.to_string(),
-        };
+        let (_, height) = self.state.tip();
+        *self.shared.chain.write() = chain_view(&self.state);
         self.metrics.chain_height.set(i64::from(height));
         self.metrics
             .headers_height
             .set(i64::from(self.state.tree().best_header().1.height));
         self.metrics.utxo_count.set(self.state.utxo_count() as i64);
+    }
+}
+
+/// What the chain thread publishes of `cs` (and what RPC reads the tip from).
+pub fn chain_view(cs: &ChainState) -> ChainView {
+    let (tip, height) = cs.tip();
+    let tree = cs.tree();
+    let entry = tree.get(&tip);
+    ChainView {
+        initialized: true,
+        height: u64::from(height),
+        tip_hash: tip.to_string(),
+        headers: u64::from(tree.best_header().1.height),
+        time: entry.map_or(0, |e| e.header.time),
+        mediantime: tree.median_time_past(&tip),
+        difficulty: entry.map_or(0.0, |e| e.header.target().difficulty_float()),
+        chainwork: entry
+            .map(|e| bitcoin::hex::DisplayHex::to_lower_hex_string(&e.chain_work.to_be_bytes()[..]))
+            .unwrap_or_default(),
     }
 }

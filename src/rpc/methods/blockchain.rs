@@ -328,23 +328,31 @@ pub fn getblockchaininfo(
     prune: &PruneInfo,
 ) -> Result<Value, RpcError> {
     Args::new(p, &[])?;
-    let (tip, height) = cs.tip();
-    let e = cs.tree().get(&tip).ok_or_else(not_found)?;
-    let headers = cs.tree().best_header().1.height;
+    let view = crate::chain::thread::chain_view(cs);
+    Ok(chaininfo(cs.params().chain, &view, size_on_disk, prune))
+}
+
+/// `getblockchaininfo` of a published chain view.
+pub fn chaininfo(
+    chain: crate::config::Chain,
+    view: &crate::state::ChainView,
+    size_on_disk: u64,
+    prune: &PruneInfo,
+) -> Value {
     let now = crate::clock::unix_now() as u64;
     // Core's rule: in IBD while the tip is older than a day.
-    let ibd = u64::from(e.header.time) + 24 * 3600 < now;
+    let ibd = u64::from(view.time) + 24 * 3600 < now;
     let mut v = json!({
-        "chain": chain_name(cs.params().chain),
-        "blocks": height,
-        "headers": headers,
-        "bestblockhash": tip.to_string(),
-        "difficulty": e.header.target().difficulty_float(),
-        "time": e.header.time,
-        "mediantime": cs.tree().median_time_past(&tip),
-        "verificationprogress": if headers == 0 { 1.0 } else { f64::from(height) / f64::from(headers) },
+        "chain": chain_name(chain),
+        "blocks": view.height,
+        "headers": view.headers,
+        "bestblockhash": view.tip_hash,
+        "difficulty": view.difficulty,
+        "time": view.time,
+        "mediantime": view.mediantime,
+        "verificationprogress": if view.headers == 0 { 1.0 } else { view.height as f64 / view.headers as f64 },
         "initialblockdownload": ibd,
-        "chainwork": work_hex(cs, &tip),
+        "chainwork": view.chainwork,
         "size_on_disk": size_on_disk,
         "pruned": prune.enabled,
         "warnings": [],
@@ -357,7 +365,7 @@ pub fn getblockchaininfo(
             v["prune_target_size"] = t.into();
         }
     }
-    Ok(v)
+    v
 }
 
 /// Pruning as `getblockchaininfo` reports it.

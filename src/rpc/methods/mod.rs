@@ -284,8 +284,13 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
         "gettxout" => read(ctx, method, b::gettxout, params),
         "getblockchaininfo" => {
             let size = ctx.probes.shared.storage.read().size_bytes;
-            let params = params.clone();
             let prune = ctx.prune_info();
+            let view = ctx.probes.shared.chain.read().clone();
+            if view.initialized {
+                Args::new(params, &[])?;
+                return Ok(b::chaininfo(ctx.chain, &view, size, &prune));
+            }
+            let params = params.clone();
             on_chain(ctx, method, move |cs| {
                 b::getblockchaininfo(cs, &params, size, &prune)
             })?
