@@ -247,6 +247,13 @@ fn main() {
         ),
     ];
     let mut targets = targets;
+    for method in ["getbestblockhash", "getblockchaininfo"] {
+        let a = auth.clone();
+        targets.push((
+            method,
+            Arc::new(move || status(addr, &a, method, json!([]))),
+        ));
+    }
     for verbosity in [0, 1, 2] {
         let (a, big) = (auth.clone(), big.clone());
         let label: &'static str = [
