@@ -373,7 +373,20 @@ fn start(
     // Probes answer from here on, through long start-up steps (a reindex): readiness says what
     // the node is doing, RPC answers 503 until the chain is loaded.
     *shared.startup.write() = Some("loading the chain state".into());
-    let (http_stop, http_sig) = stop_pair(None);
+    let front = Gate::new(
+        bound.listener,
+        bound.backend,
+        gate_config(config),
+        metrics.clone(),
+    )
+    .map_err(|e| {
+        StartError::Http(HttpError::Bind {
+            addr: bound.addr,
+            message: e.to_string(),
+        })
+    })?;
+    // The gate sleeps in mio's poll: its waker makes the stop immediate.
+    let (http_stop, http_sig) = stop_pair(Some(front.waker()));
     let probe_ctx = Arc::new(ProbeContext {
         shared: shared.clone(),
         metrics: metrics.clone(),
@@ -401,18 +414,6 @@ fn start(
         limiter: parking_lot::Mutex::new(rpc::rate_limit::RateLimiter::new(&config.rpc.auth)),
         metrics: metrics.clone(),
     });
-    let front = Gate::new(
-        bound.listener,
-        bound.backend,
-        gate_config(config),
-        metrics.clone(),
-    )
-    .map_err(|e| {
-        StartError::Http(HttpError::Bind {
-            addr: bound.addr,
-            message: e.to_string(),
-        })
-    })?;
     let (stop, heartbeat) = (http_sig.clone(), beat(Component::Http));
     http_threads.push(start_thread(
         Component::Http,

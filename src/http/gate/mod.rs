@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
+/// The stop signal's waker.
+const WAKER: Token = Token(usize::MAX);
 /// Tokens from here on are internal connections; below, clients (offset by one).
 const BACKEND_BASE: usize = 1 << 40;
 /// The first request on a new internal connection: answered by the dispatcher itself (it
@@ -126,6 +128,7 @@ pub struct Gate {
     accept_resume: Option<Instant>,
     accept_logged: Option<Instant>,
     metrics: Arc<Metrics>,
+    waker: Arc<mio::Waker>,
 }
 
 impl Gate {
@@ -141,6 +144,7 @@ impl Gate {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         let backends = (0..config.probe_slots + config.rpc_slots)
             .map(|i| Backend {
                 stream: None,
@@ -168,7 +172,13 @@ impl Gate {
             accept_resume: None,
             accept_logged: None,
             metrics,
+            waker,
         })
+    }
+
+    /// Wakes the gate's poll (for the stop signal).
+    pub fn waker(&self) -> Arc<mio::Waker> {
+        self.waker.clone()
     }
 
     /// Serves until stopped.
@@ -200,6 +210,7 @@ impl Gate {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(now),
+                    WAKER => {}
                     Token(t) if t >= BACKEND_BASE => {
                         let b = t - BACKEND_BASE;
                         if ev.is_writable() {
