@@ -110,9 +110,14 @@ pub fn run(config: Config, reindex: bool) -> i32 {
         }
     };
     let code = supervisor.run();
-    // Shutdown step 6: cookie removed, then the lock released.
-    let (cookie, lock) = lock;
+    // Shutdown step 6: cookie and internal socket removed, then the lock released.
+    let Held {
+        cookie,
+        socket,
+        lock,
+    } = lock;
     drop(cookie);
+    drop(socket);
     drop(lock);
     if code == 0 {
         log::info!(exit_code = code; "shutdown complete");
@@ -120,6 +125,14 @@ pub fn run(config: Config, reindex: bool) -> i32 {
         log::error!(exit_code = code; "shutdown complete with errors");
     }
     code
+}
+
+/// What a running node holds until the last step of its shutdown: the cookie and the internal
+/// socket are removed, then the datadir lock released.
+struct Held {
+    cookie: Arc<CookieFile>,
+    socket: http::SocketFile,
+    lock: DatadirLock,
 }
 
 /// Descriptors the configured connection limits can take at once: every RPC-port client, both
@@ -271,10 +284,7 @@ fn p2p_setup(config: &Config, store: &dyn Store) -> Result<P2pSetup, StartError>
     })
 }
 
-fn start(
-    config: &Config,
-    reindex: bool,
-) -> Result<(Supervisor, (Arc<CookieFile>, DatadirLock)), StartError> {
+fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartError> {
     // First, so a SIGTERM during start-up is queued for an orderly stop instead of killing us.
     let (sig_tx, sig_rx) = bounded(4);
     signals::spawn(sig_tx.clone()).map_err(|source| StartError::Spawn {
@@ -373,9 +383,10 @@ fn start(
     // Probes answer from here on, through long start-up steps (a reindex): readiness says what
     // the node is doing, RPC answers 503 until the chain is loaded.
     *shared.startup.write() = Some("loading the chain state".into());
+    let socket = bound.backend;
     let front = Gate::new(
         bound.listener,
-        bound.backend,
+        socket.path.clone(),
         gate_config(config),
         metrics.clone(),
     )
@@ -678,5 +689,12 @@ fn start(
         shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_secs),
     };
     *shared.startup.write() = None;
-    Ok((supervisor, (cookie, lock)))
+    Ok((
+        supervisor,
+        Held {
+            cookie,
+            socket,
+            lock,
+        },
+    ))
 }

@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 fn sigterm_exits_0_releases_the_lock_and_restart_works() {
     let mut node = TestNode::start();
     node.wait_ready(Duration::from_secs(5));
+    let socket = node.datadir.join("regtest/http.sock");
+    assert!(socket.exists(), "the gate's internal socket");
     let sent = Instant::now();
     node.signal(libc::SIGTERM);
     assert_eq!(node.wait_exit(Duration::from_secs(15)), 0, "{}", node.log());
     eprintln!("SIGTERM to exit: {:?}", sent.elapsed());
+    // A clean exit leaves neither the cookie nor the internal socket.
+    assert!(!socket.exists() && !node.datadir.join("regtest/.cookie").exists());
     let log = node.log();
     assert!(log.contains("shutdown complete"), "{log}");
     // The order of the design: rpc, p2p, pruning, chain, storage, http.

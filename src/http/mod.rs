@@ -59,8 +59,28 @@ pub struct Bound {
     pub addr: SocketAddr,
     /// tiny_http, listening on the internal socket.
     pub server: Arc<Server>,
-    /// The internal socket's path.
-    pub backend: PathBuf,
+    /// The internal socket's file, removed when this is dropped.
+    pub backend: SocketFile,
+}
+
+/// The internal socket's file: removed on drop (a clean exit; tiny_http's server removes it
+/// too when dropped), with the private directory it may be in, which tiny_http leaves; a
+/// crash leaves them for the next start to replace.
+#[derive(Debug)]
+pub struct SocketFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// A private directory made for it (a long datadir path), removed with it.
+    private_dir: Option<PathBuf>,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(d) = &self.private_dir {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 /// Binds the port and starts tiny_http on an internal Unix socket only the gate (and the node's
@@ -78,13 +98,13 @@ pub fn bind(addr: SocketAddr, net_dir: &Path) -> Result<Bound, HttpError> {
     let local = listener.local_addr().map_err(|e| bind_err(e.to_string()))?;
     let backend = internal_socket(net_dir).map_err(|e| bind_err(e.to_string()))?;
     // A socket file left by a crash; the datadir lock says no other node uses it.
-    let _ = std::fs::remove_file(&backend);
-    let unix = std::os::unix::net::UnixListener::bind(&backend)
+    let _ = std::fs::remove_file(&backend.path);
+    let unix = std::os::unix::net::UnixListener::bind(&backend.path)
         .and_then(|l| {
-            std::fs::set_permissions(&backend, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::set_permissions(&backend.path, std::fs::Permissions::from_mode(0o600))?;
             Ok(l)
         })
-        .map_err(|e| bind_err(format!("internal socket {}: {e}", backend.display())))?;
+        .map_err(|e| bind_err(format!("internal socket {}: {e}", backend.path.display())))?;
     let server = Server::from_listener(unix, None).map_err(|e| bind_err(e.to_string()))?;
     Ok(Bound {
         listener,
@@ -96,10 +116,13 @@ pub fn bind(addr: SocketAddr, net_dir: &Path) -> Result<Bound, HttpError> {
 
 /// `<net_dir>/http.sock`, or, when that path is too long for a Unix socket (108 bytes), a
 /// new private directory under the temporary directory.
-fn internal_socket(net_dir: &Path) -> std::io::Result<PathBuf> {
+fn internal_socket(net_dir: &Path) -> std::io::Result<SocketFile> {
     let path = net_dir.join("http.sock");
     if path.as_os_str().len() < 100 {
-        return Ok(path);
+        return Ok(SocketFile {
+            path,
+            private_dir: None,
+        });
     }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -107,7 +130,10 @@ fn internal_socket(net_dir: &Path) -> std::io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("bllvm-node-{}-{nanos}", std::process::id()));
     // Not recursive: a directory someone else made there is an error, never used.
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    Ok(dir.join("http.sock"))
+    Ok(SocketFile {
+        path: dir.join("http.sock"),
+        private_dir: Some(dir),
+    })
 }
 
 /// The client's address: the gate's header on requests it forwards, else the socket's peer.
