@@ -291,7 +291,7 @@ impl Gate {
                 .with_label_values(&[r.label()])
                 .inc();
             // Best effort on a fresh socket (its send buffer is empty): the client learns why.
-            let _ = stream.write(&error_answer(503, "too many connections", true));
+            let _ = stream.write(&error_answer(503, "too many connections"));
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -412,15 +412,10 @@ impl Gate {
                 }
             }
             Step::Reject(status, why) => self.answer(idx, status, why, "rejected", now),
-            Step::TimedOut(what) => {
-                let reason = match what {
-                    "header" => "header_timeout",
-                    "body" => "body_timeout",
-                    _ => "idle_timeout",
-                };
-                if what != "idle" {
+            Step::TimedOut(reason) => {
+                if reason != "idle_timeout" {
                     // Best effort, as a courtesy to a slow but honest client.
-                    let _ = c.stream.write(&error_answer(408, "request timeout", true));
+                    let _ = c.stream.write(&error_answer(408, "request timeout"));
                 }
                 self.close(idx, reason);
             }
@@ -432,7 +427,7 @@ impl Gate {
         let Some(c) = self.clients[idx].as_mut() else {
             return;
         };
-        c.out.extend_from_slice(&error_answer(status, why, true));
+        c.out.extend_from_slice(&error_answer(status, why));
         c.closing = Some(reason);
         c.wrote_at = now;
         self.client_write(idx, now);
@@ -759,24 +754,15 @@ pub const CLOSE_REASONS: [&str; 8] = [
     "backend",
 ];
 
-/// An answer the gate makes itself, in the shape of `Reply::error`.
-fn error_answer(status: u16, why: &str, close: bool) -> Vec<u8> {
-    let body = serde_json::json!({ "error": why }).to_string();
-    let text = match status {
-        400 => "Bad Request",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Error",
-    };
-    let connection = if close { "Connection: close\r\n" } else { "" };
+/// An answer the gate makes itself, with `Reply::error`'s body, after which it closes.
+fn error_answer(status: u16, why: &str) -> Vec<u8> {
+    let reply = super::reply::Reply::error(status, why);
     format!(
-        "HTTP/1.1 {status} {text}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{connection}\r\n{body}",
-        body.len()
+        "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        tiny_http::StatusCode(status).default_reason_phrase(),
+        reply.content_type,
+        reply.body.len(),
+        reply.body
     )
     .into_bytes()
 }

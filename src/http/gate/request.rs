@@ -54,7 +54,8 @@ pub enum Step {
     Forward(Forward),
     /// Answer with this status and close: the request breaks a limit or is malformed.
     Reject(u16, &'static str),
-    /// Close: the deadline named passed (`header`, `body` or `idle`).
+    /// Close: a deadline passed; the close reason (`header_timeout`, `body_timeout`,
+    /// `idle_timeout`).
     TimedOut(&'static str),
 }
 
@@ -141,9 +142,9 @@ impl Reader {
         match &mut self.phase {
             Phase::Idle { since, first } => {
                 let (limit, what) = if *first {
-                    (l.header_timeout, "header")
+                    (l.header_timeout, "header_timeout")
                 } else {
-                    (l.idle_timeout, "idle")
+                    (l.idle_timeout, "idle_timeout")
                 };
                 let deadline = *since + limit;
                 if now >= deadline {
@@ -155,7 +156,7 @@ impl Reader {
             Phase::Head { since } => {
                 let deadline = *since + l.header_timeout;
                 match self.parse_head(now) {
-                    None if now >= deadline => Step::TimedOut("header"),
+                    None if now >= deadline => Step::TimedOut("header_timeout"),
                     None => Step::Wait(deadline),
                     Some(Err(reject)) => reject,
                     Some(Ok(())) => self.step(now),
@@ -171,7 +172,7 @@ impl Reader {
                     return self.finish(now);
                 }
                 if now >= *deadline {
-                    return Step::TimedOut("body");
+                    return Step::TimedOut("body_timeout");
                 }
                 if !*continued {
                     *continued = true;
@@ -357,7 +358,10 @@ mod tests {
         r.answered(t0);
         assert_eq!(r.buffered(), 0);
         assert_eq!(r.step(t0), Step::Wait(t0 + Duration::from_secs(30)), "idle");
-        assert_eq!(r.step(t0 + Duration::from_secs(30)), Step::TimedOut("idle"));
+        assert_eq!(
+            r.step(t0 + Duration::from_secs(30)),
+            Step::TimedOut("idle_timeout")
+        );
     }
 
     /// Slowloris: a head trickling in is cut at the header deadline however steady the drip.
@@ -376,13 +380,13 @@ mod tests {
         }
         assert_eq!(
             r.step(t0 + Duration::from_secs(10)),
-            Step::TimedOut("header")
+            Step::TimedOut("header_timeout")
         );
         // An idle first connection gets the header deadline too.
         let mut r = reader(t0);
         assert_eq!(
             r.step(t0 + Duration::from_secs(10)),
-            Step::TimedOut("header")
+            Step::TimedOut("header_timeout")
         );
     }
 
@@ -427,7 +431,7 @@ mod tests {
         assert_eq!(r.step(t0), Step::Continue(deadline));
         assert_eq!(r.step(t0), Step::Wait(deadline));
         r.push(&[b'x'; 499], t0 + Duration::from_secs(14));
-        assert_eq!(r.step(deadline), Step::TimedOut("body"));
+        assert_eq!(r.step(deadline), Step::TimedOut("body_timeout"));
         let mut r = reader(t0);
         r.push(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n", t0);
         assert!(matches!(r.step(t0), Step::Wait(_)), "no 100 unless asked");
