@@ -144,14 +144,8 @@ fn median(v: &mut [Duration]) -> Duration {
 
 /// (VmRSS in KiB, Threads) from /proc.
 fn proc_status(pid: i32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("Threads:"))
+    (
+        common::proc_field(pid, "VmRSS:"),
+        common::proc_field(pid, "Threads:"),
+    )
 }

@@ -6,35 +6,10 @@
 
 mod common;
 
-use common::{poll, NodeOptions, TestNode, BIN};
+use common::{poll, NodeOptions, TestNode};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-
-fn start(opts: NodeOptions) -> TestNode {
-    let mut n = TestNode::start_with(opts);
-    n.wait_ready(Duration::from_secs(30));
-    n
-}
-
-/// Runs the binary with `args` against `datadir` (regtest); (exit code, stdout + stderr).
-fn cli(datadir: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args(["--network", "regtest", "--datadir"])
-        .arg(datadir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 fn utxo_hash(n: &TestNode) -> serde_json::Value {
     n.call("gettxoutsetinfo", json!([]))["hash_serialized_3"].clone()
@@ -49,14 +24,14 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn backup_verify_and_restore_round_trip() {
-    let a = start(NodeOptions::default());
+    let a = TestNode::ready_with(NodeOptions::default());
     a.call("generatetoaddress", json!([150, common::address(1)]));
     let mut opts = NodeOptions::connect(&[&a]);
     opts.config = Some(format!(
         "{}[storage]\nbackend = \"sled\"\n",
         opts.config.unwrap_or_default()
     ));
-    let b = start(opts);
+    let b = TestNode::ready_with(opts);
     poll(Duration::from_secs(30), "B to sync", || {
         (b.tip().0 == 150).then_some(())
     });
@@ -77,7 +52,7 @@ fn backup_verify_and_restore_round_trip() {
     assert_eq!(m["tip_height"], json!(height));
     assert!(b.metric("bllvm_backup_last_success_timestamp_seconds") > 0.0);
 
-    let (code, out) = cli(&b.datadir, &["backup", "verify", path.to_str().unwrap()]);
+    let (code, out) = common::cli(&b.datadir, &["backup", "verify", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("verified"), "{out}");
 
@@ -90,12 +65,12 @@ fn backup_verify_and_restore_round_trip() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&store, bytes).unwrap();
-    let (code, out) = cli(&b.datadir, &["backup", "verify", bad.to_str().unwrap()]);
+    let (code, out) = common::cli(&b.datadir, &["backup", "verify", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("does not match its manifest"), "{out}");
 
     // Restore refuses while the node runs.
-    let (code, out) = cli(&b.datadir, &["restore", path.to_str().unwrap()]);
+    let (code, out) = common::cli(&b.datadir, &["restore", path.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("in use"), "{out}");
 
@@ -110,7 +85,7 @@ fn backup_verify_and_restore_round_trip() {
     let mut b = b;
     b.signal(libc::SIGTERM);
     assert_eq!(b.wait_exit(Duration::from_secs(20)), 0);
-    let (code, out) = cli(&datadir, &["restore", path.to_str().unwrap()]);
+    let (code, out) = common::cli(&datadir, &["restore", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(datadir.join("regtest/chainstate.redb").exists());
     assert!(
@@ -119,7 +94,7 @@ fn backup_verify_and_restore_round_trip() {
     );
 
     // Alone (no peer), it reconnects what its block files hold past the backup: same UTXO set.
-    let b = start(NodeOptions {
+    let b = TestNode::ready_with(NodeOptions {
         datadir: Some(datadir.clone()),
         ports: Some(ports),
         config: Some("[storage]\nbackend = \"auto\"\n".into()),
@@ -141,7 +116,7 @@ fn backup_verify_and_restore_round_trip() {
 
 #[test]
 fn scheduled_backups_are_taken_and_counted() {
-    let n = start(NodeOptions {
+    let n = TestNode::ready_with(NodeOptions {
         config: Some("[storage]\nbackup_interval_secs = 0.3\n".into()),
         ..NodeOptions::default()
     });

@@ -11,12 +11,10 @@ use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
 fn node_with(config: &str) -> TestNode {
-    let mut n = TestNode::start_with(NodeOptions {
+    TestNode::ready_with(NodeOptions {
         config: Some(config.into()),
         ..NodeOptions::default()
-    });
-    n.wait_ready(Duration::from_secs(30));
-    n
+    })
 }
 
 /// Everything the server sends until it closes (or 10 s pass).
@@ -43,15 +41,6 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 
 fn ip(a: u8, b: u8, c: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, a, b, c)
-}
-
-fn threads(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Past the caps a connection gets 503 and is closed, counted by reason; the last slots stay
@@ -201,7 +190,7 @@ fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
         node.call("getblockcount", serde_json::json!([]));
     }
     let (base_rss, _) = common::proc_kib(node.pid());
-    let base_threads = threads(node.pid());
+    let base_threads = common::proc_field(node.pid(), "Threads:");
 
     let mut idle = Vec::with_capacity(EACH);
     let mut slow = Vec::with_capacity(EACH);
@@ -237,7 +226,7 @@ fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
         calls.push(t.elapsed());
     }
     let (rss, _) = common::proc_kib(node.pid());
-    let during_threads = threads(node.pid());
+    let during_threads = common::proc_field(node.pid(), "Threads:");
     probe.sort();
     calls.sort();
     let p99 = |v: &[Duration]| v[(v.len() - 1) * 99 / 100];
@@ -264,7 +253,7 @@ fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
     poll(Duration::from_secs(30), "every connection closed", || {
         (node.metric("bllvm_http_connections_open") <= 1.0).then_some(())
     });
-    assert!(threads(node.pid()) <= base_threads + 4);
+    assert!(common::proc_field(node.pid(), "Threads:") <= base_threads + 4);
 }
 
 /// With an open-file limit of 256 the node starts only if its limits fit, and a flood of

@@ -31,16 +31,8 @@ fn backups_before_reindex(datadir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.to_string_lossy().ends_with("-before-reindex"))
         .collect();
     for dir in &kept {
-        let out = std::process::Command::new(common::BIN)
-            .args(["backup", "verify"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, out) = common::cli(datadir, &["backup", "verify", dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}");
     }
     kept
 }

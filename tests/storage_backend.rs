@@ -150,14 +150,7 @@ fn a_store_that_filled_its_disk_writes_again_after_reopen() {
 /// its open; that is caught and handled like any unopenable store: moved aside, sled used.
 #[test]
 fn a_truncated_redb_falls_back_instead_of_crashing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let datadir = tmp.path().join("data");
-    let node = TestNode::ready_on(&datadir, "");
-    node.call(
-        "generatetoaddress",
-        serde_json::json!([5, common::address(1)]),
-    );
-    node.stop();
+    let (_tmp, datadir, _) = common::stopped_after_mining(5);
     let file = datadir.join("regtest/chainstate.redb");
     let len = std::fs::metadata(&file).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();

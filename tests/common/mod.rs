@@ -110,15 +110,17 @@ pub fn address(key: u8) -> String {
 
 /// A process's resident and peak resident memory, KiB.
 pub fn proc_kib(pid: i32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (proc_field(pid, "VmRSS:"), proc_field(pid, "VmHWM:"))
+}
+
+/// A number from /proc/<pid>/status (`VmRSS:` in KiB, `Threads:`), 0 when missing.
+pub fn proc_field(pid: i32, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 impl TestNode {
@@ -451,6 +453,13 @@ impl TestNode {
 }
 
 impl TestNode {
+    /// A node started with `opts`, once ready.
+    pub fn ready_with(opts: NodeOptions) -> TestNode {
+        let mut n = TestNode::start_with(opts);
+        n.wait_ready(Duration::from_secs(30));
+        n
+    }
+
     /// A ready regtest node on `datadir`, with `config` (TOML; empty for defaults).
     pub fn ready_on(datadir: &Path, config: &str) -> TestNode {
         let mut n = TestNode::start_with(NodeOptions {
@@ -569,4 +578,22 @@ pub fn raise_own_fd_limit() -> u64 {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
     lim.rlim_cur
+}
+
+/// Runs the binary with `args` against `datadir` (regtest); (exit code, stdout + stderr).
+pub fn cli(datadir: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["--network", "regtest", "--datadir"])
+        .arg(datadir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
