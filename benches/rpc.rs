@@ -1,7 +1,8 @@
-//! RPC figures on the release binary: requests/s, p50 and p99 for getblockcount,
-//! getblockheader, getblock (verbosity 2) and /health at 1, 8 and 64 clients, beside a bare
-//! tiny_http server answering a constant (the HTTP stack's ceiling). A new connection per
-//! request, as curl and most scrapers do. `cargo bench --bench rpc`; a smoke run under test.
+//! RPC figures on the release binary: requests/s, p50, p99 and the slowest for the tip calls,
+//! getblockheader, getblock 0/1/2 and /health at 1, 8 and 64 connections, each beside a bare
+//! tiny_http server answering a constant (the HTTP stack's ceiling) measured just before it,
+//! with the ratios; over keep-alive connections (as wrk) and a new connection per request (as
+//! curl). `cargo bench --bench rpc`; a smoke run under test.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -9,7 +10,7 @@ mod common;
 mod support;
 
 use base64::Engine;
-use common::{http_full, NodeOptions, TestNode};
+use common::{http_full, KeepAlive, NodeOptions, TestNode};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,7 +75,7 @@ fn gated_bare_server(dir: &std::path::Path) -> SocketAddr {
         rpc_answer_timeout: Duration::from_secs(60),
     };
     let metrics = Arc::new(bllvm_node::metrics::Metrics::new("redb").unwrap());
-    let gate = Gate::new(listener, path, config, metrics).unwrap();
+    let gate = Gate::new(listener, path, config, metrics, Arc::default()).unwrap();
     let shared = bllvm_node::state::Shared::new(true);
     let heartbeat = shared
         .vitals
@@ -85,34 +86,90 @@ fn gated_bare_server(dir: &std::path::Path) -> SocketAddr {
     addr
 }
 
-/// One request: true when answered 200 (503 from a full queue is counted, not fatal).
-type Probe = Arc<dyn Fn() -> bool + Send + Sync>;
-
-fn status(addr: SocketAddr, auth: &str, method: &str, params: Value) -> bool {
-    let body = json!({"method": method, "params": params, "id": 1}).to_string();
-    // A failed request (a timeout) counts as not answered, like a 503, instead of ending the run.
-    let Ok((code, _, _)) = http_full(addr, "POST", "/", &[("Authorization", auth)], &body) else {
-        return false;
-    };
-    assert!(code == 200 || code == 503, "{method}: {code}");
-    code == 200
+/// One kind of request.
+#[derive(Clone)]
+struct Target {
+    label: String,
+    addr: SocketAddr,
+    verb: &'static str,
+    path: &'static str,
+    auth: Option<String>,
+    body: String,
+    /// Requests per measurement at full size.
+    count: usize,
 }
 
-/// Runs `total` requests from `clients` threads and prints req/s, p50, p99, the slowest, and
-/// the ratio to `bare` (the bare responder's req/s at the same concurrency, when known);
-/// returns req/s.
-fn measure(label: &str, clients: usize, total: usize, f: Probe, bare: Option<f64>) -> f64 {
+impl Target {
+    fn rpc(label: &str, addr: SocketAddr, auth: &str, method: &str, params: Value) -> Target {
+        Target {
+            label: label.to_owned(),
+            addr,
+            verb: "POST",
+            path: "/",
+            auth: Some(auth.to_owned()),
+            body: json!({"method": method, "params": params, "id": 1}).to_string(),
+            count: 20_000,
+        }
+    }
+
+    fn headers(&self) -> Vec<(&str, &str)> {
+        self.auth
+            .iter()
+            .map(|a| ("Authorization", a.as_str()))
+            .collect()
+    }
+}
+
+/// How clients connect.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// One connection per client, reused (wrk, electrs, load balancers).
+    KeepAlive,
+    /// A new connection per request (curl, most scrapers).
+    Fresh,
+}
+
+/// Figures of one measurement.
+struct Figures {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    refused: f64,
+}
+
+/// Runs `total` requests of `t` from `clients` threads. A 503 (a full queue) or a failed
+/// request counts as refused and not in the rate: throughput is answers.
+fn measure(t: &Target, mode: Mode, clients: usize, total: usize) -> Figures {
     let per = (total / clients).max(1);
-    let t = Instant::now();
+    let start = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|_| {
-            let f = f.clone();
+            let t = t.clone();
             std::thread::spawn(move || {
+                let headers = t.headers();
+                let mut conn = None;
                 (0..per)
                     .map(|_| {
-                        let t = Instant::now();
-                        let ok = f();
-                        (t.elapsed(), ok)
+                        let at = Instant::now();
+                        let answer = match mode {
+                            Mode::Fresh => http_full(t.addr, t.verb, t.path, &headers, &t.body),
+                            Mode::KeepAlive => {
+                                if conn.is_none() {
+                                    conn = KeepAlive::connect(t.addr).ok();
+                                }
+                                match conn.as_mut() {
+                                    Some(c) => c.request(t.verb, t.path, &headers, &t.body),
+                                    None => Err(std::io::ErrorKind::NotConnected.into()),
+                                }
+                            }
+                        };
+                        if answer.is_err() {
+                            conn = None;
+                        }
+                        let code = answer.map_or(0, |a| a.0);
+                        assert!(matches!(code, 0 | 200 | 503), "{}: {code}", t.label);
+                        (at.elapsed(), code == 200)
                     })
                     .collect::<Vec<(Duration, bool)>>()
             })
@@ -122,25 +179,40 @@ fn measure(label: &str, clients: usize, total: usize, f: Probe, bare: Option<f64
         .into_iter()
         .flat_map(|w| w.join().unwrap())
         .collect();
-    let wall = t.elapsed();
-    let refused = results.iter().filter(|(_, ok)| !ok).count();
+    let wall = start.elapsed();
+    let answered = results.iter().filter(|(_, ok)| *ok).count();
     let mut lat: Vec<Duration> = results.iter().map(|(d, _)| *d).collect();
     lat.sort();
-    let rate = lat.len() as f64 / wall.as_secs_f64();
+    Figures {
+        rate: answered as f64 / wall.as_secs_f64(),
+        p50: lat[lat.len() / 2],
+        p99: lat[(lat.len() - 1) * 99 / 100],
+        max: lat[lat.len() - 1],
+        refused: 100.0 * (results.len() - answered) as f64 / results.len() as f64,
+    }
+}
+
+fn print(label: &str, mode: Mode, clients: usize, f: &Figures, bare: Option<&Figures>) {
+    let ratio = bare.map_or("           ".to_owned(), |b| {
+        format!(
+            "{:>4.2}x {:>4.1}xp99",
+            f.rate / b.rate,
+            f.p99.as_secs_f64() / b.p99.as_secs_f64()
+        )
+    });
     println!(
-        "{label:<38} {clients:>2} clients: {rate:>6.0} req/s {}  p50 {:>9.3?}  p99 {:>9.3?}  max {:>9.3?}  503 or failed: {:.1}%",
-        bare.map_or("      ".to_owned(), |b| format!("{:>4.2}x", rate / b)),
-        lat[lat.len() / 2],
-        lat[(lat.len() - 1) * 99 / 100],
-        lat[lat.len() - 1],
-        100.0 * refused as f64 / lat.len() as f64
+        "{:<10} {label:<36} {clients:>2} conns: {:>6.0} req/s {ratio}  p50 {:>9.3?}  p99 {:>9.3?}  max {:>9.3?}  refused {:.1}%",
+        if mode == Mode::KeepAlive { "keep-alive" } else { "fresh" },
+        f.rate,
+        f.p50,
+        f.p99,
+        f.max,
+        f.refused
     );
-    rate
 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let total = if full { 4000 } else { 64 };
     let mut node = TestNode::start_with(NodeOptions {
         // Every client is on 127.0.0.1: the per-address cap would count them as one.
         config: Some(
@@ -217,54 +289,49 @@ fn main() {
     let size = call(addr, &auth, "getblock", json!([big.clone(), 1]))["size"].clone();
     println!("chain: 103 blocks; getblock target has 101 transactions, {size} bytes");
 
-    let bare = bare_server();
+    let bare_addr = bare_server();
     let gate_dir = tempfile::tempdir().unwrap();
     let gated = gated_bare_server(gate_dir.path());
-    type Target = (&'static str, Probe);
-    let a = auth.clone();
-    let h = hashes[50].as_str().unwrap().to_owned();
-    let a2 = auth.clone();
-    let targets: Vec<Target> = vec![
-        (
-            "bare tiny_http constant",
-            Arc::new(move || http_full(bare, "POST", "/", &[], "{}").is_ok_and(|r| r.0 == 200)),
-        ),
-        (
-            "bare tiny_http behind the gate",
-            Arc::new(move || http_full(gated, "POST", "/", &[], "{}").is_ok_and(|r| r.0 == 200)),
-        ),
-        (
-            "/health",
-            Arc::new(move || http_full(addr, "GET", "/health", &[], "").is_ok_and(|r| r.0 == 200)),
-        ),
-        (
-            "getblockcount",
-            Arc::new(move || status(addr, &a, "getblockcount", json!([]))),
-        ),
-        (
-            "getblockheader",
-            Arc::new(move || status(addr, &a2, "getblockheader", json!([h.clone(), true]))),
-        ),
+    let plain = |label: &str, addr, verb, path| Target {
+        label: label.to_owned(),
+        addr,
+        verb,
+        path,
+        auth: None,
+        body: if verb == "POST" {
+            "{}".into()
+        } else {
+            String::new()
+        },
+        count: 20_000,
+    };
+    let bare = plain("bare tiny_http constant", bare_addr, "POST", "/");
+    let mut targets = vec![
+        plain("bare tiny_http behind the gate", gated, "POST", "/"),
+        plain("/health", addr, "GET", "/health"),
     ];
-    let mut targets = targets;
-    for method in ["getbestblockhash", "getblockchaininfo"] {
-        let a = auth.clone();
-        targets.push((
-            method,
-            Arc::new(move || status(addr, &a, method, json!([]))),
-        ));
+    for method in ["getblockcount", "getbestblockhash", "getblockchaininfo"] {
+        targets.push(Target::rpc(method, addr, &auth, method, json!([])));
     }
+    let h = hashes[50].as_str().unwrap().to_owned();
+    targets.push(Target::rpc(
+        "getblockheader",
+        addr,
+        &auth,
+        "getblockheader",
+        json!([h, true]),
+    ));
     for verbosity in [0, 1, 2] {
-        let (a, big) = (auth.clone(), big.clone());
-        let label: &'static str = [
-            "getblock 0 (101 txs)",
-            "getblock 1 (101 txs)",
-            "getblock 2 (101 txs)",
-        ][verbosity];
-        targets.push((
-            label,
-            Arc::new(move || status(addr, &a, "getblock", json!([big.clone(), verbosity]))),
-        ));
+        let label = format!("getblock {verbosity} (101 txs)");
+        let mut t = Target::rpc(
+            &label,
+            addr,
+            &auth,
+            "getblock",
+            json!([big.clone(), verbosity]),
+        );
+        t.count = 2_000;
+        targets.push(t);
     }
     // The same node's per-request log line at info (written to a file here).
     let mut logged = TestNode::start_with(NodeOptions {
@@ -275,7 +342,6 @@ fn main() {
         ..NodeOptions::default()
     });
     logged.wait_ready(Duration::from_secs(30));
-    let logged_addr = logged.rpc;
     let logged_auth = {
         let c = std::fs::read_to_string(logged.datadir.join("regtest/.cookie")).unwrap();
         format!(
@@ -283,22 +349,30 @@ fn main() {
             base64::engine::general_purpose::STANDARD.encode(c.trim())
         )
     };
-    targets.push((
+    targets.push(Target::rpc(
         "getblockcount, rpc_requests = info",
-        Arc::new(move || status(logged_addr, &logged_auth, "getblockcount", json!([]))),
+        logged.rpc,
+        &logged_auth,
+        "getblockcount",
+        json!([]),
     ));
-    let mut bare_rate = std::collections::HashMap::new();
-    for (i, (label, f)) in targets.into_iter().enumerate() {
+    // Taking turns: the bare responder is measured again beside each target, so the ratio
+    // compares two runs made a moment apart.
+    for mode in [Mode::KeepAlive, Mode::Fresh] {
         for clients in [1, 8, 64] {
-            let rate = measure(
-                label,
-                clients,
-                total,
-                f.clone(),
-                bare_rate.get(&clients).copied(),
-            );
-            if i == 0 {
-                bare_rate.insert(clients, rate);
+            for t in &targets {
+                let n = if full {
+                    t.count.min(if mode == Mode::Fresh {
+                        4000
+                    } else {
+                        usize::MAX
+                    })
+                } else {
+                    64
+                };
+                let b = measure(&bare, mode, clients, n);
+                let f = measure(t, mode, clients, n);
+                print(&t.label, mode, clients, &f, Some(&b));
             }
         }
     }

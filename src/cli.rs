@@ -210,10 +210,12 @@ fn restore(config: &Config, dir: &std::path::Path) -> i32 {
 fn run(config: Config, flag_level: Option<LogLevel>, reindex: bool) -> i32 {
     crate::logging::init(config.logging.format, config.logging.level, flag_level);
     crate::logging::install_panic_hook();
-    match crate::node::run(config, reindex) {
+    let code = match crate::node::run(config, reindex) {
         RESTART_EXIT_CODE => restart(),
         code => code,
-    }
+    };
+    log::logger().flush();
+    code
 }
 
 /// Replaces this process with a fresh start of the same command: the same PID, so systemd and
@@ -226,6 +228,8 @@ fn restart() -> i32 {
     let arg0 = args.next().unwrap_or_default();
     let rest: Vec<_> = args.filter(|a| a != "--reindex").collect();
     log::info!("starting again");
+    // exec ends this process's threads: what is queued is written first.
+    log::logger().flush();
     // /proc/self/exe is this binary even if its file was replaced since (an upgrade).
     let err = std::process::Command::new("/proc/self/exe")
         .arg0(arg0)

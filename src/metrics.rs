@@ -25,6 +25,8 @@ pub struct Metrics {
     depth_probes: RwLock<Vec<(&'static str, DepthProbe)>>,
     /// Seconds since start, set at scrape time.
     pub uptime_seconds: Gauge,
+    /// Log lines dropped because stderr did not keep up, brought up to date at scrape time.
+    pub log_lines_dropped_total: IntCounter,
     /// Current depth of each bounded channel.
     pub channel_depth: IntGaugeVec,
     /// Capacity of each bounded channel.
@@ -370,6 +372,13 @@ impl Metrics {
         ))?;
         let m = Metrics {
             depth_probes: RwLock::new(Vec::new()),
+            log_lines_dropped_total: reg(
+                r,
+                IntCounter::new(
+                    "bllvm_log_lines_dropped_total",
+                    "Log lines below warning dropped because stderr did not keep up.",
+                )?,
+            )?,
             uptime_seconds: reg(
                 r,
                 Gauge::new("bllvm_uptime_seconds", "Seconds since the node started.")?,
@@ -688,6 +697,11 @@ impl Metrics {
 
     /// Samples channel depths and renders the text exposition format.
     pub fn render(&self) -> String {
+        let dropped = crate::logging::queue::dropped();
+        let counted = self.log_lines_dropped_total.get();
+        if dropped > counted {
+            self.log_lines_dropped_total.inc_by(dropped - counted);
+        }
         for (name, probe) in self.depth_probes.read().iter() {
             self.channel_depth
                 .with_label_values(&[name])

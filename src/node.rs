@@ -384,11 +384,14 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
     // the node is doing, RPC answers 503 until the chain is loaded.
     *shared.startup.write() = Some("loading the chain state".into());
     let socket = bound.backend;
+    // Filled with the RPC server once the chain is loaded; until then the gate forwards all.
+    let lane: http::gate::LaneSlot = Arc::default();
     let front = Gate::new(
         bound.listener,
         socket.path.clone(),
         gate_config(config),
         metrics.clone(),
+        lane.clone(),
     )
     .map_err(|e| {
         StartError::Http(HttpError::Bind {
@@ -630,6 +633,7 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
         max_response_bytes: config.rpc.max_response_mb << 20,
         request_log: config.logging.rpc_requests.level(),
     });
+    let _ = lane.set(rpc_server.clone());
     let (rpc_stop, rpc_sig) = stop_pair(None);
     let mut rpc_threads = Vec::new();
     for i in 0..config.rpc.threads {

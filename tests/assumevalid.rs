@@ -87,11 +87,7 @@ fn assumevalid_skips_scripts_below_it_and_zero_checks_them() {
     let tip = blocks.last().unwrap().block_hash();
 
     let trusting = node(&tip.to_string());
-    assert!(
-        trusting.log().contains(&format!("assumevalid {tip}")),
-        "{}",
-        trusting.log()
-    );
+    trusting.wait_log(&format!("assumevalid {tip}"));
     let _peer = feed(&trusting, "127.70.0.1", &blocks);
     poll(
         Duration::from_secs(30),

@@ -158,7 +158,7 @@ fn a_full_disk_degrades_resumes_and_loses_nothing_acknowledged() {
     node.call("getblock", json!([acked.last().unwrap(), 1]));
     assert!(node.child.try_wait().unwrap().is_none(), "the node exited");
     let logged = node
-        .log()
+        .wait_log("ERROR [storage] storage writes are failing")
         .matches("ERROR [storage] storage writes are failing")
         .count();
     assert_eq!(logged, 1, "logged once:\n{}", node.log());
@@ -169,11 +169,7 @@ fn a_full_disk_degrades_resumes_and_loses_nothing_acknowledged() {
         (component(&node, "storage").0 == "healthy").then_some(())
     });
     assert_eq!(node.metric("bllvm_storage_writes_paused"), 0.0);
-    assert!(
-        node.log().contains("storage writes resumed"),
-        "{}",
-        node.log()
-    );
+    node.wait_log("storage writes resumed");
     mine(&node, 5, &mut acked);
     assert_consistent(&node, &acked);
 
@@ -191,11 +187,7 @@ fn a_full_disk_degrades_resumes_and_loses_nothing_acknowledged() {
     fs.fill_up();
     let node = start(&datadir, logs.path(), Some(ports));
     assert_eq!(component(&node, "pruning").0, "degraded");
-    assert!(
-        node.log().contains("cannot write the RPC cookie"),
-        "{}",
-        node.log()
-    );
+    node.wait_log("cannot write the RPC cookie");
     assert!(!datadir.join("regtest/.cookie").exists());
     assert_eq!(
         node.tip().0,

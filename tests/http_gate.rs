@@ -372,3 +372,75 @@ fn bursts_on_a_fresh_node_are_all_answered() {
         }
     }
 }
+
+/// Pipelined requests on one connection are answered in order, whether the gate answers them
+/// itself (calls a published view answers) or forwards them to a worker, and a client that
+/// reads none of half a megabyte of answers until it has sent every request gets them all.
+#[test]
+fn pipelined_calls_answer_in_order_across_the_gate_and_the_workers() {
+    let node = node_with("[rpc.auth]\nrate_limit_enabled = false\n");
+    let auth = node.auth().unwrap();
+    let mut requests = String::new();
+    let n = 1500;
+    for i in 0..n {
+        // Every 100th is answered by a worker, the rest by the gate.
+        let method = if i % 100 == 50 {
+            "getblockhash"
+        } else {
+            "getblockchaininfo"
+        };
+        let params = if method == "getblockhash" {
+            "[0]"
+        } else {
+            "[]"
+        };
+        let body = format!(r#"{{"method":"{method}","params":{params},"id":{i}}}"#);
+        requests.push_str(&format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    let s = TcpStream::connect(node.rpc).unwrap();
+    let writer = {
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || w.write_all(requests.as_bytes()))
+    };
+    // Nothing is read while the pipeline is being written (up to 10 s: the gate may stop
+    // reading it first), so the answers pile up in the gate.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !writer.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut reader = std::io::BufReader::new(s);
+    let mut total = 0;
+    for i in 0..n {
+        use std::io::BufRead;
+        let mut length = 0usize;
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{i}: {status}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).unwrap();
+        total += length;
+        let v = json(&String::from_utf8(body).unwrap());
+        assert_eq!(v["id"], i, "answers in request order");
+        if i % 100 == 50 {
+            assert_eq!(v["result"].as_str().map(str::len), Some(64), "{v}");
+        } else {
+            assert_eq!(v["result"]["chain"], "regtest", "{v}");
+        }
+    }
+    writer.join().unwrap().unwrap();
+    assert!(total > 500_000, "{total} bytes of answers");
+}

@@ -52,7 +52,7 @@ fn json_logs_are_one_object_per_line_with_fields() {
 fn text_logs_name_level_and_component() {
     let mut node = TestNode::start();
     node.wait_ready(Duration::from_secs(5));
-    let log = node.log();
+    let log = node.wait_log("chain state loaded");
     let line = log
         .lines()
         .find(|l| l.contains("chain state loaded"))
@@ -62,4 +62,50 @@ fn text_logs_name_level_and_component() {
         "{line}"
     );
     assert!(line.contains("height=0"), "{line}");
+}
+
+/// A stderr nobody reads (a stuck journald, a full pipe) never holds the threads that log:
+/// with a line per request, thousands of calls are all answered while lines below warning are
+/// dropped and counted; once stderr is read again, the log says how many were dropped.
+#[test]
+fn a_stuck_stderr_never_stalls_requests() {
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let node = TestNode::ready_with(NodeOptions {
+        config: Some(
+            "[logging]\nrpc_requests = \"info\"\n[rpc.auth]\nrate_limit_enabled = false\n".into(),
+        ),
+        stderr: Some(writer.into()),
+        ..NodeOptions::default()
+    });
+    let auth = node.auth().unwrap();
+    let mut conn = common::KeepAlive::connect(node.rpc).unwrap();
+    // A line is ~200 bytes: far more than the pipe (64 KiB) and the log queue hold.
+    for i in 0..40_000 {
+        let body = format!(r#"{{"method":"getblockcount","id":{i}}}"#);
+        let (status, _, answer) = conn
+            .request("POST", "/", &[("Authorization", &auth)], &body)
+            .unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+    // A call a worker answers logs too, and is not held either.
+    node.call("getblockhash", serde_json::json!([0]));
+    let dropped = node.metric("bllvm_log_lines_dropped_total");
+    assert!(dropped > 0.0, "{dropped} lines dropped");
+    // Reading again: what waited is written, and the drop is logged.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        let mut text = String::new();
+        while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.contains("log lines dropped so far") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the dropped lines are reported once stderr is read");
 }

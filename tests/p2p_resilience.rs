@@ -135,7 +135,7 @@ fn losing_every_peer_at_once_is_a_partition_until_they_return() {
     poll(WAIT, "health recovers", || {
         (p2p_status(&b) == "healthy").then_some(())
     });
-    assert!(b.log().contains("network_recovered"));
+    b.wait_log("network_recovered");
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn corrupt_redb_falls_back_to_sled_and_reports_degraded() {
         .collect();
     assert_eq!(broken.len(), 1, "the corrupt file is kept for inspection");
     assert_eq!(std::fs::read(broken[0].path()).unwrap(), vec![0x42; 8192]);
-    assert!(node.log().contains("continuing on sled"));
+    node.wait_log("continuing on sled");
     node.signal(libc::SIGTERM);
     assert_eq!(node.wait_exit(Duration::from_secs(15)), 0);
 }

@@ -249,19 +249,24 @@ impl Dispatcher {
     }
 }
 
-/// Writes the reply and records the request.
-fn respond(job: Job, reply: Reply, metrics: &Metrics) {
-    let path = Metrics::path_label(job.request.url().split('?').next().unwrap_or(""));
-    let status = reply.status.to_string();
-    // Counted before the answer leaves, so a scrape the client makes next sees it.
+/// Records a request to `path` answered with `status`; called before the answer leaves, so
+/// a scrape the client makes next sees it.
+pub fn count(metrics: &Metrics, path: &str, status: u16, received: Instant) {
+    let path = Metrics::path_label(path);
     metrics
         .http_requests_total
-        .with_label_values(&[path, &status])
+        .with_label_values(&[path, &status.to_string()])
         .inc();
     metrics
         .http_request_duration_seconds
         .with_label_values(&[path])
-        .observe(job.received.elapsed().as_secs_f64());
+        .observe(received.elapsed().as_secs_f64());
+}
+
+/// Writes the reply and records the request.
+fn respond(job: Job, reply: Reply, metrics: &Metrics) {
+    let path = job.request.url().split('?').next().unwrap_or("");
+    count(metrics, path, reply.status, job.received);
     if let Err(e) = job.request.respond(reply.into_response()) {
         log::debug!("client went away before the response: {e}");
     }

@@ -146,9 +146,64 @@ impl RpcGate {
     }
 }
 
+/// Bodies longer than this are never answered in the gate: a view call is a few dozen bytes,
+/// and parsing a large body there would hold every other connection.
+const LANE_MAX_BODY: usize = 1024;
+
+impl crate::http::gate::Lane for RpcServer {
+    /// Single calls of [`methods::VIEW_METHODS`] once the chain is loaded, with every check a
+    /// worker makes (address, rate limits, credentials, breaker), so they skip the hops to
+    /// tiny_http and a worker. Everything else goes on.
+    fn answer(&self, f: &crate::http::gate::request::Forward, peer: SocketAddr) -> Option<Reply> {
+        let body = f.bytes.get(f.fields.body_at..)?;
+        if !f.fields.rpc || body.len() > LANE_MAX_BODY {
+            return None;
+        }
+        let shared = &self.methods.probes.shared;
+        if shared.shutting_down.load(Ordering::Acquire)
+            || shared.startup.read().is_some()
+            || !shared.chain.read().initialized
+        {
+            return None;
+        }
+        let parsed = protocol::parse(body).ok()?;
+        match &parsed {
+            Body::Single(Ok(c)) if methods::VIEW_METHODS.contains(&c.method.as_str()) => {}
+            _ => return None,
+        }
+        let started = Instant::now();
+        let reply = match self
+            .gate
+            .admit(Some(peer), f.fields.authorization.as_deref())
+        {
+            Err(reply) => reply,
+            Ok(user) => {
+                let meta = RequestMeta {
+                    remote: Some(peer),
+                    user: &user,
+                    request_id: f.fields.request_id.as_deref(),
+                };
+                self.handle_parsed(&meta, body.len(), Ok(parsed))
+            }
+        };
+        crate::http::count(&self.metrics, "/", reply.status, started);
+        Some(reply)
+    }
+}
+
 impl RpcServer {
     /// Answers one HTTP request to `/`.
     pub fn handle(&self, meta: &RequestMeta<'_>, body: &[u8]) -> Reply {
+        self.handle_parsed(meta, body.len(), protocol::parse(body))
+    }
+
+    /// Answers a request whose body (of `size` bytes) is parsed.
+    fn handle_parsed(
+        &self,
+        meta: &RequestMeta<'_>,
+        size: usize,
+        body: Result<Body, RpcError>,
+    ) -> Reply {
         let started = Instant::now();
         let request_id = meta
             .request_id
@@ -165,7 +220,7 @@ impl RpcServer {
             log::log!(
                 level,
                 request_id = request_id.as_str(), method = method, client_addr = client.as_str(),
-                user = user.as_str(), request_size = body.len(), status = reply.status,
+                user = user.as_str(), request_size = size, status = reply.status,
                 duration_ms = duration.as_millis() as u64;
                 "rpc request"
             );
@@ -198,8 +253,12 @@ impl RpcServer {
         let Some(b) = map.get_mut(method) else {
             return true;
         };
+        let before = b.state().gauge();
         let allowed = b.allow(Instant::now());
-        self.publish_breaker(method, b.state());
+        // Published on a change only: every call would otherwise take the view's write lock.
+        if b.state().gauge() != before {
+            self.publish_breaker(method, b.state());
+        }
         allowed
     }
 
@@ -218,8 +277,8 @@ impl RpcServer {
                     before.name(),
                     after.name()
                 );
+                self.publish_breaker(method, after);
             }
-            self.publish_breaker(method, after);
         }
     }
 
@@ -243,10 +302,14 @@ impl RpcServer {
         self.gate.reject(reason);
     }
 
-    fn answer(&self, meta: &RequestMeta<'_>, body: &[u8]) -> (Reply, &'static str, String) {
+    fn answer(
+        &self,
+        meta: &RequestMeta<'_>,
+        body: Result<Body, RpcError>,
+    ) -> (Reply, &'static str, String) {
         // The gate admitted and authenticated this request in the dispatcher.
         let user = meta.user.to_owned();
-        let body = match protocol::parse(body) {
+        let body = match body {
             Ok(b) => b,
             Err(e) => {
                 let v = protocol::reply(Some(Value::Null), Version::V1, &Err(e.clone()));

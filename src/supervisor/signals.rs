@@ -47,6 +47,7 @@ pub fn spawn(events: Sender<Signal>) -> std::io::Result<()> {
                 if stopping.swap(true, Ordering::AcqRel) {
                     if sig == SIGINT {
                         log::error!("second SIGINT: forcing immediate exit");
+                        log::logger().flush();
                         std::process::exit(FORCED_EXIT_CODE);
                     }
                     log::info!("{name} received; shutdown already in progress");

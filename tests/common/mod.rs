@@ -80,6 +80,8 @@ pub struct NodeOptions {
     pub rpc_auth: Option<(String, String)>,
     /// The node's open-file limit, soft and hard (so it cannot raise it).
     pub nofile: Option<u64>,
+    /// Where its stderr goes instead of the log file (a pipe the test holds).
+    pub stderr: Option<Stdio>,
 }
 
 /// Reconnection fast enough for tests.
@@ -168,7 +170,10 @@ impl TestNode {
             .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(File::create(&log_path).unwrap());
+            .stderr(
+                opts.stderr
+                    .unwrap_or_else(|| File::create(&log_path).unwrap().into()),
+            );
         if let Some(text) = opts.config {
             let path = unique(&log_dir, "node", "toml");
             std::fs::write(&path, text).unwrap();
@@ -212,6 +217,23 @@ impl TestNode {
     /// Everything the node logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The log once it contains `needle` (its lines are written by a thread of their own, a
+    /// moment after the event); panics with the log after 10 s.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// GET `path`: (status, body).
@@ -364,6 +386,85 @@ fn http_on(
     Ok((status, headers, body))
 }
 
+/// One keep-alive HTTP/1.1 connection, as wrk, electrs and load balancers use: requests in
+/// turn, answers framed by their `Content-Length`.
+pub struct KeepAlive {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+    addr: SocketAddr,
+}
+
+impl KeepAlive {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> std::io::Result<KeepAlive> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(KeepAlive {
+            reader: std::io::BufReader::new(s.try_clone()?),
+            writer: s,
+            addr,
+        })
+    }
+
+    /// Our end of the connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.writer.local_addr().unwrap()
+    }
+
+    /// Sends one request (in one write: a request in pieces would wait on Nagle at this end)
+    /// and reads its answer.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> std::io::Result<(u16, Headers, String)> {
+        use std::io::BufRead;
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.writer.write_all(req.as_bytes())?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Headers::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            match line.trim_end().split_once(':') {
+                Some((k, v)) => headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned())),
+                None => break,
+            }
+        }
+        let length = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0usize);
+        let mut answer = vec![0u8; length];
+        self.reader.read_exact(&mut answer)?;
+        Ok((
+            status,
+            headers,
+            String::from_utf8_lossy(&answer).into_owned(),
+        ))
+    }
+}
+
 /// Decodes a chunked transfer-encoded body.
 fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
@@ -384,22 +485,28 @@ pub fn json(body: &str) -> serde_json::Value {
 }
 
 impl TestNode {
+    /// The `Authorization` header value for this node's RPC (its cookie, or the configured user).
+    pub fn auth(&self) -> std::io::Result<String> {
+        use base64::Engine;
+        let cookie = match &self.rpc_auth {
+            Some((user, password)) => format!("{user}:{password}"),
+            None => std::fs::read_to_string(self.datadir.join("regtest/.cookie"))?,
+        };
+        Ok(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(cookie.trim())
+        ))
+    }
+
     /// Calls a JSON-RPC method with the node's cookie: the result, or the error object.
     pub fn rpc(
         &self,
         method: &str,
         params: serde_json::Value,
     ) -> Result<serde_json::Value, serde_json::Value> {
-        use base64::Engine;
-        let cookie = match &self.rpc_auth {
-            Some((user, password)) => format!("{user}:{password}"),
-            None => std::fs::read_to_string(self.datadir.join("regtest/.cookie"))
-                .map_err(|e| serde_json::json!({ "message": format!("no cookie: {e}") }))?,
-        };
-        let auth = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(cookie.trim())
-        );
+        let auth = self
+            .auth()
+            .map_err(|e| serde_json::json!({ "message": format!("no cookie: {e}") }))?;
         let body =
             serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         let (_, _, text) = http_full(

@@ -4,6 +4,8 @@
 //! internal Unix-socket connections, passing the answer back ([`response`]). tiny_http thus
 //! sees a bounded number of well-formed requests and keeps one thread per internal
 //! connection. Errors of `accept` (out of file descriptors) pause accepting and never end it.
+//! A [`Lane`] may answer some requests in the gate itself (JSON-RPC calls a published view
+//! answers), which then skip both hops.
 
 pub mod admission;
 pub mod request;
@@ -21,7 +23,7 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
@@ -48,6 +50,16 @@ const BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// A client may buffer this much however full the budget is.
 const BUFFER_FLOOR: usize = 64 * 1024;
+
+/// Answers some complete requests in the gate thread, without the hop to the server behind
+/// it. It must never block: whatever it cannot answer at once it declines.
+pub trait Lane: Send + Sync {
+    /// The answer to `request` from `peer`, or `None` to forward it.
+    fn answer(&self, request: &Forward, peer: SocketAddr) -> Option<super::reply::Reply>;
+}
+
+/// Where the lane is put once what it answers from exists (the gate starts first).
+pub type LaneSlot = Arc<OnceLock<Arc<dyn Lane>>>;
 
 /// What the gate enforces.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,6 +141,9 @@ pub struct Gate {
     accept_logged: Option<Instant>,
     metrics: Arc<Metrics>,
     waker: Arc<mio::Waker>,
+    lane: LaneSlot,
+    /// Clients whose answers drained with requests or input left: read again.
+    resume: Vec<usize>,
 }
 
 impl Gate {
@@ -138,6 +153,7 @@ impl Gate {
         backend_path: PathBuf,
         config: GateConfig,
         metrics: Arc<Metrics>,
+        lane: LaneSlot,
     ) -> std::io::Result<Gate> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
@@ -173,6 +189,8 @@ impl Gate {
             accept_logged: None,
             metrics,
             waker,
+            lane,
+            resume: Vec::new(),
         })
     }
 
@@ -230,6 +248,9 @@ impl Gate {
                         }
                     }
                 }
+            }
+            while let Some(idx) = self.resume.pop() {
+                self.client_read(idx, now);
             }
             if self.accept_resume.is_some_and(|at| now >= at) {
                 self.accept_resume = None;
@@ -330,6 +351,8 @@ impl Gate {
     /// limits (large bodies wait while the budget is spent); one being answered only a head.
     fn may_read(&self, c: &Client) -> bool {
         match c.state {
+            // Answers the lane made and the client has not read: no more requests until it does.
+            Flow::Reading if c.out.len() - c.out_at >= OUT_HIGH_WATER => false,
             Flow::Reading => c.reader.buffered() < BUFFER_FLOOR || self.buffered < BUFFER_BUDGET,
             _ => c.reader.buffered() <= self.config.limits.max_header_bytes,
         }
@@ -380,16 +403,53 @@ impl Gate {
     }
 
     /// Moves a reading client on: waits, forwards a complete request, or answers and closes.
+    /// Requests the lane answers are answered here, pipelined ones in turn, until the client's
+    /// unread answers reach the high-water mark (a loop, so a long pipeline cannot recurse).
     fn advance(&mut self, idx: usize, now: Instant) {
+        let lane = self.lane.get().cloned();
+        let mut answered_here = false;
+        let step = loop {
+            let Some(c) = self.clients.get_mut(idx).and_then(|c| c.as_mut()) else {
+                return;
+            };
+            if !matches!(c.state, Flow::Reading)
+                || c.closing.is_some()
+                || c.out.len() - c.out_at >= OUT_HIGH_WATER
+            {
+                if answered_here {
+                    c.paused = true;
+                    self.client_write(idx, now);
+                }
+                return;
+            }
+            let before = c.reader.buffered();
+            let step = c.reader.step(now);
+            self.buffered -= before - c.reader.buffered();
+            let Step::Forward(f) = step else {
+                break step;
+            };
+            let reply = match &lane {
+                Some(lane) if !f.probe => lane.answer(&f, c.peer),
+                _ => None,
+            };
+            let Some(reply) = reply else {
+                break Step::Forward(f);
+            };
+            c.out.extend_from_slice(&answer_bytes(&reply, f.close));
+            c.wrote_at = now;
+            if f.close {
+                c.closing = Some("asked");
+            } else {
+                c.reader.answered(now);
+            }
+            answered_here = true;
+        };
+        if answered_here {
+            self.client_write(idx, now);
+        }
         let Some(c) = self.clients.get_mut(idx).and_then(|c| c.as_mut()) else {
             return;
         };
-        if !matches!(c.state, Flow::Reading) || c.closing.is_some() {
-            return;
-        }
-        let before = c.reader.buffered();
-        let step = c.reader.step(now);
-        self.buffered -= before - c.reader.buffered();
         match step {
             Step::Wait(deadline) => c.deadline = deadline,
             Step::Continue(deadline) => {
@@ -657,6 +717,11 @@ impl Gate {
         if c.out.capacity() > 4 * OUT_HIGH_WATER {
             c.out = Vec::new();
         }
+        if matches!(c.state, Flow::Reading) && c.closing.is_none() && c.paused {
+            // Reading stopped while its answers were queued (the lane): go on.
+            c.paused = false;
+            self.resume.push(idx);
+        }
         match c.closing {
             Some("rejected") if c.linger.is_none() => {
                 let _ = c.stream.shutdown(std::net::Shutdown::Write);
@@ -754,6 +819,31 @@ pub const CLOSE_REASONS: [&str; 8] = [
     "backend",
 ];
 
+/// A lane's answer on the wire, with a length (never chunked) and `Connection: close` when
+/// the client asked for it.
+fn answer_bytes(reply: &super::reply::Reply, close: bool) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut head = String::with_capacity(160);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        reply.status,
+        tiny_http::StatusCode(reply.status).default_reason_phrase(),
+        reply.content_type,
+        reply.body.len()
+    );
+    for (name, value) in &reply.headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(reply.body.as_bytes());
+    out
+}
+
 /// An answer the gate makes itself, with `Reply::error`'s body, after which it closes.
 fn error_answer(status: u16, why: &str) -> Vec<u8> {
     let reply = super::reply::Reply::error(status, why);
@@ -765,4 +855,104 @@ fn error_answer(status: u16, why: &str) -> Vec<u8> {
         reply.body
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers every request with 200 KB, counting the calls.
+    struct Big(AtomicUsize);
+
+    impl Lane for Big {
+        fn answer(&self, _: &Forward, _: SocketAddr) -> Option<super::super::reply::Reply> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Some(super::super::reply::Reply {
+                status: 200,
+                content_type: "text/plain",
+                headers: vec![("X-N", n.to_string())],
+                body: "x".repeat(200_000),
+            })
+        }
+    }
+
+    /// A client pipelining requests without reading the answers gets no more answered than
+    /// the high-water mark (plus what the kernel holds) until it reads; then it gets them all,
+    /// in order.
+    #[test]
+    fn pipelined_answers_wait_at_the_high_water_mark() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            max_header_bytes: 8192,
+            max_body_bytes: 1 << 20,
+            // Longer than the client's patience: no deadline may be what moves the answers on.
+            header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            body_min_bytes_per_sec: 1,
+        };
+        let config = GateConfig {
+            limits,
+            max_connections: 8,
+            max_connections_per_ip: 8,
+            rpc_slots: 1,
+            probe_slots: 1,
+            rpc_answer_timeout: Duration::from_secs(10),
+        };
+        let metrics = Arc::new(Metrics::new("redb").unwrap());
+        let big = Arc::new(Big(AtomicUsize::new(0)));
+        let slot: LaneSlot = Arc::default();
+        let _ = slot.set(big.clone());
+        let dir = std::env::temp_dir().join(format!("bllvm-gate-hw-{}", std::process::id()));
+        let gate = Gate::new(listener, dir.join("none.sock"), config, metrics, slot).unwrap();
+        let shared = crate::state::Shared::new(true);
+        let heartbeat = shared
+            .vitals
+            .heartbeat(crate::component::Component::Http, None);
+        let (stop, signal) = crate::lifecycle::stop_pair(Some(gate.waker()));
+        let thread =
+            std::thread::spawn(move || gate.run(signal, heartbeat, Duration::from_secs(1)));
+
+        let n = 50;
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        // A small window, so the answers wait in the gate rather than in the kernel.
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&addr.into()).unwrap();
+        let mut s: std::net::TcpStream = sock.into();
+        let one = "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+        s.write_all(one.repeat(n).as_bytes()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while big.0.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Nothing is read for a moment: the gate must stop short of answering everything.
+        std::thread::sleep(Duration::from_millis(300));
+        let answered = big.0.load(Ordering::SeqCst);
+        assert!(
+            answered > 0 && answered < n / 2,
+            "{answered} answered unread"
+        );
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut r = std::io::BufReader::new(s);
+        for i in 0..n {
+            use std::io::BufRead;
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            assert!(head.contains(&format!("X-N: {i}\r\n")), "in order: {head}");
+            let mut body = vec![0u8; 200_000];
+            r.read_exact(&mut body).unwrap();
+        }
+        stop.stop();
+        thread.join().unwrap().unwrap();
+    }
 }

@@ -41,6 +41,21 @@ pub struct Forward {
     pub head_only: bool,
     /// The client asked to close after the answer (`Connection: close`, or HTTP/1.0).
     pub close: bool,
+    /// What the gate may answer itself (a [`super::Lane`]) without parsing the head again.
+    pub fields: Fields,
+}
+
+/// The parts of a request a lane in the gate reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// `POST /`: JSON-RPC.
+    pub rpc: bool,
+    /// Where the body starts in `bytes`.
+    pub body_at: usize,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The `X-Request-Id` header.
+    pub request_id: Option<String>,
 }
 
 /// What the connection does next.
@@ -76,6 +91,7 @@ enum Phase {
         probe: bool,
         head_only: bool,
         close: bool,
+        fields: Fields,
     },
 }
 
@@ -207,6 +223,10 @@ impl Reader {
         let mut length: Option<u64> = None;
         let mut close = http10;
         let mut expect = false;
+        let mut fields = Fields {
+            rpc: method == "POST" && path == "/",
+            ..Fields::default()
+        };
         let mut out = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
         for h in req.headers.iter() {
             let name = h.name;
@@ -244,6 +264,11 @@ impl Reader {
             .iter()
             .any(|hop| name.eq_ignore_ascii_case(hop))
             {
+                if name.eq_ignore_ascii_case("authorization") {
+                    fields.authorization = Some(value.to_owned());
+                } else if name.eq_ignore_ascii_case("x-request-id") {
+                    fields.request_id = Some(value.to_owned());
+                }
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(h.value);
@@ -277,6 +302,7 @@ impl Reader {
             probe,
             head_only,
             close,
+            fields,
         };
         Some(Ok(()))
     }
@@ -290,6 +316,7 @@ impl Reader {
             probe,
             head_only,
             close,
+            mut fields,
             ..
         } = std::mem::replace(
             &mut self.phase,
@@ -302,6 +329,7 @@ impl Reader {
             return Step::Reject(500, "internal");
         };
         let mut bytes = head;
+        fields.body_at = bytes.len();
         bytes.extend_from_slice(&self.buf[head_len..total]);
         self.buf.drain(..total);
         if self.buf.capacity() > 64 * 1024 && self.buf.len() < 1024 {
@@ -312,6 +340,7 @@ impl Reader {
             probe,
             head_only,
             close,
+            fields,
         })
     }
 }
@@ -345,16 +374,20 @@ mod tests {
     fn a_request_is_rewritten_and_pipelined_ones_follow() {
         let t0 = Instant::now();
         let mut r = reader(t0);
-        r.push(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: keep-alive\r\nX-Bllvm-Peer: 1.2.3.4:5\r\n\r\nabcdGET /health HTTP/1.0\r\n\r\n", t0);
+        r.push(b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eA==\r\nX-Request-Id: r1\r\nContent-Length: 4\r\nConnection: keep-alive\r\nX-Bllvm-Peer: 1.2.3.4:5\r\n\r\nabcdGET /health HTTP/1.0\r\n\r\n", t0);
         let f = forward(r.step(t0));
         assert_eq!(
-            String::from_utf8(f.bytes).unwrap(),
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-Bllvm-Peer: 127.0.0.1:5555\r\n\r\nabcd"
+            String::from_utf8(f.bytes.clone()).unwrap(),
+            "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eA==\r\nX-Request-Id: r1\r\nContent-Length: 4\r\nX-Bllvm-Peer: 127.0.0.1:5555\r\n\r\nabcd"
         );
         assert!(!f.probe && !f.close && !f.head_only);
+        assert!(f.fields.rpc && f.bytes[f.fields.body_at..] == *b"abcd");
+        assert_eq!(f.fields.authorization.as_deref(), Some("Basic eA=="));
+        assert_eq!(f.fields.request_id.as_deref(), Some("r1"));
         r.answered(t0);
         let f = forward(r.step(t0));
         assert!(f.probe && f.close, "HTTP/1.0 closes: {f:?}");
+        assert!(!f.fields.rpc);
         r.answered(t0);
         assert_eq!(r.buffered(), 0);
         assert_eq!(r.step(t0), Step::Wait(t0 + Duration::from_secs(30)), "idle");

@@ -151,6 +151,16 @@ pub const METHODS: &[&str] = &[
     "setnetworkactive",
 ];
 
+/// Methods answered from published views without waiting on any thread (once the chain is
+/// loaded), so the HTTP gate may answer them itself.
+pub const VIEW_METHODS: &[&str] = &[
+    "getbestblockhash",
+    "getblockchaininfo",
+    "getblockcount",
+    "getconnectioncount",
+    "uptime",
+];
+
 /// The metric label of a method name: itself if known, else `unknown`.
 pub fn label(method: &str) -> &'static str {
     METHODS

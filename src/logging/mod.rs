@@ -1,10 +1,14 @@
-//! Log output on stderr: human lines or one JSON object per line, with the thread as component.
+//! Log output on stderr: human lines or one JSON object per line, with the thread as component,
+//! written by a thread of its own ([`queue`]).
+
+pub mod queue;
 
 use crate::config::{LogFormat, LogLevel};
 use log::kv::{Key, Value, VisitSource};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// Debug categories (Core's `logging` RPC): the node's components.
 pub const CATEGORIES: [&str; 7] = [
@@ -22,7 +26,7 @@ static BASE_LEVEL: OnceLock<log::LevelFilter> = OnceLock::new();
 
 fn builder(format: LogFormat) -> env_logger::Builder {
     let mut builder = env_logger::Builder::new();
-    builder.target(env_logger::Target::Stderr);
+    builder.target(env_logger::Target::Pipe(Box::new(queue::writer())));
     match format {
         LogFormat::Text => builder.format(|buf, record| {
             let ts = buf.timestamp_millis();
@@ -69,6 +73,12 @@ fn category(record_component: &str) -> Option<usize> {
     CATEGORIES.iter().position(|c| *c == name)
 }
 
+/// A record's category: its thread's, else its module's (the RPC request line the HTTP gate
+/// writes for calls it answers itself is `rpc`).
+fn record_category(record: &log::Record<'_>) -> Option<usize> {
+    category(&component(record)).or_else(|| category(record.target().split("::").nth(1)?))
+}
+
 impl log::Log for Switchable {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
         self.base.enabled(m)
@@ -76,17 +86,20 @@ impl log::Log for Switchable {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if self.base.matches(record) {
-            self.base.log(record);
-        } else if record.level() <= log::Level::Debug
-            && category(&component(record)).is_some_and(|i| DEBUG[i].load(Ordering::Relaxed))
-        {
-            self.debug.log(record);
-        }
+        queue::with_level(record.level(), || {
+            if self.base.matches(record) {
+                self.base.log(record);
+            } else if record.level() <= log::Level::Debug
+                && record_category(record).is_some_and(|i| DEBUG[i].load(Ordering::Relaxed))
+            {
+                self.debug.log(record);
+            }
+        })
     }
 
+    /// Waits (a moment at most) until what was logged is written: before an exit or an exec.
     fn flush(&self) {
-        self.base.flush();
+        queue::flush(Duration::from_secs(2));
     }
 }
 
