@@ -356,12 +356,22 @@ fn main() {
         "getblockcount",
         json!([]),
     ));
+    // `cargo bench --bench rpc -- <text>`: only the targets whose label contains it.
+    if let Some(only) = std::env::args().skip(1).find(|a| !a.starts_with("--")) {
+        targets.retain(|t| t.label.contains(&only));
+    }
+    // BENCH_REQUESTS=N: N requests per measurement (long runs to profile with perf).
+    let scale: Option<usize> = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     // Taking turns: the bare responder is measured again beside each target, so the ratio
     // compares two runs made a moment apart.
     for mode in [Mode::KeepAlive, Mode::Fresh] {
         for clients in [1, 8, 64] {
             for t in &targets {
-                let n = if full {
+                let n = if let Some(n) = scale {
+                    n
+                } else if full {
                     t.count.min(if mode == Mode::Fresh {
                         4000
                     } else {

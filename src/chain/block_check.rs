@@ -11,7 +11,7 @@ use bitcoin::script::PushBytesBuf;
 use bitcoin::{Block, ScriptBuf, Transaction};
 
 /// The 4-byte tag of a witness commitment output after OP_RETURN PUSH36.
-const WITNESS_COMMITMENT_HEADER: [u8; 6] = [0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
+pub const WITNESS_COMMITMENT_HEADER: [u8; 6] = [0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
 
 /// Context-free checks; `check_pow` is off for tests of other rules.
 /// The data does not match the header's commitments: malleated in transit, so the header (and
@@ -121,7 +121,12 @@ pub fn witness_commitment(block: &Block, reserved: &[u8]) -> [u8; 32] {
             }
         })
         .collect();
-    let (root, _) = root_with_mutation(&wtxids);
+    commitment_of(&wtxids, reserved)
+}
+
+/// sha256d(merkle root of `wtxids` || reserved value); the coinbase's wtxid is zero.
+pub fn commitment_of(wtxids: &[[u8; 32]], reserved: &[u8]) -> [u8; 32] {
+    let (root, _) = root_with_mutation(wtxids);
     let mut e = sha256d::Hash::engine();
     e.input(&root);
     e.input(reserved);

@@ -96,6 +96,43 @@ pub trait BlockSource: Send + Sync {
     fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StorageFault>;
     /// The undo data of a connected block, likewise.
     fn undo(&self, hash: &BlockHash) -> Result<Option<BlockChanges>, StorageFault>;
+    /// A stored block's bytes as stored, not decoded (`getblock` verbosity 0).
+    fn raw_block(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StorageFault> {
+        Ok(self
+            .block(hash)?
+            .map(|b| bitcoin::consensus::encode::serialize(&b)))
+    }
+    /// A stored block's transaction count, without reading the block (`nTx`).
+    fn tx_count(&self, hash: &BlockHash) -> Result<Option<usize>, StorageFault> {
+        Ok(self.block(hash)?.map(|b| b.txdata.len()))
+    }
+}
+
+/// Where a block's data is, for a reader on another thread: the chain thread looks it up,
+/// the RPC worker reads and formats it.
+pub enum BlockAccess {
+    /// Not yet written: a copy.
+    Memory(Block),
+    /// In the block files, read through the source.
+    Stored(Arc<dyn BlockSource>),
+}
+
+impl BlockAccess {
+    /// The decoded block, checked; `None` if pruned meanwhile.
+    pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StorageFault> {
+        match self {
+            BlockAccess::Memory(b) => Ok(Some(b.clone())),
+            BlockAccess::Stored(s) => s.block(hash),
+        }
+    }
+
+    /// The serialized block; `None` if pruned meanwhile.
+    pub fn raw(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StorageFault> {
+        match self {
+            BlockAccess::Memory(b) => Ok(Some(bitcoin::consensus::encode::serialize(b))),
+            BlockAccess::Stored(s) => s.raw_block(hash),
+        }
+    }
 }
 
 /// The chain state: index and UTXO set in memory, block data in memory until persisted.
@@ -449,6 +486,28 @@ impl ChainState {
     /// The active block at `height`.
     pub fn hash_at(&self, height: u32) -> Option<BlockHash> {
         self.active.get(height as usize).copied()
+    }
+
+    /// Where `hash`'s block data is, for reading off the chain thread (as `load_block`, whose
+    /// read then says whether it is stored, pruned or damaged); `None` without block files.
+    pub fn block_access(&self, hash: &BlockHash) -> Option<BlockAccess> {
+        match self.blocks.get(hash) {
+            Some(b) => Some(BlockAccess::Memory(b.clone())),
+            None => self.source.clone().map(BlockAccess::Stored),
+        }
+    }
+
+    /// A stored block's transaction count (Core's `nTx`) without reading the block; `None`
+    /// when not stored, pruned or unreadable (logged).
+    pub fn tx_count(&self, hash: &BlockHash) -> Option<usize> {
+        if let Some(b) = self.blocks.get(hash) {
+            return Some(b.txdata.len());
+        }
+        let source = self.source.as_ref()?;
+        source.tx_count(hash).unwrap_or_else(|f| {
+            log::error!("storage fault: {f}");
+            None
+        })
     }
 
     /// Stored block data; `None` when not stored, pruned or unreadable (the fault is logged:

@@ -10,6 +10,7 @@ pub mod mining;
 pub mod params;
 pub mod persist;
 pub mod pow;
+pub mod raw_block;
 pub mod reject;
 pub mod script;
 pub mod serve;

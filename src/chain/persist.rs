@@ -300,6 +300,34 @@ impl FileSource {
     }
 }
 
+impl FileSource {
+    /// After a failed read: whether the block was pruned since its position was looked up
+    /// (the file is gone and the index no longer has it), which is no damage.
+    fn pruned_meanwhile(&self, hash: &BlockHash, path: &Path) -> Result<bool, StorageFault> {
+        Ok(!path.exists() && self.record(hash)?.and_then(|r| r.block_pos).is_none())
+    }
+
+    /// A stored block's first 80 bytes must be a header hashing to its key.
+    fn check_header(
+        &self,
+        hash: &BlockHash,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<(), StorageFault> {
+        let header: Option<bitcoin::block::Header> =
+            bytes.get(..80).and_then(|h| deserialize(h).ok());
+        if header.is_some_and(|h| h.block_hash() == *hash) {
+            return Ok(());
+        }
+        let detail = format!(
+            "{hash} in {}: the stored header is not the block's",
+            path.display()
+        );
+        self.integrity.corrupt_block(*hash, &detail);
+        Err(StorageFault::new("block", detail))
+    }
+}
+
 impl CoinSource for FileSource {
     fn coin(&self, op: &OutPoint) -> Result<Option<Coin>, StorageFault> {
         let key = coin_key(op);
@@ -351,14 +379,70 @@ impl BlockSource for FileSource {
             self.integrity.corrupt_block(*hash, &detail);
             StorageFault::new("block", detail)
         };
-        let (bytes, _) = block_files::read_record(&path, self.magic, pos, 0)
-            .map_err(|e| bad(format!("{hash}: {e}")))?;
+        let bytes = match block_files::read_record(&path, self.magic, pos, 0) {
+            Ok((bytes, _)) => bytes,
+            Err(_) if self.pruned_meanwhile(hash, &path)? => return Ok(None),
+            Err(e) => return Err(bad(format!("{hash}: {e}"))),
+        };
         let block: Block =
             deserialize(&bytes).map_err(|e| bad(format!("{hash} in {}: {e}", path.display())))?;
         if block.block_hash() != *hash || !intact(&block) {
             return Err(bad(format!("{hash} in {} is corrupt", path.display())));
         }
         Ok(Some(block))
+    }
+
+    fn raw_block(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StorageFault> {
+        let Some(pos) = self.record(hash)?.and_then(|r| r.block_pos) else {
+            return Ok(None);
+        };
+        let path = block_files::file_path(&self.dir, "blk", pos.file);
+        let bytes = match block_files::read_record(&path, self.magic, pos, 0) {
+            Ok((bytes, _)) => bytes,
+            Err(_) if self.pruned_meanwhile(hash, &path)? => return Ok(None),
+            Err(e) => {
+                let detail = format!("{hash}: {e}");
+                self.integrity.corrupt_block(*hash, &detail);
+                return Err(StorageFault::new("block", detail));
+            }
+        };
+        // Checked as a decoded block would be (header hash, merkle root, witness commitment),
+        // in one pass over the bytes without decoding them.
+        self.check_header(hash, &bytes, &path)?;
+        if let Err(e) = super::raw_block::check(&bytes) {
+            let detail = format!("{hash} in {}: {e}", path.display());
+            self.integrity.corrupt_block(*hash, &detail);
+            return Err(StorageFault::new("block", detail));
+        }
+        Ok(Some(bytes))
+    }
+
+    fn tx_count(&self, hash: &BlockHash) -> Result<Option<usize>, StorageFault> {
+        let Some(pos) = self.record(hash)?.and_then(|r| r.block_pos) else {
+            return Ok(None);
+        };
+        let path = block_files::file_path(&self.dir, "blk", pos.file);
+        // The header, then the count as a CompactSize of at most 9 bytes.
+        let prefix = match block_files::read_prefix(&path, self.magic, pos, 80 + 9) {
+            Ok(p) => p,
+            Err(_) if self.pruned_meanwhile(hash, &path)? => return Ok(None),
+            Err(e) => {
+                let detail = format!("{hash}: {e}");
+                self.integrity.corrupt_block(*hash, &detail);
+                return Err(StorageFault::new("block", detail));
+            }
+        };
+        self.check_header(hash, &prefix, &path)?;
+        let count: Result<bitcoin::VarInt, _> =
+            bitcoin::consensus::encode::deserialize_partial(&prefix[80..]).map(|(v, _)| v);
+        match count {
+            Ok(n) => Ok(Some(n.0 as usize)),
+            Err(e) => {
+                let detail = format!("{hash} in {}: transaction count: {e}", path.display());
+                self.integrity.corrupt_block(*hash, &detail);
+                Err(StorageFault::new("block", detail))
+            }
+        }
     }
 
     fn undo(&self, hash: &BlockHash) -> Result<Option<BlockChanges>, StorageFault> {

@@ -212,11 +212,11 @@ impl RpcServer {
             })
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{:016x}", self.next_id.fetch_add(1, Ordering::Relaxed)));
-        let client = meta.remote.map(|a| a.to_string()).unwrap_or_default();
         let (reply, method, user) = self.answer(meta, body);
         let reply = reply.with_header("X-Request-Id", request_id.clone());
         let duration = started.elapsed();
         if let Some(level) = self.request_log.filter(|l| log::log_enabled!(*l)) {
+            let client = meta.remote.map(|a| a.to_string()).unwrap_or_default();
             log::log!(
                 level,
                 request_id = request_id.as_str(), method = method, client_addr = client.as_str(),

@@ -349,6 +349,33 @@ pub fn read_record(
     Ok((payload, trailer))
 }
 
+/// The first `n` bytes (at most the whole payload) of the record at `pos`, frame checked: a
+/// block's header and transaction count without reading the block.
+pub fn read_prefix(
+    path: &Path,
+    magic: [u8; 4],
+    pos: FilePos,
+    n: usize,
+) -> Result<Vec<u8>, StorageError> {
+    let corrupt = |what: &str| StorageError::Io {
+        op: "read",
+        message: format!("{} at {}: {what}", path.display(), pos.offset),
+    };
+    if pos.offset < FRAME || pos.len > MAX_RECORD {
+        return Err(corrupt("bad position"));
+    }
+    let f = File::open(path).map_err(io("open", path))?;
+    let want = FRAME as usize + n.min(pos.len as usize);
+    let mut buf = vec![0u8; want];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, pos.offset - FRAME)
+        .map_err(io("read", path))?;
+    if buf[..4] != magic || u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) != pos.len {
+        return Err(corrupt("frame does not match the index"));
+    }
+    buf.drain(..FRAME as usize);
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

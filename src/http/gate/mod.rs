@@ -393,6 +393,11 @@ impl Gate {
                 Ok(n) => {
                     c.reader.push(&buf[..n], now);
                     self.buffered += n;
+                    // A short read emptied the socket: what comes later is a new readiness
+                    // edge, so the read that would only say "would block" is saved.
+                    if n < buf.len() {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

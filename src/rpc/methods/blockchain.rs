@@ -1,10 +1,10 @@
 //! Blockchain reads: pure functions of the chain state and the parameters.
 
-use crate::chain::chainstate::{ChainState, TipStatus};
+use crate::chain::chainstate::{BlockAccess, ChainState, TipStatus};
 use crate::config::Chain;
 use crate::rpc::protocol::{code, Args, Params, RpcError};
 use bitcoin::consensus::encode::serialize_hex;
-use bitcoin::{Block, BlockHash, OutPoint, Txid};
+use bitcoin::{BlockHash, OutPoint, Txid};
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
 
@@ -138,7 +138,7 @@ pub fn getblockheader(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
     if !verbose {
         return Ok(serialize_hex(&e.header).into());
     }
-    let n_tx = cs.block(&hash).map(|b| b.txdata.len());
+    let n_tx = cs.tx_count(&hash);
     Ok(Value::Object(
         header_fields(cs, &hash, n_tx).ok_or_else(not_found)?,
     ))
@@ -224,15 +224,17 @@ pub fn script_json(script: &bitcoin::Script, network: bitcoin::Network) -> Value
     Value::Object(m)
 }
 
-/// What `getblock` needs from the chain thread: the block and its header fields.
+/// What `getblock` needs from the chain thread: where the block is and its header fields.
 pub struct BlockData {
-    block: Block,
+    hash: BlockHash,
+    access: BlockAccess,
     fields: Map<String, Value>,
     verbosity: i64,
     chain: Chain,
 }
 
-/// `getblock` on the chain thread: only the lookups (formatting happens in the RPC worker).
+/// `getblock` on the chain thread: only the lookups; the block is read and formatted by the
+/// RPC worker, so a large block never holds the chain thread.
 pub fn getblock_data(cs: &ChainState, p: &Params) -> Result<BlockData, RpcError> {
     let a = Args::new(p, &["blockhash", "verbosity"])?;
     let hash = parse_hash(a.required(0)?, "blockhash")?;
@@ -244,31 +246,42 @@ pub fn getblock_data(cs: &ChainState, p: &Params) -> Result<BlockData, RpcError>
             .ok_or_else(|| RpcError::new(code::TYPE_ERROR, "verbosity must be a number"))?,
     };
     cs.tree().get(&hash).ok_or_else(not_found)?;
-    let block: Block = cs
-        .load_block(&hash)
-        .map_err(storage_fault)?
-        .ok_or_else(|| RpcError::new(code::MISC_ERROR, "Block not available (pruned data)"))?;
-    let fields = header_fields(cs, &hash, Some(block.txdata.len())).ok_or_else(not_found)?;
+    let access = cs.block_access(&hash).ok_or_else(pruned)?;
+    let fields = header_fields(cs, &hash, cs.tx_count(&hash)).ok_or_else(not_found)?;
     Ok(BlockData {
-        block,
+        hash,
+        access,
         fields,
         verbosity,
         chain: cs.params().chain,
     })
 }
 
-/// `getblock blockhash (verbosity=1)` formatted off the chain thread; verbosity may be a
-/// boolean, as Core's legacy form.
-pub fn getblock_format(d: BlockData) -> Value {
+fn pruned() -> RpcError {
+    RpcError::new(code::MISC_ERROR, "Block not available (pruned data)")
+}
+
+/// `getblock blockhash (verbosity=1)` read and formatted off the chain thread; verbosity may
+/// be a boolean, as Core's legacy form. Verbosity 0 is the stored bytes, never decoded.
+pub fn getblock_format(d: BlockData) -> Result<Value, RpcError> {
     let BlockData {
-        block,
+        hash,
+        access,
         mut fields,
         verbosity,
         chain,
     } = d;
     if verbosity <= 0 {
-        return serialize_hex(&block).into();
+        let raw = access
+            .raw(&hash)
+            .map_err(storage_fault)?
+            .ok_or_else(pruned)?;
+        return Ok(bitcoin::hex::DisplayHex::to_lower_hex_string(&raw[..]).into());
     }
+    let block = access
+        .block(&hash)
+        .map_err(storage_fault)?
+        .ok_or_else(pruned)?;
     let stripped = block.txdata.iter().map(|t| t.base_size()).sum::<usize>()
         + 80
         + bitcoin::VarInt(block.txdata.len() as u64).size();
@@ -285,7 +298,7 @@ pub fn getblock_format(d: BlockData) -> Value {
         block.txdata.iter().map(|t| tx_json(t, chain)).collect()
     };
     fields.insert("tx".into(), txs.into());
-    Value::Object(fields)
+    Ok(Value::Object(fields))
 }
 
 /// `getchaintips`.

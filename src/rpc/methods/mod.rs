@@ -284,7 +284,7 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
         "getblock" => {
             let params = params.clone();
             let data = on_chain(ctx, method, move |cs| b::getblock_data(cs, &params))??;
-            Ok(b::getblock_format(data))
+            b::getblock_format(data)
         }
         "getblockcount" => from_view(ctx, method, params, b::getblockcount, |v| v.height.into()),
         "getblockhash" => read(ctx, method, b::getblockhash, params),
