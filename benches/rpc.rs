@@ -86,6 +86,76 @@ fn gated_bare_server(dir: &std::path::Path) -> SocketAddr {
     addr
 }
 
+/// Mines a block spending `n` outputs (P2WPKH and P2TR, one spend each) that a fan-out
+/// block made from the coinbase of `coinbase_block`; returns its hash.
+fn spends_block(
+    addr: SocketAddr,
+    auth: &str,
+    w: &support::Wallet,
+    coinbase_block: &str,
+    n: usize,
+) -> String {
+    let payout = bitcoin::Address::from_script(&w.p2wpkh(), bitcoin::Network::Regtest)
+        .unwrap()
+        .to_string();
+    let raw = call(addr, auth, "getblock", json!([coinbase_block, 0]));
+    let block: bitcoin::Block = bitcoin::consensus::deserialize(
+        &<Vec<u8> as bitcoin::hex::FromHex>::from_hex(raw.as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let cb = &block.txdata[0];
+    // Fan-out transactions of at most 2,500 outputs each, under the standard weight.
+    let fans = n.div_ceil(2500);
+    let share = (cb.output[0].value.to_sat() - 10_000) / fans as u64;
+    let split = w.spend(
+        &[(
+            bitcoin::OutPoint::new(cb.compute_txid(), 0),
+            cb.output[0].clone(),
+        )],
+        (0..fans).map(|_| support::out(share, w.p2wpkh())).collect(),
+    );
+    let mut fan_txs = vec![split.clone()];
+    let mut coins = Vec::new();
+    for (f, o) in split.output.iter().enumerate() {
+        let k = (n - f * 2500).min(2500);
+        let each = (o.value.to_sat() - 10_000) / k as u64;
+        let fan = w.spend(
+            &[(
+                bitcoin::OutPoint::new(split.compute_txid(), f as u32),
+                o.clone(),
+            )],
+            (0..k)
+                .map(|j| support::out(each, if j % 2 == 0 { w.p2tr() } else { w.p2wpkh() }))
+                .collect(),
+        );
+        for (j, o) in fan.output.iter().enumerate() {
+            coins.push((
+                bitcoin::OutPoint::new(fan.compute_txid(), j as u32),
+                o.clone(),
+            ));
+        }
+        fan_txs.push(fan);
+    }
+    let hex = |t: &bitcoin::Transaction| Value::from(bitcoin::consensus::encode::serialize_hex(t));
+    call(
+        addr,
+        auth,
+        "generateblock",
+        json!([payout, fan_txs.iter().map(hex).collect::<Vec<_>>()]),
+    );
+    let spends: Vec<Value> = coins
+        .into_iter()
+        .map(|(op, o)| {
+            let value = o.value.to_sat() - 500;
+            hex(&w.spend(&[(op, o)], vec![support::out(value, w.p2wpkh())]))
+        })
+        .collect();
+    call(addr, auth, "generateblock", json!([payout, spends]))["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// One kind of request.
 #[derive(Clone)]
 struct Target {
@@ -216,7 +286,7 @@ fn main() {
     let mut node = TestNode::start_with(NodeOptions {
         // Every client is on 127.0.0.1: the per-address cap would count them as one.
         config: Some(
-            "[rpc]\nmax_connections_per_ip = 256\n[rpc.auth]\nrate_limit_enabled = false\n".into(),
+            "[rpc]\nmax_connections_per_ip = 256\nwork_queue = 256\n[rpc.auth]\nrate_limit_enabled = false\n".into(),
         ),
         ..NodeOptions::default()
     });
@@ -228,7 +298,8 @@ fn main() {
     );
     let addr = node.rpc;
 
-    // A chain with one block of 100 real spends (P2WPKH and P2TR) for getblock verbosity 2.
+    // Blocks of 100 and 5,000 real spends (P2WPKH and P2TR) for getblock; 102 blocks first,
+    // so the coinbases of blocks 1 and 2 are mature.
     let w = support::Wallet::new(1);
     let wallet_addr =
         bitcoin::Address::from_script(&w.p2wpkh(), bitcoin::Network::Regtest).unwrap();
@@ -236,58 +307,19 @@ fn main() {
         addr,
         &auth,
         "generatetoaddress",
-        json!([101, wallet_addr.to_string()]),
+        json!([102, wallet_addr.to_string()]),
     );
-    let first: bitcoin::BlockHash = hashes[0].as_str().unwrap().parse().unwrap();
-    let raw = call(addr, &auth, "getblock", json!([first.to_string(), 0]));
-    let block: bitcoin::Block = bitcoin::consensus::deserialize(
-        &<Vec<u8> as bitcoin::hex::FromHex>::from_hex(raw.as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
-    let cb = &block.txdata[0];
-    let each = (cb.output[0].value.to_sat() - 10_000) / 100;
-    let fan = w.spend(
-        &[(
-            bitcoin::OutPoint::new(cb.compute_txid(), 0),
-            cb.output[0].clone(),
-        )],
-        (0..100)
-            .map(|j| support::out(each, if j % 2 == 0 { w.p2tr() } else { w.p2wpkh() }))
-            .collect(),
+    let big = spends_block(addr, &auth, &w, hashes[0].as_str().unwrap(), 100);
+    // ~1 MB; smaller in the smoke run (debug builds sign and verify slowly).
+    let huge_n = if full { 5000 } else { 300 };
+    let huge = spends_block(addr, &auth, &w, hashes[1].as_str().unwrap(), huge_n);
+    let size = |h: &str| call(addr, &auth, "getblock", json!([h, 1]))["size"].clone();
+    println!(
+        "chain: getblock targets have 101 and {} transactions, {} and {} bytes",
+        huge_n + 1,
+        size(&big),
+        size(&huge)
     );
-    let spends: Vec<Value> = fan
-        .output
-        .iter()
-        .enumerate()
-        .map(|(j, o)| {
-            let tx = w.spend(
-                &[(
-                    bitcoin::OutPoint::new(fan.compute_txid(), j as u32),
-                    o.clone(),
-                )],
-                vec![support::out(o.value.to_sat() - 500, w.p2wpkh())],
-            );
-            bitcoin::consensus::encode::serialize_hex(&tx).into()
-        })
-        .collect();
-    let fan_hex = bitcoin::consensus::encode::serialize_hex(&fan);
-    call(
-        addr,
-        &auth,
-        "generateblock",
-        json!([wallet_addr.to_string(), [fan_hex]]),
-    );
-    let big = call(
-        addr,
-        &auth,
-        "generateblock",
-        json!([wallet_addr.to_string(), spends]),
-    )["hash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let size = call(addr, &auth, "getblock", json!([big.clone(), 1]))["size"].clone();
-    println!("chain: 103 blocks; getblock target has 101 transactions, {size} bytes");
 
     let bare_addr = bare_server();
     let gate_dir = tempfile::tempdir().unwrap();
@@ -321,17 +353,13 @@ fn main() {
         "getblockheader",
         json!([h, true]),
     ));
-    for verbosity in [0, 1, 2] {
-        let label = format!("getblock {verbosity} (101 txs)");
-        let mut t = Target::rpc(
-            &label,
-            addr,
-            &auth,
-            "getblock",
-            json!([big.clone(), verbosity]),
-        );
-        t.count = 2_000;
-        targets.push(t);
+    for (block, txs, count) in [(&big, 101, 2_000), (&huge, huge_n + 1, 200)] {
+        for verbosity in [0, 1, 2] {
+            let label = format!("getblock {verbosity} ({txs} txs)");
+            let mut t = Target::rpc(&label, addr, &auth, "getblock", json!([block, verbosity]));
+            t.count = count;
+            targets.push(t);
+        }
     }
     // The same node's per-request log line at info (written to a file here).
     let mut logged = TestNode::start_with(NodeOptions {

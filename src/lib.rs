@@ -6,6 +6,7 @@ pub mod clock;
 pub mod component;
 pub mod config;
 pub mod datadir;
+pub mod hex;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;

@@ -24,7 +24,18 @@ impl Reply {
             status,
             content_type: "application/json",
             headers: Vec::new(),
-            body: body.to_string(),
+            // Not `to_string`: Display re-checks every written chunk as UTF-8.
+            body: serde_json::to_string(body).unwrap_or_default(),
+        }
+    }
+
+    /// A JSON body already serialized.
+    pub fn json_text(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body,
         }
     }
 

@@ -134,8 +134,8 @@ impl RpcGate {
             protocol::code::MISC_ERROR,
             format!("rate limit exceeded: {}", l.limit),
         );
-        let v = protocol::reply(Some(Value::Null), Version::V1, &Err(err)).unwrap_or(Value::Null);
-        Reply::json(429, &v).with_header("Retry-After", secs.to_string())
+        let text = protocol::reply(Some(Value::Null), Version::V1, Err(err)).unwrap_or_default();
+        Reply::json_text(429, text).with_header("Retry-After", secs.to_string())
     }
 
     fn reject(&self, reason: &str) {
@@ -312,8 +312,12 @@ impl RpcServer {
         let body = match body {
             Ok(b) => b,
             Err(e) => {
-                let v = protocol::reply(Some(Value::Null), Version::V1, &Err(e.clone()));
-                return (Reply::json(500, &v.unwrap_or(Value::Null)), "unknown", user);
+                let text = protocol::reply(Some(Value::Null), Version::V1, Err(e));
+                return (
+                    Reply::json_text(500, text.unwrap_or_default()),
+                    "unknown",
+                    user,
+                );
             }
         };
         if let Body::Batch(calls) = &body {
@@ -332,8 +336,12 @@ impl RpcServer {
                         self.max_batch
                     ),
                 );
-                let v = protocol::reply(Some(Value::Null), Version::V2, &Err(e));
-                return (Reply::json(400, &v.unwrap_or(Value::Null)), "batch", user);
+                let text = protocol::reply(Some(Value::Null), Version::V2, Err(e));
+                return (
+                    Reply::json_text(400, text.unwrap_or_default()),
+                    "batch",
+                    user,
+                );
             }
         }
         let names: Vec<&str> = match &body {
@@ -357,8 +365,8 @@ impl RpcServer {
             Body::Single(call) => {
                 let (id, version, method, outcome) = self.run(call);
                 let status = protocol::http_status(version, &outcome);
-                let reply = match protocol::reply(id, version, &outcome) {
-                    Some(v) => Reply::json(status, &v),
+                let reply = match protocol::reply(id, version, outcome) {
+                    Some(text) => Reply::json_text(status, text),
                     // A 2.0 notification: no body.
                     None => Reply {
                         status: 204,
@@ -392,11 +400,11 @@ impl RpcServer {
                     } else {
                         self.run(c)
                     };
-                    if let Some(v) = protocol::reply(id, version, &outcome) {
+                    if let Some(text) = protocol::reply(id, version, outcome) {
                         if body.len() > 1 {
                             body.push(',');
                         }
-                        body.push_str(&v.to_string());
+                        body.push_str(&text);
                     }
                     if !over && body.len() > self.max_response_bytes {
                         over = true;
@@ -427,7 +435,7 @@ impl RpcServer {
         Option<Value>,
         Version,
         &'static str,
-        Result<Value, RpcError>,
+        Result<protocol::Answer, RpcError>,
     ) {
         match call {
             Err(b) => (b.id, b.version, "unknown", Err(b.error)),
@@ -444,12 +452,12 @@ impl RpcServer {
                     return (c.id, c.version, label, Err(e));
                 }
                 let outcome = if c.method == "getrpcinfo" {
-                    Ok(self.rpcinfo())
+                    Ok(self.rpcinfo().into())
                 } else {
                     self.metrics.rpc_in_flight.inc();
                     let started = Instant::now();
                     self.active.lock().push((label, started));
-                    let outcome = methods::dispatch(&self.methods, &c.method, &c.params);
+                    let outcome = methods::call(&self.methods, &c.method, &c.params);
                     let mut active = self.active.lock();
                     if let Some(i) = active
                         .iter()

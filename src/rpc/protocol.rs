@@ -214,22 +214,66 @@ fn parse_call(v: Value) -> Parsed {
 }
 
 /// The reply object for one call (`None` for a 2.0 notification).
+/// A call's result: a value, or JSON text already written (a large block, written straight
+/// from its data).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A value.
+    Value(Value),
+    /// Serialized JSON, put in the reply as it is.
+    Json(String),
+}
+
+impl From<Value> for Answer {
+    fn from(v: Value) -> Answer {
+        Answer::Value(v)
+    }
+}
+
+/// The reply text for one call (`None` for a 2.0 notification). Takes the outcome by value: a
+/// result can be megabytes (`getblock`), and is never copied. Keys are in serde_json's
+/// (sorted) order either way.
 pub fn reply(
     id: Option<Value>,
     version: Version,
-    outcome: &Result<Value, RpcError>,
-) -> Option<Value> {
+    outcome: Result<Answer, RpcError>,
+) -> Option<String> {
     let id = id?;
-    Some(match (version, outcome) {
-        (Version::V1, Ok(r)) => json!({ "result": r, "error": null, "id": id }),
-        (Version::V1, Err(e)) => json!({ "result": null, "error": e.to_json(), "id": id }),
-        (Version::V2, Ok(r)) => json!({ "jsonrpc": "2.0", "result": r, "id": id }),
-        (Version::V2, Err(e)) => json!({ "jsonrpc": "2.0", "error": e.to_json(), "id": id }),
-    })
+    let outcome = match outcome {
+        Ok(Answer::Json(text)) => {
+            let id = serde_json::to_string(&id).unwrap_or_else(|_| "null".into());
+            return Some(match version {
+                Version::V1 => format!(r#"{{"error":null,"id":{id},"result":{text}}}"#),
+                Version::V2 => format!(r#"{{"id":{id},"jsonrpc":"2.0","result":{text}}}"#),
+            });
+        }
+        Ok(Answer::Value(v)) => Ok(v),
+        Err(e) => Err(e),
+    };
+    let mut m = serde_json::Map::new();
+    if version == Version::V2 {
+        m.insert("jsonrpc".into(), "2.0".into());
+    }
+    match outcome {
+        Ok(r) => {
+            m.insert("result".into(), r);
+            if version == Version::V1 {
+                m.insert("error".into(), Value::Null);
+            }
+        }
+        Err(e) => {
+            if version == Version::V1 {
+                m.insert("result".into(), Value::Null);
+            }
+            m.insert("error".into(), e.to_json());
+        }
+    }
+    m.insert("id".into(), id);
+    serde_json::to_string(&Value::Object(m)).ok()
 }
 
 /// HTTP status of a single (non-batch) reply, as Core sets it.
-pub fn http_status(version: Version, outcome: &Result<Value, RpcError>) -> u16 {
+pub fn http_status(version: Version, outcome: &Result<Answer, RpcError>) -> u16 {
     match (version, outcome) {
         (_, Ok(_)) | (Version::V2, Err(_)) => 200,
         (Version::V1, Err(e)) if e.code == code::INVALID_REQUEST => 400,
@@ -394,13 +438,24 @@ mod tests {
             500
         );
         assert_eq!(
-            reply(None, Version::V2, &Ok(json!(1))),
+            reply(None, Version::V2, Ok(json!(1).into())),
             None,
             "notifications get no reply"
         );
+        let parsed = |text: Option<String>| serde_json::from_str::<Value>(&text.unwrap()).unwrap();
         assert_eq!(
-            reply(Some(json!(1)), Version::V1, &Ok(json!(5))).unwrap(),
+            parsed(reply(Some(json!(1)), Version::V1, Ok(json!(5).into()))),
             json!({"result":5,"error":null,"id":1})
+        );
+        // Text written elsewhere is put in as it is, in both versions.
+        let raw = || Ok(Answer::Json(r#"{"a":[1,2]}"#.into()));
+        assert_eq!(
+            parsed(reply(Some(json!("x")), Version::V1, raw())),
+            json!({"result":{"a":[1,2]},"error":null,"id":"x"})
+        );
+        assert_eq!(
+            parsed(reply(Some(json!(7)), Version::V2, raw())),
+            json!({"jsonrpc":"2.0","result":{"a":[1,2]},"id":7})
         );
     }
 

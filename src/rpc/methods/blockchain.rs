@@ -144,84 +144,14 @@ pub fn getblockheader(cs: &ChainState, p: &Params) -> Result<Value, RpcError> {
     ))
 }
 
-/// Core's decoded transaction object (with `hex`).
+/// Core's decoded transaction object (with `hex`), as a value to add fields to.
 pub fn tx_json(tx: &bitcoin::Transaction, chain: Chain) -> Value {
-    let network = chain.bitcoin_network();
-    let vin: Vec<Value> = tx
-        .input
-        .iter()
-        .map(|i| {
-            let mut m = Map::new();
-            if tx.is_coinbase() {
-                m.insert("coinbase".into(), bitcoin::hex::DisplayHex::to_lower_hex_string(i.script_sig.as_bytes()).into());
-            } else {
-                m.insert("txid".into(), i.previous_output.txid.to_string().into());
-                m.insert("vout".into(), i.previous_output.vout.into());
-                m.insert(
-                    "scriptSig".into(),
-                    json!({"asm": i.script_sig.to_asm_string(), "hex": bitcoin::hex::DisplayHex::to_lower_hex_string(i.script_sig.as_bytes())}),
-                );
-            }
-            if !i.witness.is_empty() {
-                let items: Vec<String> = i.witness.iter().map(bitcoin::hex::DisplayHex::to_lower_hex_string).collect();
-                m.insert("txinwitness".into(), items.into());
-            }
-            m.insert("sequence".into(), i.sequence.0.into());
-            Value::Object(m)
-        })
-        .collect();
-    let vout: Vec<Value> = tx
-        .output
-        .iter()
-        .enumerate()
-        .map(|(n, o)| json!({"value": o.value.to_btc(), "n": n, "scriptPubKey": script_json(&o.script_pubkey, network)}))
-        .collect();
-    json!({
-        "txid": tx.compute_txid().to_string(),
-        "hash": tx.compute_wtxid().to_string(),
-        "version": tx.version.0,
-        "size": tx.total_size(),
-        "vsize": tx.vsize(),
-        "weight": tx.weight().to_wu(),
-        "locktime": tx.lock_time.to_consensus_u32(),
-        "vin": vin,
-        "vout": vout,
-        "hex": serialize_hex(tx),
-    })
+    serde_json::to_value(super::format::TxJson::new(tx, chain)).unwrap_or_default()
 }
 
 /// Core's scriptPubKey object.
 pub fn script_json(script: &bitcoin::Script, network: bitcoin::Network) -> Value {
-    let kind = if script.is_p2pkh() {
-        "pubkeyhash"
-    } else if script.is_p2sh() {
-        "scripthash"
-    } else if script.is_p2wpkh() {
-        "witness_v0_keyhash"
-    } else if script.is_p2wsh() {
-        "witness_v0_scripthash"
-    } else if script.is_p2tr() {
-        "witness_v1_taproot"
-    } else if script.is_op_return() {
-        "nulldata"
-    } else if script.is_p2pk() {
-        "pubkey"
-    } else if script.is_multisig() {
-        "multisig"
-    } else {
-        "nonstandard"
-    };
-    let mut m = Map::new();
-    m.insert("asm".into(), script.to_asm_string().into());
-    m.insert(
-        "hex".into(),
-        bitcoin::hex::DisplayHex::to_lower_hex_string(script.as_bytes()).into(),
-    );
-    if let Ok(addr) = bitcoin::Address::from_script(script, network) {
-        m.insert("address".into(), addr.to_string().into());
-    }
-    m.insert("type".into(), kind.into());
-    Value::Object(m)
+    serde_json::to_value(super::format::ScriptJson::new(script, network)).unwrap_or_default()
 }
 
 /// What `getblock` needs from the chain thread: where the block is and its header fields.
@@ -261,9 +191,10 @@ fn pruned() -> RpcError {
     RpcError::new(code::MISC_ERROR, "Block not available (pruned data)")
 }
 
-/// `getblock blockhash (verbosity=1)` read and formatted off the chain thread; verbosity may
-/// be a boolean, as Core's legacy form. Verbosity 0 is the stored bytes, never decoded.
-pub fn getblock_format(d: BlockData) -> Result<Value, RpcError> {
+/// `getblock blockhash (verbosity=1)` read and formatted off the chain thread, as JSON text
+/// written straight from the block (no `Value` per transaction); verbosity may be a boolean,
+/// as Core's legacy form. Verbosity 0 is the stored bytes, never decoded.
+pub fn getblock_json(d: BlockData) -> Result<String, RpcError> {
     let BlockData {
         hash,
         access,
@@ -276,7 +207,7 @@ pub fn getblock_format(d: BlockData) -> Result<Value, RpcError> {
             .raw(&hash)
             .map_err(storage_fault)?
             .ok_or_else(pruned)?;
-        return Ok(bitcoin::hex::DisplayHex::to_lower_hex_string(&raw[..]).into());
+        return Ok(crate::hex::json_string(&raw));
     }
     let block = access
         .block(&hash)
@@ -288,17 +219,24 @@ pub fn getblock_format(d: BlockData) -> Result<Value, RpcError> {
     fields.insert("strippedsize".into(), stripped.into());
     fields.insert("size".into(), block.total_size().into());
     fields.insert("weight".into(), block.weight().to_wu().into());
-    let txs: Vec<Value> = if verbosity == 1 {
-        block
-            .txdata
-            .iter()
-            .map(|t| t.compute_txid().to_string().into())
-            .collect()
-    } else {
-        block.txdata.iter().map(|t| tx_json(t, chain)).collect()
-    };
-    fields.insert("tx".into(), txs.into());
-    Ok(Value::Object(fields))
+    let internal = |e: serde_json::Error| RpcError::internal(code::MISC_ERROR, e.to_string());
+    // The header fields, then `tx` written one transaction at a time.
+    let mut out = serde_json::to_vec(&fields).map_err(internal)?;
+    out.pop();
+    out.extend_from_slice(b",\"tx\":[");
+    for (i, tx) in block.txdata.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if verbosity == 1 {
+            serde_json::to_writer(&mut out, &tx.compute_txid().to_string()).map_err(internal)?;
+        } else {
+            serde_json::to_writer(&mut out, &super::format::TxJson::new(tx, chain))
+                .map_err(internal)?;
+        }
+    }
+    out.extend_from_slice(b"]}");
+    String::from_utf8(out).map_err(|e| RpcError::internal(code::MISC_ERROR, e.to_string()))
 }
 
 /// `getchaintips`.

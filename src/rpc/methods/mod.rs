@@ -2,9 +2,10 @@
 //! Chain reads run on the chain thread as queries; node reads use the shared views.
 
 pub mod blockchain;
+pub mod format;
 pub mod network;
 
-use super::protocol::{code, Args, Params, RpcError};
+use super::protocol::{code, Answer, Args, Params, RpcError};
 use crate::chain::chainstate::{ChainState, Submitted};
 use crate::chain::ChainRequest;
 use crate::config::Chain;
@@ -252,9 +253,9 @@ fn from_view(
     read(ctx, method, f, params)
 }
 
-/// Answers one call.
-pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcError> {
-    use blockchain as b;
+/// Answers one call; large answers (`getblock`) come as JSON text written straight from the
+/// block.
+pub fn call(ctx: &Context, method: &str, params: &Params) -> Result<Answer, RpcError> {
     if let Some((m, left)) = &ctx.fault {
         let take = |n: u32| n.checked_sub(1);
         if m == method
@@ -272,6 +273,19 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
             ));
         }
     }
+    if method == "getblock" {
+        let params = params.clone();
+        let data = on_chain(ctx, method, move |cs| {
+            blockchain::getblock_data(cs, &params)
+        })??;
+        return blockchain::getblock_json(data).map(Answer::Json);
+    }
+    dispatch(ctx, method, params).map(Answer::Value)
+}
+
+/// Answers one call (`getblock` is [`call`]'s).
+fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcError> {
+    use blockchain as b;
     if let Some(answer) = network::dispatch(ctx, method, params) {
         return answer;
     }
@@ -281,11 +295,6 @@ pub fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, R
         "getbestblockhash" => from_view(ctx, method, params, b::getbestblockhash, |v| {
             v.tip_hash.clone().into()
         }),
-        "getblock" => {
-            let params = params.clone();
-            let data = on_chain(ctx, method, move |cs| b::getblock_data(cs, &params))??;
-            b::getblock_format(data)
-        }
         "getblockcount" => from_view(ctx, method, params, b::getblockcount, |v| v.height.into()),
         "getblockhash" => read(ctx, method, b::getblockhash, params),
         "getblockheader" => read(ctx, method, b::getblockheader, params),

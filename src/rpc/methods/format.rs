@@ -1,0 +1,140 @@
+//! Core's JSON of transactions and scripts, as structs serialized straight to text: a block's
+//! thousands of transactions (`getblock` verbosity 2) are written without building a
+//! `serde_json::Value` tree first. Field order is Core's.
+
+use crate::config::Chain;
+use bitcoin::{Script, Transaction};
+use serde::Serialize;
+
+/// A decoded transaction (`decoderawtransaction`, `getrawtransaction` verbose, `getblock` 2).
+#[derive(Serialize)]
+pub struct TxJson {
+    txid: String,
+    hash: String,
+    version: i32,
+    size: usize,
+    vsize: usize,
+    weight: u64,
+    locktime: u32,
+    vin: Vec<InputJson>,
+    vout: Vec<OutputJson>,
+    hex: String,
+}
+
+#[derive(Serialize)]
+struct InputJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    coinbase: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    txid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vout: Option<u32>,
+    #[serde(rename = "scriptSig", skip_serializing_if = "Option::is_none")]
+    script_sig: Option<ScriptSigJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    txinwitness: Vec<String>,
+    sequence: u32,
+}
+
+#[derive(Serialize)]
+struct ScriptSigJson {
+    asm: String,
+    hex: String,
+}
+
+#[derive(Serialize)]
+struct OutputJson {
+    value: f64,
+    n: usize,
+    #[serde(rename = "scriptPubKey")]
+    script_pub_key: ScriptJson,
+}
+
+/// Core's scriptPubKey object.
+#[derive(Serialize)]
+pub struct ScriptJson {
+    asm: String,
+    hex: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl TxJson {
+    /// `tx` as Core shows it on `chain`.
+    pub fn new(tx: &Transaction, chain: Chain) -> TxJson {
+        let network = chain.bitcoin_network();
+        let coinbase = tx.is_coinbase();
+        let vin = tx
+            .input
+            .iter()
+            .map(|i| InputJson {
+                coinbase: coinbase.then(|| crate::hex::lower(i.script_sig.as_bytes())),
+                txid: (!coinbase).then(|| i.previous_output.txid.to_string()),
+                vout: (!coinbase).then_some(i.previous_output.vout),
+                script_sig: (!coinbase).then(|| ScriptSigJson {
+                    asm: i.script_sig.to_asm_string(),
+                    hex: crate::hex::lower(i.script_sig.as_bytes()),
+                }),
+                txinwitness: i.witness.iter().map(crate::hex::lower).collect(),
+                sequence: i.sequence.0,
+            })
+            .collect();
+        let vout = tx
+            .output
+            .iter()
+            .enumerate()
+            .map(|(n, o)| OutputJson {
+                value: o.value.to_btc(),
+                n,
+                script_pub_key: ScriptJson::new(&o.script_pubkey, network),
+            })
+            .collect();
+        TxJson {
+            txid: tx.compute_txid().to_string(),
+            hash: tx.compute_wtxid().to_string(),
+            version: tx.version.0,
+            size: tx.total_size(),
+            vsize: tx.vsize(),
+            weight: tx.weight().to_wu(),
+            locktime: tx.lock_time.to_consensus_u32(),
+            vin,
+            vout,
+            hex: crate::hex::lower(&bitcoin::consensus::encode::serialize(tx)),
+        }
+    }
+}
+
+impl ScriptJson {
+    /// `script` with its type and, when it has one, its address on `network`.
+    pub fn new(script: &Script, network: bitcoin::Network) -> ScriptJson {
+        let kind = if script.is_p2pkh() {
+            "pubkeyhash"
+        } else if script.is_p2sh() {
+            "scripthash"
+        } else if script.is_p2wpkh() {
+            "witness_v0_keyhash"
+        } else if script.is_p2wsh() {
+            "witness_v0_scripthash"
+        } else if script.is_p2tr() {
+            "witness_v1_taproot"
+        } else if script.is_op_return() {
+            "nulldata"
+        } else if script.is_p2pk() {
+            "pubkey"
+        } else if script.is_multisig() {
+            "multisig"
+        } else {
+            "nonstandard"
+        };
+        ScriptJson {
+            asm: script.to_asm_string(),
+            hex: crate::hex::lower(script.as_bytes()),
+            address: bitcoin::Address::from_script(script, network)
+                .ok()
+                .map(|a| a.to_string()),
+            kind,
+        }
+    }
+}
