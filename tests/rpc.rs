@@ -1119,3 +1119,53 @@ fn tip_calls_answer_while_the_chain_thread_is_stuck() {
     // Parameters are still checked.
     node.rpc_err("getblockcount", serde_json::json!([1]), "");
 }
+
+/// `getblock` 1 and 2 and `getblockheader` agree with the block `getblock` 0 returns, decoded
+/// here: sizes, weight, nTx, txids, and each transaction's fields (they are written without
+/// decoding the block, or straight from structs). Before and after the node stops (the block
+/// then comes from the block files, not memory).
+#[test]
+fn getblock_verbosities_agree_with_the_decoded_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let datadir = tmp.path().join("data");
+    let node = TestNode::ready_on(&datadir, "");
+    let blocks = support::spend_chain(1, 40);
+    for b in &blocks {
+        node.submit(b);
+    }
+    let check = |node: &TestNode| {
+        let hash = blocks.last().unwrap().block_hash().to_string();
+        let hex = node.call("getblock", serde_json::json!([hash, 0]));
+        let raw = <Vec<u8> as bitcoin::hex::FromHex>::from_hex(hex.as_str().unwrap()).unwrap();
+        let block: bitcoin::Block = bitcoin::consensus::deserialize(&raw).unwrap();
+        assert_eq!(&block, blocks.last().unwrap());
+        let one = node.call("getblock", serde_json::json!([hash, 1]));
+        let stripped = block.txdata.iter().map(|t| t.base_size()).sum::<usize>() + 80 + 1;
+        assert_eq!(one["size"], raw.len(), "{one}");
+        assert_eq!(one["strippedsize"], stripped);
+        assert_eq!(one["weight"], block.weight().to_wu());
+        assert_eq!(one["nTx"], block.txdata.len());
+        let txids: Vec<String> = block
+            .txdata
+            .iter()
+            .map(|t| t.compute_txid().to_string())
+            .collect();
+        assert_eq!(one["tx"], serde_json::json!(txids));
+        let header = node.call("getblockheader", serde_json::json!([hash]));
+        assert_eq!(header["nTx"], block.txdata.len());
+        let two = node.call("getblock", serde_json::json!([hash, 2]));
+        assert_eq!(two["weight"], one["weight"]);
+        for (t, v) in block.txdata.iter().zip(two["tx"].as_array().unwrap()) {
+            assert_eq!(v["txid"], t.compute_txid().to_string());
+            assert_eq!(v["hash"], t.compute_wtxid().to_string());
+            assert_eq!(v["size"], t.total_size());
+            assert_eq!(v["vsize"], t.vsize());
+            assert_eq!(v["hex"], bitcoin::consensus::encode::serialize_hex(t));
+            assert_eq!(v["vin"].as_array().unwrap().len(), t.input.len());
+            assert_eq!(v["vout"][0]["value"], t.output[0].value.to_btc());
+        }
+    };
+    check(&node);
+    node.stop();
+    check(&TestNode::ready_on(&datadir, ""));
+}

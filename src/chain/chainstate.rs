@@ -96,11 +96,14 @@ pub trait BlockSource: Send + Sync {
     fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StorageFault>;
     /// The undo data of a connected block, likewise.
     fn undo(&self, hash: &BlockHash) -> Result<Option<BlockChanges>, StorageFault>;
-    /// A stored block's bytes as stored, not decoded (`getblock` verbosity 0).
-    fn raw_block(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StorageFault> {
+    /// A stored block's bytes as stored, checked but not decoded (`getblock` 0 and 1).
+    fn raw_block(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<super::raw_block::RawBlock>, StorageFault> {
         Ok(self
             .block(hash)?
-            .map(|b| bitcoin::consensus::encode::serialize(&b)))
+            .map(|b| super::raw_block::RawBlock::of(&b)))
     }
     /// A stored block's transaction count, without reading the block (`nTx`).
     fn tx_count(&self, hash: &BlockHash) -> Result<Option<usize>, StorageFault> {
@@ -126,10 +129,13 @@ impl BlockAccess {
         }
     }
 
-    /// The serialized block; `None` if pruned meanwhile.
-    pub fn raw(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StorageFault> {
+    /// The serialized block, checked; `None` if pruned meanwhile.
+    pub fn raw(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<super::raw_block::RawBlock>, StorageFault> {
         match self {
-            BlockAccess::Memory(b) => Ok(Some(bitcoin::consensus::encode::serialize(b))),
+            BlockAccess::Memory(b) => Ok(Some(super::raw_block::RawBlock::of(b))),
             BlockAccess::Stored(s) => s.raw_block(hash),
         }
     }

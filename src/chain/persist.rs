@@ -392,7 +392,10 @@ impl BlockSource for FileSource {
         Ok(Some(block))
     }
 
-    fn raw_block(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StorageFault> {
+    fn raw_block(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<super::raw_block::RawBlock>, StorageFault> {
         let Some(pos) = self.record(hash)?.and_then(|r| r.block_pos) else {
             return Ok(None);
         };
@@ -409,12 +412,14 @@ impl BlockSource for FileSource {
         // Checked as a decoded block would be (header hash, merkle root, witness commitment),
         // in one pass over the bytes without decoding them.
         self.check_header(hash, &bytes, &path)?;
-        if let Err(e) = super::raw_block::check(&bytes) {
-            let detail = format!("{hash} in {}: {e}", path.display());
-            self.integrity.corrupt_block(*hash, &detail);
-            return Err(StorageFault::new("block", detail));
+        match super::raw_block::check(&bytes) {
+            Ok(summary) => Ok(Some(super::raw_block::RawBlock { bytes, summary })),
+            Err(e) => {
+                let detail = format!("{hash} in {}: {e}", path.display());
+                self.integrity.corrupt_block(*hash, &detail);
+                Err(StorageFault::new("block", detail))
+            }
         }
-        Ok(Some(bytes))
     }
 
     fn tx_count(&self, hash: &BlockHash) -> Result<Option<usize>, StorageFault> {

@@ -77,8 +77,41 @@ struct Coinbase {
     reserved: Option<std::ops::Range<usize>>,
 }
 
+/// What the walk learnt: enough for `getblock` verbosity 1 without decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Each transaction's txid, in order.
+    pub txids: Vec<bitcoin::Txid>,
+    /// The block without witnesses (Core's `strippedsize`).
+    pub stripped_size: usize,
+}
+
+/// A block's bytes as stored, checked, with what the check learnt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBlock {
+    /// The serialized block.
+    pub bytes: Vec<u8>,
+    /// Its txids and stripped size.
+    pub summary: Summary,
+}
+
+impl RawBlock {
+    /// Of a decoded block (one still in memory).
+    pub fn of(block: &bitcoin::Block) -> RawBlock {
+        RawBlock {
+            bytes: bitcoin::consensus::encode::serialize(block),
+            summary: Summary {
+                txids: block.txdata.iter().map(|t| t.compute_txid()).collect(),
+                stripped_size: block.txdata.iter().map(|t| t.base_size()).sum::<usize>()
+                    + 80
+                    + bitcoin::VarInt(block.txdata.len() as u64).size(),
+            },
+        }
+    }
+}
+
 /// Checks `block` (a serialized block) against its own header.
-pub fn check(block: &[u8]) -> Result<(), RawBlockError> {
+pub fn check(block: &[u8]) -> Result<Summary, RawBlockError> {
     let mut c = Cursor { b: block, at: 0 };
     let header = c.take(80)?;
     let merkle_root = &block[header.start + 36..header.start + 68];
@@ -86,8 +119,10 @@ pub fn check(block: &[u8]) -> Result<(), RawBlockError> {
     let mut txids = Vec::with_capacity(count);
     let mut wtxids = Vec::with_capacity(count);
     let mut coinbase = Coinbase::default();
+    let mut stripped_size = c.at;
     for i in 0..count {
-        let (txid, wtxid) = transaction(&mut c, (i == 0).then_some(&mut coinbase))?;
+        let (txid, wtxid, stripped) = transaction(&mut c, (i == 0).then_some(&mut coinbase))?;
+        stripped_size += stripped;
         txids.push(txid);
         wtxids.push(if i == 0 { [0; 32] } else { wtxid });
     }
@@ -104,15 +139,21 @@ pub fn check(block: &[u8]) -> Result<(), RawBlockError> {
             return Err(RawBlockError::WitnessCommitment);
         }
     }
-    Ok(())
+    Ok(Summary {
+        txids: txids
+            .into_iter()
+            .map(bitcoin::Txid::from_byte_array)
+            .collect(),
+        stripped_size,
+    })
 }
 
-/// Walks one transaction: its txid (the serialization without witnesses) and wtxid (all of
-/// it); for the coinbase, where its commitment and reserved value are.
+/// Walks one transaction: its txid (the serialization without witnesses), wtxid (all of it)
+/// and size without witnesses; for the coinbase, where its commitment and reserved value are.
 fn transaction(
     c: &mut Cursor<'_>,
     mut coinbase: Option<&mut Coinbase>,
-) -> Result<([u8; 32], [u8; 32]), RawBlockError> {
+) -> Result<([u8; 32], [u8; 32], usize), RawBlockError> {
     let start = c.at;
     let version = c.take(4)?;
     // BIP144: an input count of zero followed by flag 1 marks witnesses.
@@ -167,7 +208,7 @@ fn transaction(
     } else {
         txid
     };
-    Ok((txid, wtxid))
+    Ok((txid, wtxid, 8 + body_end - body_start))
 }
 
 #[cfg(test)]
@@ -205,8 +246,12 @@ mod tests {
 
     #[test]
     fn a_stored_block_checks_and_every_damaged_byte_is_found() {
-        let bytes = serialize(&block());
-        assert_eq!(check(&bytes), Ok(()));
+        let block = block();
+        let bytes = serialize(&block);
+        let summary = check(&bytes).unwrap();
+        let txids: Vec<_> = block.txdata.iter().map(|t| t.compute_txid()).collect();
+        assert_eq!(summary.txids, txids);
+        assert_eq!(summary, RawBlock::of(&block).summary);
         // Any byte after the header (which the caller checks by its hash) flipped.
         for at in 80..bytes.len() {
             let mut bad = bytes.clone();
