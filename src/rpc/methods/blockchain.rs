@@ -301,33 +301,78 @@ pub fn chaininfo(
     size_on_disk: u64,
     prune: &PruneInfo,
 ) -> Value {
-    let now = crate::clock::unix_now() as u64;
-    // Core's rule: in IBD while the tip is older than a day.
-    let ibd = u64::from(view.time) + 24 * 3600 < now;
-    let mut v = json!({
-        "chain": chain_name(chain),
-        "blocks": view.height,
-        "headers": view.headers,
-        "bestblockhash": view.tip_hash,
-        "difficulty": view.difficulty,
-        "time": view.time,
-        "mediantime": view.mediantime,
-        "verificationprogress": if view.headers == 0 { 1.0 } else { view.height as f64 / view.headers as f64 },
-        "initialblockdownload": ibd,
-        "chainwork": view.chainwork,
-        "size_on_disk": size_on_disk,
-        "pruned": prune.enabled,
-        "warnings": [],
-    });
-    if prune.enabled {
-        // Core: the lowest height with a complete block stored.
-        v["pruneheight"] = prune.prune_height.map_or(0, |h| h + 1).into();
-        v["automatic_pruning"] = prune.automatic.into();
-        if let Some(t) = prune.target_bytes {
-            v["prune_target_size"] = t.into();
+    serde_json::to_value(ChainInfo::new(chain, view, size_on_disk, prune)).unwrap_or_default()
+}
+
+/// `getblockchaininfo` as text, written from a struct in Core's field order (the call
+/// monitoring polls most, answered in the HTTP gate).
+pub fn chaininfo_json(
+    chain: crate::config::Chain,
+    view: &crate::state::ChainView,
+    size_on_disk: u64,
+    prune: &PruneInfo,
+) -> String {
+    serde_json::to_string(&ChainInfo::new(chain, view, size_on_disk, prune)).unwrap_or_default()
+}
+
+#[derive(serde::Serialize)]
+struct ChainInfo<'a> {
+    chain: &'static str,
+    blocks: u64,
+    headers: u64,
+    bestblockhash: &'a str,
+    difficulty: f64,
+    time: u32,
+    mediantime: u32,
+    verificationprogress: f64,
+    initialblockdownload: bool,
+    chainwork: &'a str,
+    size_on_disk: u64,
+    pruned: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pruneheight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    automatic_pruning: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prune_target_size: Option<u64>,
+    warnings: [&'static str; 0],
+}
+
+impl<'a> ChainInfo<'a> {
+    fn new(
+        chain: crate::config::Chain,
+        view: &'a crate::state::ChainView,
+        size_on_disk: u64,
+        prune: &PruneInfo,
+    ) -> ChainInfo<'a> {
+        let now = crate::clock::unix_now() as u64;
+        ChainInfo {
+            chain: chain_name(chain),
+            blocks: view.height,
+            headers: view.headers,
+            bestblockhash: &view.tip_hash,
+            difficulty: view.difficulty,
+            time: view.time,
+            mediantime: view.mediantime,
+            verificationprogress: if view.headers == 0 {
+                1.0
+            } else {
+                view.height as f64 / view.headers as f64
+            },
+            // Core's rule: in IBD while the tip is older than a day.
+            initialblockdownload: u64::from(view.time) + 24 * 3600 < now,
+            chainwork: &view.chainwork,
+            size_on_disk,
+            pruned: prune.enabled,
+            // Core: the lowest height with a complete block stored.
+            pruneheight: prune
+                .enabled
+                .then(|| prune.prune_height.map_or(0, |h| h + 1)),
+            automatic_pruning: prune.enabled.then_some(prune.automatic),
+            prune_target_size: prune.target_bytes.filter(|_| prune.enabled),
+            warnings: [],
         }
     }
-    v
 }
 
 /// Pruning as `getblockchaininfo` reports it.

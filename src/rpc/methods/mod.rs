@@ -273,6 +273,19 @@ pub fn call(ctx: &Context, method: &str, params: &Params) -> Result<Answer, RpcE
             ));
         }
     }
+    if method == "getblockchaininfo" {
+        let (size, prune) = (
+            ctx.probes.shared.storage.read().size_bytes,
+            ctx.prune_info(),
+        );
+        let view = ctx.probes.shared.chain.read();
+        if view.initialized {
+            Args::new(params, &[])?;
+            return Ok(Answer::Json(blockchain::chaininfo_json(
+                ctx.chain, &view, size, &prune,
+            )));
+        }
+    }
     if method == "getblock" {
         let params = params.clone();
         let data = on_chain(ctx, method, move |cs| {
@@ -304,11 +317,7 @@ fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcEr
         "getblockchaininfo" => {
             let size = ctx.probes.shared.storage.read().size_bytes;
             let prune = ctx.prune_info();
-            let view = ctx.probes.shared.chain.read().clone();
-            if view.initialized {
-                Args::new(params, &[])?;
-                return Ok(b::chaininfo(ctx.chain, &view, size, &prune));
-            }
+            // Before the chain is loaded ([`call`] answers from the view after).
             let params = params.clone();
             on_chain(ctx, method, move |cs| {
                 b::getblockchaininfo(cs, &params, size, &prune)
