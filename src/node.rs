@@ -633,7 +633,7 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
         max_response_bytes: config.rpc.max_response_mb << 20,
         request_log: config.logging.rpc_requests.level(),
     });
-    let _ = lane.set(rpc_server.clone());
+    let _ = lane.set(Arc::new(rpc::lane::RpcLane(rpc_server.clone())));
     let (rpc_stop, rpc_sig) = stop_pair(None);
     let mut rpc_threads = Vec::new();
     for i in 0..config.rpc.threads {

@@ -1169,3 +1169,70 @@ fn getblock_verbosities_agree_with_the_decoded_block() {
     node.stop();
     check(&TestNode::ready_on(&datadir, ""));
 }
+
+/// `getblockheader` and `getblockhash` go from the HTTP gate straight to the chain thread: they
+/// are answered while the only worker is held (by a call waiting on a stalled p2p thread) and
+/// the work queue is full, with the usual metrics.
+#[test]
+fn chain_reads_skip_the_workers() {
+    let node = TestNode::ready_with(NodeOptions {
+        config: Some(
+            "heartbeat_timeout_secs = 1.0\n[rpc]\nthreads = 1\nwork_queue = 1\ntimeout_secs = 30.0\n[debug]\nstall_component = \"p2p\"\nstall_after_secs = 0.2\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    let auth = cookie_auth(&node);
+    let addr = node.rpc;
+    let tip = node.call("getbestblockhash", serde_json::json!([]));
+    // Once p2p stalls, a setban waits on it for the whole timeout, holding the worker.
+    common::poll(Duration::from_secs(10), "p2p to stall", || {
+        let d = json(&node.get("/health/detailed").ok()?.1);
+        (d["components"]["p2p"]["status"] != "healthy").then_some(())
+    });
+    let hold = |body: &'static str| {
+        let a = auth.clone();
+        std::thread::spawn(move || {
+            let _ = http_full(addr, "POST", "/", &[("Authorization", &a)], body);
+        })
+    };
+    let _held = hold(r#"{"method":"setban","params":["127.9.9.9","add"],"id":1}"#);
+    common::poll(Duration::from_secs(10), "the worker to be held", || {
+        (metric(&node, "bllvm_rpc_in_flight")?.parse::<f64>().ok()? == 1.0).then_some(())
+    });
+    let _queued = hold(r#"{"method":"help","id":2}"#);
+    common::poll(Duration::from_secs(10), "a request queued", || {
+        let depth = metric(&node, "bllvm_channel_depth{channel=\"rpc_work_queue\"}")?;
+        (depth == "1").then_some(())
+    });
+    let (code, _, body) = post(&node, &auth, r#"{"method":"help","id":3}"#);
+    assert_eq!(code, 503, "the workers are full: {body}");
+    let (code, _, body) = post(
+        &node,
+        &auth,
+        &format!(r#"{{"method":"getblockheader","params":[{tip}],"id":4}}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["result"]["hash"], tip);
+    let (code, _, body) = post(
+        &node,
+        &auth,
+        r#"{"method":"getblockhash","params":[0],"id":5}"#,
+    );
+    assert_eq!((code, &json(&body)["result"]), (200, &tip), "{body}");
+    let (code, _, body) = post(
+        &node,
+        &auth,
+        r#"{"method":"getblockhash","params":[7],"id":6}"#,
+    );
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(json(&body)["error"]["code"], -8, "{body}");
+    assert_eq!(
+        metric(
+            &node,
+            "bllvm_rpc_requests_total{method=\"getblockheader\",outcome=\"success\"}"
+        )
+        .as_deref(),
+        Some("1")
+    );
+}

@@ -3,6 +3,7 @@
 pub mod allow;
 pub mod auth;
 pub mod circuit_breaker;
+pub mod lane;
 pub mod methods;
 pub mod protocol;
 pub mod rate_limit;
@@ -146,51 +147,6 @@ impl RpcGate {
     }
 }
 
-/// Bodies longer than this are never answered in the gate: a view call is a few dozen bytes,
-/// and parsing a large body there would hold every other connection.
-const LANE_MAX_BODY: usize = 1024;
-
-impl crate::http::gate::Lane for RpcServer {
-    /// Single calls of [`methods::VIEW_METHODS`] once the chain is loaded, with every check a
-    /// worker makes (address, rate limits, credentials, breaker), so they skip the hops to
-    /// tiny_http and a worker. Everything else goes on.
-    fn answer(&self, f: &crate::http::gate::request::Forward, peer: SocketAddr) -> Option<Reply> {
-        let body = f.bytes.get(f.fields.body_at..)?;
-        if !f.fields.rpc || body.len() > LANE_MAX_BODY {
-            return None;
-        }
-        let shared = &self.methods.probes.shared;
-        if shared.shutting_down.load(Ordering::Acquire)
-            || shared.startup.read().is_some()
-            || !shared.chain.read().initialized
-        {
-            return None;
-        }
-        let parsed = protocol::parse(body).ok()?;
-        match &parsed {
-            Body::Single(Ok(c)) if methods::VIEW_METHODS.contains(&c.method.as_str()) => {}
-            _ => return None,
-        }
-        let started = Instant::now();
-        let reply = match self
-            .gate
-            .admit(Some(peer), f.fields.authorization.as_deref())
-        {
-            Err(reply) => reply,
-            Ok(user) => {
-                let meta = RequestMeta {
-                    remote: Some(peer),
-                    user: &user,
-                    request_id: f.fields.request_id.as_deref(),
-                };
-                self.handle_parsed(&meta, body.len(), Ok(parsed))
-            }
-        };
-        crate::http::count(&self.metrics, "/", reply.status, started);
-        Some(reply)
-    }
-}
-
 impl RpcServer {
     /// Answers one HTTP request to `/`.
     pub fn handle(&self, meta: &RequestMeta<'_>, body: &[u8]) -> Reply {
@@ -205,31 +161,66 @@ impl RpcServer {
         body: Result<Body, RpcError>,
     ) -> Reply {
         let started = Instant::now();
-        let request_id = meta
-            .request_id
+        let request_id = self.request_id(meta.request_id);
+        let (reply, method, user) = self.answer(meta, body);
+        let done = Finished {
+            request_id: &request_id,
+            remote: meta.remote,
+            user: &user,
+            size,
+            method,
+            started,
+        };
+        self.finish_request(reply, &done)
+    }
+
+    /// The request's id: the client's `X-Request-Id` when it is a sane token, else a new one.
+    fn request_id(&self, given: Option<&str>) -> String {
+        given
             .filter(|id| {
                 !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic())
             })
             .map(str::to_owned)
-            .unwrap_or_else(|| format!("{:016x}", self.next_id.fetch_add(1, Ordering::Relaxed)));
-        let (reply, method, user) = self.answer(meta, body);
-        let reply = reply.with_header("X-Request-Id", request_id.clone());
-        let duration = started.elapsed();
+            .unwrap_or_else(|| format!("{:016x}", self.next_id.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// Stamps a request's reply with its id, writes its log line and times it.
+    fn finish_request(&self, reply: Reply, done: &Finished<'_>) -> Reply {
+        let reply = reply.with_header("X-Request-Id", done.request_id.to_owned());
+        let duration = done.started.elapsed();
         if let Some(level) = self.request_log.filter(|l| log::log_enabled!(*l)) {
-            let client = meta.remote.map(|a| a.to_string()).unwrap_or_default();
+            let client = done.remote.map(|a| a.to_string()).unwrap_or_default();
             log::log!(
                 level,
-                request_id = request_id.as_str(), method = method, client_addr = client.as_str(),
-                user = user.as_str(), request_size = size, status = reply.status,
+                request_id = done.request_id, method = done.method, client_addr = client.as_str(),
+                user = done.user, request_size = done.size, status = reply.status,
                 duration_ms = duration.as_millis() as u64;
                 "rpc request"
             );
         }
         self.metrics
             .rpc_request_duration_seconds
-            .with_label_values(&[method])
+            .with_label_values(&[done.method])
             .observe(duration.as_secs_f64());
         reply
+    }
+
+    /// The HTTP reply to a single call (204 without a body for a 2.0 notification).
+    fn single_reply(
+        id: Option<Value>,
+        version: Version,
+        outcome: Result<protocol::Answer, RpcError>,
+    ) -> Reply {
+        let status = protocol::http_status(version, &outcome);
+        match protocol::reply(id, version, outcome) {
+            Some(text) => Reply::json_text(status, text),
+            None => Reply {
+                status: 204,
+                content_type: "application/json",
+                headers: Vec::new(),
+                body: String::new(),
+            },
+        }
     }
 
     /// Core's getrpcinfo: the commands running now.
@@ -364,18 +355,7 @@ impl RpcServer {
         match body {
             Body::Single(call) => {
                 let (id, version, method, outcome) = self.run(call);
-                let status = protocol::http_status(version, &outcome);
-                let reply = match protocol::reply(id, version, outcome) {
-                    Some(text) => Reply::json_text(status, text),
-                    // A 2.0 notification: no body.
-                    None => Reply {
-                        status: 204,
-                        content_type: "application/json",
-                        headers: Vec::new(),
-                        body: String::new(),
-                    },
-                };
-                (reply, method, user)
+                (Self::single_reply(id, version, outcome), method, user)
             }
             Body::Batch(calls) => {
                 // Each answer is serialized as it comes, so the batch's memory is its text,
@@ -441,50 +421,92 @@ impl RpcServer {
             Err(b) => (b.id, b.version, "unknown", Err(b.error)),
             Ok(c) => {
                 let label = methods::label(&c.method);
-                if !self.breaker_allows(label) {
-                    self.reject("breaker");
-                    let e = RpcError::new(
-                        protocol::code::MISC_ERROR,
-                        format!(
-                            "circuit breaker open for {label}: recent calls failed; retry later"
-                        ),
-                    );
-                    return (c.id, c.version, label, Err(e));
-                }
                 let outcome = if c.method == "getrpcinfo" {
-                    Ok(self.rpcinfo().into())
+                    // Not listed among the running commands: its answer adds itself.
+                    self.begin(label, false)
+                        .map(|b| self.end(b, Ok(self.rpcinfo().into())))
                 } else {
-                    self.metrics.rpc_in_flight.inc();
-                    let started = Instant::now();
-                    self.active.lock().push((label, started));
-                    let outcome = methods::call(&self.methods, &c.method, &c.params);
-                    let mut active = self.active.lock();
-                    if let Some(i) = active
-                        .iter()
-                        .position(|(m, t)| *m == label && *t == started)
-                    {
-                        active.swap_remove(i);
-                    }
-                    self.metrics.rpc_in_flight.dec();
-                    outcome
+                    self.begin(label, true).map(|b| {
+                        let outcome = methods::call(&self.methods, &c.method, &c.params);
+                        self.end(b, outcome)
+                    })
                 };
-                self.breaker_record(label, matches!(&outcome, Err(e) if e.internal));
-                self.methods
-                    .probes
-                    .shared
-                    .rpc_requests
-                    .fetch_add(1, Ordering::Relaxed);
-                let kind = match &outcome {
-                    Ok(_) => "success",
-                    Err(e) if e.code == protocol::code::METHOD_NOT_FOUND => "not_found",
-                    Err(_) => "error",
-                };
-                self.metrics
-                    .rpc_requests_total
-                    .with_label_values(&[label, kind])
-                    .inc();
-                (c.id, c.version, label, outcome)
+                (c.id, c.version, label, outcome.unwrap_or_else(Err))
             }
         }
     }
+
+    /// Starts a call of `label`: its breaker must allow it (else the error to answer); then it
+    /// counts as in flight and, if `listed`, shows in `getrpcinfo`.
+    fn begin(&self, label: &'static str, listed: bool) -> Result<Begun, RpcError> {
+        if !self.breaker_allows(label) {
+            self.reject("breaker");
+            return Err(RpcError::new(
+                protocol::code::MISC_ERROR,
+                format!("circuit breaker open for {label}: recent calls failed; retry later"),
+            ));
+        }
+        let started = Instant::now();
+        if listed {
+            self.metrics.rpc_in_flight.inc();
+            self.active.lock().push((label, started));
+        }
+        Ok(Begun {
+            label,
+            started,
+            listed,
+        })
+    }
+
+    /// Ends a call [`RpcServer::begin`] started: its breaker and counters learn the outcome,
+    /// which is passed on.
+    fn end(
+        &self,
+        b: Begun,
+        outcome: Result<protocol::Answer, RpcError>,
+    ) -> Result<protocol::Answer, RpcError> {
+        if b.listed {
+            let mut active = self.active.lock();
+            if let Some(i) = active
+                .iter()
+                .position(|(m, t)| *m == b.label && *t == b.started)
+            {
+                active.swap_remove(i);
+            }
+            self.metrics.rpc_in_flight.dec();
+        }
+        self.breaker_record(b.label, matches!(&outcome, Err(e) if e.internal));
+        self.methods
+            .probes
+            .shared
+            .rpc_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let kind = match &outcome {
+            Ok(_) => "success",
+            Err(e) if e.code == protocol::code::METHOD_NOT_FOUND => "not_found",
+            Err(_) => "error",
+        };
+        self.metrics
+            .rpc_requests_total
+            .with_label_values(&[b.label, kind])
+            .inc();
+        outcome
+    }
+}
+
+/// A call under way, between [`RpcServer::begin`] and [`RpcServer::end`].
+pub struct Begun {
+    label: &'static str,
+    started: Instant,
+    listed: bool,
+}
+
+/// What a request's log line and timing need once it is answered.
+pub struct Finished<'a> {
+    request_id: &'a str,
+    remote: Option<SocketAddr>,
+    user: &'a str,
+    size: usize,
+    method: &'static str,
+    started: Instant,
 }

@@ -11,6 +11,7 @@ pub mod admission;
 pub mod request;
 pub mod response;
 
+use super::reply::Reply;
 use crate::lifecycle::StopSignal;
 use crate::metrics::Metrics;
 use crate::supervisor::health::{Heartbeat, Status};
@@ -52,10 +53,57 @@ const LINGER: Duration = Duration::from_secs(2);
 const BUFFER_FLOOR: usize = 64 * 1024;
 
 /// Answers some complete requests in the gate thread, without the hop to the server behind
-/// it. It must never block: whatever it cannot answer at once it declines.
+/// it. It must never block: what it cannot answer at once it declines, or hands to another
+/// thread that completes it through `later`.
 pub trait Lane: Send + Sync {
-    /// The answer to `request` from `peer`, or `None` to forward it.
-    fn answer(&self, request: &Forward, peer: SocketAddr) -> Option<super::reply::Reply>;
+    /// What becomes of `request` from `peer`; `None`: forward it.
+    fn answer(&self, request: &Forward, peer: SocketAddr, later: Completion) -> Option<Laned>;
+}
+
+/// Makes a reply on the gate thread: the last step of an answer given later.
+pub type Finisher = Box<dyn FnOnce() -> Reply + Send>;
+
+/// What a lane did with a request.
+pub enum Laned {
+    /// Answered it.
+    Answer(Reply),
+    /// Handed it on: the answer comes through the [`Completion`]; if it has not by
+    /// `deadline`, `expired` makes one (a timeout), and a late one is dropped.
+    Later {
+        /// When to give up waiting.
+        deadline: Instant,
+        /// The answer then.
+        expired: Finisher,
+    },
+}
+
+/// Where a lane's later answer goes: to the gate, which it wakes.
+pub struct Completion {
+    tx: crossbeam_channel::Sender<Done>,
+    waker: Arc<mio::Waker>,
+    client: usize,
+    serial: u64,
+}
+
+impl Completion {
+    /// Hands the answer to the gate (from any thread; never blocks).
+    pub fn complete(self, finish: Finisher) {
+        let done = Done {
+            client: self.client,
+            serial: self.serial,
+            finish,
+        };
+        // Full only if the gate is far behind: the request then gets its deadline's answer.
+        if self.tx.try_send(done).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+struct Done {
+    client: usize,
+    serial: u64,
+    finish: Finisher,
 }
 
 /// Where the lane is put once what it answers from exists (the gate starts first).
@@ -99,13 +147,20 @@ struct Client {
     /// instead of a reset.
     linger: Option<Instant>,
     close_after: bool,
+    /// Tells this connection from a later one in the same slot (for answers given later).
+    serial: u64,
 }
 
-#[derive(Debug)]
 enum Flow {
     Reading,
     Queued(Forward),
     InFlight(usize),
+    /// A lane answers later; `close` after it.
+    Lane {
+        deadline: Instant,
+        expired: Finisher,
+        close: bool,
+    },
 }
 
 struct Backend {
@@ -144,6 +199,10 @@ pub struct Gate {
     lane: LaneSlot,
     /// Clients whose answers drained with requests or input left: read again.
     resume: Vec<usize>,
+    /// Answers lanes give later, and where they arrive.
+    done_tx: crossbeam_channel::Sender<Done>,
+    done_rx: crossbeam_channel::Receiver<Done>,
+    next_serial: u64,
 }
 
 impl Gate {
@@ -174,6 +233,8 @@ impl Gate {
                 fresh: false,
             })
             .collect();
+        // A client waits for at most one answer; the slack covers answers for clients gone.
+        let (done_tx, done_rx) = crossbeam_channel::bounded(2 * config.max_connections + 16);
         Ok(Gate {
             poll,
             listener,
@@ -191,6 +252,9 @@ impl Gate {
             waker,
             lane,
             resume: Vec::new(),
+            done_tx,
+            done_rx,
+            next_serial: 0,
         })
     }
 
@@ -228,7 +292,7 @@ impl Gate {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(now),
-                    WAKER => {}
+                    WAKER => self.completed(now),
                     Token(t) if t >= BACKEND_BASE => {
                         let b = t - BACKEND_BASE;
                         if ev.is_writable() {
@@ -249,9 +313,6 @@ impl Gate {
                     }
                 }
             }
-            while let Some(idx) = self.resume.pop() {
-                self.client_read(idx, now);
-            }
             if self.accept_resume.is_some_and(|at| now >= at) {
                 self.accept_resume = None;
                 self.accept(now);
@@ -260,6 +321,9 @@ impl Gate {
                 next_sweep = now + SWEEP;
                 self.sweep(now);
                 self.sweep_backends(now);
+            }
+            while let Some(idx) = self.resume.pop() {
+                self.client_read(idx, now);
             }
         }
     }
@@ -343,7 +407,9 @@ impl Gate {
             closing: None,
             linger: None,
             close_after: false,
+            serial: self.next_serial,
         });
+        self.next_serial += 1;
         self.metrics.http_connections_open.inc();
     }
 
@@ -433,12 +499,28 @@ impl Gate {
             let Step::Forward(f) = step else {
                 break step;
             };
-            let reply = match &lane {
-                Some(lane) if !f.probe => lane.answer(&f, c.peer),
+            let later = Completion {
+                tx: self.done_tx.clone(),
+                waker: self.waker.clone(),
+                client: idx,
+                serial: c.serial,
+            };
+            let laned = match &lane {
+                Some(lane) if !f.probe => lane.answer(&f, c.peer, later),
                 _ => None,
             };
-            let Some(reply) = reply else {
-                break Step::Forward(f);
+            let reply = match laned {
+                None => break Step::Forward(f),
+                Some(Laned::Answer(reply)) => reply,
+                Some(Laned::Later { deadline, expired }) => {
+                    c.state = Flow::Lane {
+                        deadline,
+                        expired,
+                        close: f.close,
+                    };
+                    // The loop's first check ends it, writing what was answered so far.
+                    continue;
+                }
             };
             c.out.extend_from_slice(&answer_bytes(&reply, f.close));
             c.wrote_at = now;
@@ -485,6 +567,38 @@ impl Gate {
                 self.close(idx, reason);
             }
         }
+    }
+
+    /// Answers lanes gave later: each goes to its client if it still waits for it.
+    fn completed(&mut self, now: Instant) {
+        while let Ok(done) = self.done_rx.try_recv() {
+            let Some(c) = self.clients.get_mut(done.client).and_then(|c| c.as_mut()) else {
+                continue;
+            };
+            if c.serial != done.serial || !matches!(c.state, Flow::Lane { .. }) {
+                continue;
+            }
+            if let Flow::Lane { close, .. } = std::mem::replace(&mut c.state, Flow::Reading) {
+                let reply = (done.finish)();
+                self.lane_answered(done.client, &reply, close, now);
+            }
+        }
+    }
+
+    /// A lane's later answer (or its deadline's) is in: it is written and the client goes on.
+    fn lane_answered(&mut self, idx: usize, reply: &Reply, close: bool, now: Instant) {
+        let Some(c) = self.clients[idx].as_mut() else {
+            return;
+        };
+        c.out.extend_from_slice(&answer_bytes(reply, close));
+        c.wrote_at = now;
+        if close {
+            c.closing = Some("asked");
+        } else {
+            c.reader.answered(now);
+        }
+        self.client_write(idx, now);
+        self.resume.push(idx);
     }
 
     /// Queues an answer made by the gate itself, then closes for `reason`.
@@ -753,7 +867,17 @@ impl Gate {
                 continue;
             };
             let pending = c.out_at < c.out.len();
-            if c.linger.is_some_and(|t| now >= t) {
+            if matches!(c.state, Flow::Lane { deadline, .. } if now >= deadline) {
+                let Some(c) = self.clients[idx].as_mut() else {
+                    continue;
+                };
+                if let Flow::Lane { expired, close, .. } =
+                    std::mem::replace(&mut c.state, Flow::Reading)
+                {
+                    let reply = expired();
+                    self.lane_answered(idx, &reply, close, now);
+                }
+            } else if c.linger.is_some_and(|t| now >= t) {
                 self.close(idx, c.closing.unwrap_or("rejected"));
             } else if pending && now.duration_since(c.wrote_at) >= send_limit {
                 self.close(idx, "send_timeout");
@@ -800,7 +924,8 @@ impl Gate {
                 .waiting
                 .iter_mut()
                 .for_each(|w| w.retain(|&i| i != idx)),
-            Flow::Reading => {}
+            // A later answer finds another serial (or nobody) and is dropped.
+            Flow::Reading | Flow::Lane { .. } => {}
         }
         self.free.push(idx);
         self.metrics.http_connections_open.dec();
@@ -826,7 +951,7 @@ pub const CLOSE_REASONS: [&str; 8] = [
 
 /// A lane's answer on the wire, with a length (never chunked) and `Connection: close` when
 /// the client asked for it.
-fn answer_bytes(reply: &super::reply::Reply, close: bool) -> Vec<u8> {
+fn answer_bytes(reply: &Reply, close: bool) -> Vec<u8> {
     use std::fmt::Write as _;
     let mut head = String::with_capacity(160);
     let _ = write!(
@@ -871,14 +996,14 @@ mod tests {
     struct Big(AtomicUsize);
 
     impl Lane for Big {
-        fn answer(&self, _: &Forward, _: SocketAddr) -> Option<super::super::reply::Reply> {
+        fn answer(&self, _: &Forward, _: SocketAddr, _: Completion) -> Option<Laned> {
             let n = self.0.fetch_add(1, Ordering::SeqCst);
-            Some(super::super::reply::Reply {
+            Some(Laned::Answer(Reply {
                 status: 200,
                 content_type: "text/plain",
                 headers: vec![("X-N", n.to_string())],
                 body: "x".repeat(200_000),
-            })
+            }))
         }
     }
 

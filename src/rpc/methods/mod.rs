@@ -44,7 +44,8 @@ pub struct Context {
 }
 
 impl Context {
-    fn timeout_for(&self, method: &str) -> Duration {
+    /// How long `method` may wait for the chain thread.
+    pub fn timeout_for(&self, method: &str) -> Duration {
         self.method_timeouts
             .get(method)
             .copied()
@@ -162,6 +163,16 @@ pub const VIEW_METHODS: &[&str] = &[
     "uptime",
 ];
 
+/// Chain reads quick enough to hand from the HTTP gate straight to the chain thread, whose
+/// answer comes back to the gate: no tiny_http, no worker.
+pub fn chain_read(method: &str) -> Option<ChainFn> {
+    match method {
+        "getblockheader" => Some(blockchain::getblockheader),
+        "getblockhash" => Some(blockchain::getblockhash),
+        _ => None,
+    }
+}
+
 /// The metric label of a method name: itself if known, else `unknown`.
 pub fn label(method: &str) -> &'static str {
     METHODS
@@ -171,7 +182,8 @@ pub fn label(method: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
-type ChainFn = fn(&ChainState, &Params) -> Result<Value, RpcError>;
+/// A read of the chain state.
+pub type ChainFn = fn(&ChainState, &Params) -> Result<Value, RpcError>;
 
 /// Runs `f` on the chain thread and waits for its answer (at most `ctx.timeout`).
 fn on_chain<T: Send + 'static>(
