@@ -262,6 +262,59 @@ fn measure(t: &Target, mode: Mode, clients: usize, total: usize) -> Figures {
     }
 }
 
+fn targets_by_label(targets: &[Target], label: &str) -> Option<Target> {
+    targets.iter().find(|t| t.label.starts_with(label)).cloned()
+}
+
+/// CPU seconds (user and system) a process has used.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let ticks = 100.0; // USER_HZ
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
+}
+
+/// Sends `t` at `rate` per second over `conns` keep-alive connections for `secs`; returns the
+/// rate answered and the CPU seconds process `pid` used meanwhile.
+fn cpu_at_rate(t: &Target, pid: i32, rate: f64, secs: f64, conns: usize) -> (f64, f64) {
+    let before = cpu_seconds(pid);
+    let start = Instant::now();
+    let each = Duration::from_secs_f64(conns as f64 / rate);
+    let workers: Vec<_> = (0..conns)
+        .map(|_| {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                let headers = t.headers();
+                let mut conn = KeepAlive::connect(t.addr).unwrap();
+                let mut answered = 0usize;
+                let mut next = Instant::now();
+                while start.elapsed().as_secs_f64() < secs {
+                    if conn
+                        .request(t.verb, t.path, &headers, &t.body)
+                        .is_ok_and(|a| a.0 == 200)
+                    {
+                        answered += 1;
+                    }
+                    // Paced, not a flood: the next call at its slot.
+                    next += each;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let answered: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    let wall = start.elapsed().as_secs_f64();
+    (answered as f64 / wall, cpu_seconds(pid) - before)
+}
+
 fn print(label: &str, mode: Mode, clients: usize, f: &Figures, bare: Option<&Figures>) {
     let ratio = bare.map_or("           ".to_owned(), |b| {
         format!(
@@ -413,6 +466,29 @@ fn main() {
                 print(&t.label, mode, clients, &f, Some(&b));
             }
         }
+    }
+    // The per-request log line's cost at a fixed 10k calls/s: the node's CPU time, logged at
+    // info and not logged (the same getblockcount, 8 keep-alive connections, 3 s).
+    for (label, t, pid) in [
+        (
+            "rpc_requests = debug (not written)",
+            &targets_by_label(&targets, "getblockcount"),
+            node.pid(),
+        ),
+        (
+            "rpc_requests = info",
+            &targets_by_label(&targets, "getblockcount, rpc_requests"),
+            logged.pid(),
+        ),
+    ] {
+        let Some(t) = t else { continue };
+        let secs = if full { 3.0 } else { 0.2 };
+        let (rate, cpu) = cpu_at_rate(t, pid, 10_000.0, secs, 8);
+        println!(
+            "getblockcount at 10k/s, {label:<36}: {rate:>6.0} req/s answered, node CPU {:.2} ms per 1,000 calls ({:.1}% of a core)",
+            cpu * 1000.0 / (rate * secs / 1000.0),
+            100.0 * cpu / secs
+        );
     }
     println!(
         "log written at info: {} bytes for the calls above",

@@ -311,7 +311,7 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
     }
     // Core writes the cookie at start and removes it on a clean exit. On a full disk the node
     // still starts (degraded, see storage); the pruning monitor writes the cookie once it can.
-    let cookie = Arc::new(CookieFile::new(&dir));
+    let cookie = Arc::new(CookieFile::new(&dir, config.rpc.cookie_perms.mode()));
     if let Err(source) = cookie.write() {
         if source.kind() != std::io::ErrorKind::StorageFull {
             return Err(StartError::Cookie {

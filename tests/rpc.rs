@@ -1236,3 +1236,27 @@ fn chain_reads_skip_the_workers() {
         Some("1")
     );
 }
+
+/// `[rpc] cookie_perms` (Core's -rpccookieperms) sets the cookie's mode whatever the umask;
+/// an unknown value stops the start with the key named.
+#[test]
+fn cookie_perms_set_the_cookie_mode() {
+    for (perms, mode) in [("owner", 0o600), ("group", 0o640), ("all", 0o644)] {
+        let node = TestNode::ready_with(NodeOptions {
+            config: Some(format!("[rpc]\ncookie_perms = \"{perms}\"\n")),
+            ..NodeOptions::default()
+        });
+        let got = std::fs::metadata(cookie_path(&node))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(got & 0o777, mode, "cookie_perms = {perms}");
+        node.call("getblockcount", serde_json::json!([]));
+    }
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some("[rpc]\ncookie_perms = \"world\"\n".into()),
+        ..NodeOptions::default()
+    });
+    assert_eq!(node.wait_exit(Duration::from_secs(10)), 1);
+    assert!(node.log().contains("cookie_perms"), "{}", node.log());
+}

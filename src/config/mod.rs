@@ -217,6 +217,8 @@ pub struct RpcConfig {
     pub rpcauth: Vec<String>,
     /// Client ranges allowed besides loopback (`ADDR` or `ADDR/PREFIX`).
     pub allow_ip: Vec<String>,
+    /// Who may read the cookie file (Core's `-rpccookieperms`).
+    pub cookie_perms: CookiePerms,
     /// Rate limits and credentials.
     pub auth: RpcAuthConfig,
 }
@@ -286,6 +288,29 @@ pub struct LoggingConfig {
     pub level: LogLevel,
     /// The level of the line logged for each JSON-RPC request.
     pub rpc_requests: RequestLog,
+}
+
+/// `[rpc] cookie_perms`: who may read the cookie file, as Core's `-rpccookieperms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookiePerms {
+    /// The node's user only (0600).
+    Owner,
+    /// And its group (0640): an indexer or LND running as another user of that group.
+    Group,
+    /// Everyone (0644).
+    All,
+}
+
+impl CookiePerms {
+    /// The file mode.
+    pub fn mode(self) -> u32 {
+        match self {
+            CookiePerms::Owner => 0o600,
+            CookiePerms::Group => 0o640,
+            CookiePerms::All => 0o644,
+        }
+    }
 }
 
 /// `[logging] rpc_requests`: at what level each JSON-RPC request is logged.
@@ -526,6 +551,7 @@ impl Default for RpcConfig {
             password: None,
             rpcauth: Vec::new(),
             allow_ip: Vec::new(),
+            cookie_perms: CookiePerms::Owner,
             auth: RpcAuthConfig::default(),
         }
     }

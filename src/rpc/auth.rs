@@ -4,7 +4,7 @@
 use base64::Engine;
 use bitcoin::hashes::{hmac, sha256, Hash, HashEngine};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The cookie's user name.
@@ -113,13 +113,16 @@ pub struct CookieFile {
     path: PathBuf,
     secret: String,
     written: std::sync::atomic::AtomicBool,
+    mode: u32,
 }
 
 impl CookieFile {
-    /// A fresh random secret for `<dir>/.cookie`; nothing is written yet.
-    pub fn new(dir: &Path) -> CookieFile {
+    /// A fresh random secret for `<dir>/.cookie`, to be written with file mode `mode`; nothing
+    /// is written yet.
+    pub fn new(dir: &Path, mode: u32) -> CookieFile {
         let secret: [u8; 32] = bitcoin::secp256k1::rand::random();
         CookieFile {
+            mode,
             path: dir.join(".cookie"),
             secret: bitcoin::hex::DisplayHex::to_lower_hex_string(&secret[..]),
             written: std::sync::atomic::AtomicBool::new(false),
@@ -138,7 +141,8 @@ impl CookieFile {
         self.written.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Writes the file (mode 0600, via rename so readers never see half of it).
+    /// Writes the file with its mode (set explicitly, whatever the umask; created 0600 so it
+    /// is never wider in between), via rename so readers never see half of it.
     pub fn write(&self) -> std::io::Result<()> {
         let tmp = self.path.with_extension("tmp");
         let result = (|| {
@@ -148,6 +152,7 @@ impl CookieFile {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
+            f.set_permissions(std::fs::Permissions::from_mode(self.mode))?;
             write!(f, "{COOKIE_USER}:{}", self.secret)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)
