@@ -105,3 +105,100 @@ fn messages_before_the_handshake_are_ignored_and_getblocks_is_served() {
     );
     assert_eq!(node.call("getconnectioncount", json!([])), 1);
 }
+
+/// Sends a `version` for `version`/`services`/`relay` as a raw frame; `relay: None` leaves
+/// the optional relay byte out.
+fn send_version(peer: &mut RawPeer, version: u32, services: u64, relay: Option<bool>) {
+    use bitcoin::hashes::{sha256d, Hash};
+    use bitcoin::p2p::{message_network::VersionMessage, Address, ServiceFlags};
+    let a = Address::new(&"127.0.0.1:0".parse().unwrap(), ServiceFlags::NONE);
+    let mut v = VersionMessage::new(
+        ServiceFlags::from(services),
+        1_700_000_000,
+        a.clone(),
+        a,
+        0x0bad_5eed,
+        "/old-client:0.1/".into(),
+        0,
+    );
+    v.version = version;
+    v.relay = relay.unwrap_or(true);
+    let mut payload = bitcoin::consensus::serialize(&v);
+    if relay.is_none() {
+        payload.pop();
+    }
+    let mut frame = bitcoin::p2p::Magic::REGTEST.to_bytes().to_vec();
+    frame.extend_from_slice(b"version\0\0\0\0\0");
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&sha256d::Hash::hash(&payload).to_byte_array()[..4]);
+    frame.extend_from_slice(&payload);
+    peer.send_raw(&frame).unwrap();
+}
+
+/// Everything the node sends a 70001 client with no services and relay off, from the handshake
+/// through new blocks, is in that version's vocabulary and asks nothing it cannot serve: no
+/// `sendheaders`, `feefilter`, `sendcmpct`, `wtxidrelay`, `sendaddrv2`, `getaddr`, `getheaders`
+/// or `getdata`; new blocks arrive as `inv`. A `version` without the relay byte (70015) is
+/// accepted, as in Core, not banned as malformed.
+#[test]
+fn an_old_client_gets_only_what_its_version_and_services_allow() {
+    let node = TestNode::ready_with(NodeOptions::default());
+    node.call("generatetoaddress", json!([5, address(1)]));
+    let mut peer = RawPeer::connect("127.81.0.1", node.p2p).unwrap();
+    send_version(&mut peer, 70_001, 0, Some(false));
+    let mut seen: Vec<String> = Vec::new();
+    let record = |m: &NetworkMessage, seen: &mut Vec<String>| seen.push(m.cmd().to_string());
+    let verack = peer.recv_matching(WAIT, |m| {
+        record(&m, &mut seen);
+        matches!(m, NetworkMessage::Verack).then_some(())
+    });
+    assert!(verack.is_some(), "no verack: {seen:?}");
+    peer.send(NetworkMessage::Verack).unwrap();
+    // The node's announcements of blocks it mines, until the last one's.
+    let hashes = node.call("generatetoaddress", json!([3, address(1)]));
+    let last = BlockHash::from_str(hashes[2].as_str().unwrap()).unwrap();
+    let announced = peer.recv_matching(WAIT, |m| {
+        record(&m, &mut seen);
+        match m {
+            NetworkMessage::Inv(items) => items.contains(&Inventory::Block(last)).then_some(()),
+            _ => None,
+        }
+    });
+    assert!(
+        announced.is_some(),
+        "the new tip was not announced by inv: {seen:?}"
+    );
+    // Whatever else comes within a moment (a ping, a late message) is checked too.
+    while let Some(m) = peer.recv(Duration::from_millis(500)) {
+        record(&m, &mut seen);
+    }
+    let allowed = ["version", "verack", "ping", "pong", "inv", "addr"];
+    let outside: Vec<&String> = seen
+        .iter()
+        .filter(|c| !allowed.contains(&c.as_str()))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "sent to a 70001 client without services: {outside:?} (all: {seen:?})"
+    );
+    assert!(
+        !peer.closed_within(Duration::from_millis(100)),
+        "the client was dropped"
+    );
+
+    // 70015 without the relay byte: a peer, not a ban.
+    let mut late = RawPeer::connect("127.82.0.1", node.p2p).unwrap();
+    send_version(&mut late, 70_015, 0, None);
+    let verack = late.recv_matching(WAIT, |m| matches!(m, NetworkMessage::Verack).then_some(()));
+    assert!(
+        verack.is_some(),
+        "a version without the relay byte was refused"
+    );
+    late.send(NetworkMessage::Verack).unwrap();
+    late.send(NetworkMessage::Ping(77)).unwrap();
+    let pong = late.recv_matching(WAIT, |m| {
+        matches!(m, NetworkMessage::Pong(77)).then_some(())
+    });
+    assert!(pong.is_some(), "no pong after the handshake");
+    assert_eq!(node.call("listbanned", json!([])), json!([]));
+}

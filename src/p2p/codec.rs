@@ -5,6 +5,7 @@
 use bitcoin::consensus::Decodable;
 use bitcoin::hashes::{sha256d, Hash};
 use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
+use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::Magic;
 
 /// Largest payload accepted (Core's MAX_PROTOCOL_MESSAGE_LENGTH).
@@ -93,11 +94,27 @@ impl FrameDecoder {
         if sum[..4] != self.buf[20..24] {
             return Err(DecodeError::BadChecksum);
         }
-        let name = String::from_utf8_lossy(&command[..name_len]).into_owned();
-        let msg = RawNetworkMessage::consensus_decode(&mut &self.buf[..end])
-            .map_err(|_| DecodeError::Payload { command: name })?;
+        let msg = match RawNetworkMessage::consensus_decode(&mut &self.buf[..end]) {
+            Ok(m) => m.payload().clone(),
+            Err(_) if &command[..name_len] == b"version" => {
+                // The relay flag is optional (BIP37); Core takes a version without it as
+                // relay = true, and so does this.
+                let mut payload = self.buf[HEADER..end].to_vec();
+                payload.push(1);
+                let v = VersionMessage::consensus_decode(&mut &payload[..]).map_err(|_| {
+                    DecodeError::Payload {
+                        command: "version".into(),
+                    }
+                })?;
+                NetworkMessage::Version(v)
+            }
+            Err(_) => {
+                let name = String::from_utf8_lossy(&command[..name_len]).into_owned();
+                return Err(DecodeError::Payload { command: name });
+            }
+        };
         self.buf.drain(..end);
-        Ok(Some(msg.payload().clone()))
+        Ok(Some(msg))
     }
 }
 
@@ -122,6 +139,50 @@ mod tests {
             self.0 ^= self.0 >> 27;
             self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
         }
+    }
+
+    /// A `version` without the optional relay byte (protocol 60000 and 70015 clients send
+    /// one) decodes with relay = true; one missing more is malformed.
+    #[test]
+    fn a_version_without_its_relay_byte_is_relay_true() {
+        let a = bitcoin::p2p::Address::new(
+            &"127.0.0.1:0".parse().unwrap(),
+            bitcoin::p2p::ServiceFlags::NONE,
+        );
+        let mut v = VersionMessage::new(
+            bitcoin::p2p::ServiceFlags::NONE,
+            0,
+            a.clone(),
+            a,
+            7,
+            "/x/".into(),
+            5,
+        );
+        v.version = 60_000;
+        v.relay = false;
+        let mut payload = bitcoin::consensus::serialize(&v);
+        payload.pop();
+        let frame = |payload: &[u8]| {
+            let mut f = MAGIC.to_bytes().to_vec();
+            f.extend_from_slice(b"version\0\0\0\0\0");
+            f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            f.extend_from_slice(&sha256d::Hash::hash(payload).to_byte_array()[..4]);
+            f.extend_from_slice(payload);
+            f
+        };
+        let mut d = FrameDecoder::new(MAGIC);
+        d.push(&frame(&payload));
+        match d.next_message() {
+            Ok(Some(NetworkMessage::Version(got))) => {
+                assert!(got.relay);
+                assert_eq!((got.version, got.start_height, got.nonce), (60_000, 5, 7));
+            }
+            other => panic!("{other:?}"),
+        }
+        payload.truncate(payload.len() - 2);
+        let mut d = FrameDecoder::new(MAGIC);
+        d.push(&frame(&payload));
+        assert!(matches!(d.next_message(), Err(DecodeError::Payload { .. })));
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub const WTXID_RELAY_VERSION: u32 = 70_016;
 pub const SENDHEADERS_VERSION: u32 = 70_012;
 /// First version Core sends `sendaddrv2` to (BIP155 is older, but no software below this has it).
 pub const ADDRV2_VERSION: u32 = 70_016;
+/// Peers at or above this version understand `feefilter` (BIP133).
+pub const FEEFILTER_VERSION: u32 = 70_013;
+/// Peers at or above this version understand `sendcmpct` (BIP152).
+pub const SHORT_IDS_VERSION: u32 = 70_014;
+/// This node relays no transactions yet (the mempool issue): nothing about them is sent.
+pub const RELAYS_TRANSACTIONS: bool = false;
 
 /// What the reactor must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +74,10 @@ pub struct Peer {
     ping: Option<(u64, Instant)>,
     next_ping: Option<Instant>,
     their_version: u32,
+    /// The services the peer offers (its version message).
+    their_services: bitcoin::p2p::ServiceFlags,
+    /// The peer's relay flag: false asks for no transactions (light clients, BIP37).
+    their_relay: bool,
     /// Negotiated features.
     pub features: Features,
     /// Last ping round trip.
@@ -100,6 +110,8 @@ impl Peer {
             ping: None,
             next_ping: None,
             their_version: 0,
+            their_services: bitcoin::p2p::ServiceFlags::NONE,
+            their_relay: true,
             features: Features::default(),
             latency: None,
             min_latency: None,
@@ -124,6 +136,48 @@ impl Peer {
         }
     }
 
+    /// Whether the peer serves blocks (`NODE_NETWORK` or `NODE_NETWORK_LIMITED`): only then is
+    /// it asked for headers or blocks. Indexers and light clients offer neither, and stop on
+    /// requests they cannot serve.
+    pub fn serves_blocks(&self) -> bool {
+        use bitcoin::p2p::ServiceFlags;
+        self.their_services.has(ServiceFlags::NETWORK)
+            || self.their_services.has(ServiceFlags::NETWORK_LIMITED)
+    }
+
+    /// Whether `msg` may go to this peer, as Core gates it: by the peer's protocol version (a
+    /// message it cannot know would end old software's connection), the services it offers,
+    /// its relay flag, the handshake's phase and the connection's direction.
+    pub fn may_send(&self, msg: &NetworkMessage) -> bool {
+        use bitcoin::p2p::message_blockdata::Inventory;
+        let v = self.their_version;
+        let txs = RELAYS_TRANSACTIONS && self.their_relay;
+        match msg {
+            NetworkMessage::SendHeaders => v >= SENDHEADERS_VERSION,
+            NetworkMessage::FeeFilter(_) => v >= FEEFILTER_VERSION && txs,
+            NetworkMessage::SendCmpct(_) => v >= SHORT_IDS_VERSION,
+            NetworkMessage::WtxidRelay => v >= WTXID_RELAY_VERSION && self.phase != Phase::Ready,
+            NetworkMessage::SendAddrV2 => v >= ADDRV2_VERSION && self.phase != Phase::Ready,
+            NetworkMessage::Tx(_) | NetworkMessage::MemPool => txs,
+            NetworkMessage::Inv(items) => items.iter().all(|i| match i {
+                Inventory::Transaction(_)
+                | Inventory::WitnessTransaction(_)
+                | Inventory::WTx(_) => txs,
+                _ => true,
+            }),
+            // Addresses are asked of peers we chose, never of those that came to us.
+            NetworkMessage::GetAddr => !self.inbound,
+            NetworkMessage::GetHeaders(_) | NetworkMessage::GetBlocks(_) => self.serves_blocks(),
+            NetworkMessage::GetData(items) => items.iter().all(|i| match i {
+                Inventory::Transaction(_)
+                | Inventory::WitnessTransaction(_)
+                | Inventory::WTx(_) => txs,
+                _ => self.serves_blocks(),
+            }),
+            _ => true,
+        }
+    }
+
     /// A message arrived; `ours` builds our version message when an inbound peer needs it.
     pub fn on_message(
         &mut self,
@@ -138,6 +192,8 @@ impl Peer {
                     return vec![Action::Disconnect("obsolete-version")];
                 }
                 self.their_version = v.version;
+                self.their_services = v.services;
+                self.their_relay = v.relay;
                 self.phase = Phase::AwaitVerack;
                 let mut out = Vec::new();
                 if self.inbound {
@@ -352,5 +408,77 @@ mod tests {
         // Traffic without the pong still ends the connection once the ping is 20 minutes old.
         p.on_message(late, NetworkMessage::SendHeaders, || unreachable!());
         assert_eq!(p.on_tick(late, 6), vec![Action::Disconnect("ping-timeout")]);
+    }
+
+    /// Core's gates: what a 70001 light client with no services and relay off may receive.
+    #[test]
+    fn messages_are_gated_by_version_services_and_relay() {
+        use bitcoin::hashes::Hash;
+        use bitcoin::p2p::message_blockdata::{GetHeadersMessage, Inventory};
+        let t0 = Instant::now();
+        let ours = || {
+            let a = bitcoin::p2p::Address::new(
+                &"127.0.0.1:0".parse().unwrap(),
+                bitcoin::p2p::ServiceFlags::NONE,
+            );
+            VersionMessage::new(
+                bitcoin::p2p::ServiceFlags::NETWORK,
+                0,
+                a.clone(),
+                a,
+                1,
+                "/t/".into(),
+                0,
+            )
+        };
+        let mut old = ours();
+        old.version = 70_001;
+        old.services = bitcoin::p2p::ServiceFlags::NONE;
+        old.relay = false;
+        let mut p = Peer::inbound(t0);
+        p.on_message(t0, NetworkMessage::Version(old), ours);
+        p.on_message(t0, NetworkMessage::Verack, || unreachable!());
+        let getheaders = NetworkMessage::GetHeaders(GetHeadersMessage::new(
+            vec![],
+            bitcoin::BlockHash::all_zeros(),
+        ));
+        let block = Inventory::Block(bitcoin::BlockHash::all_zeros());
+        let tx = Inventory::Transaction(bitcoin::Txid::all_zeros());
+        for m in [
+            NetworkMessage::SendHeaders,
+            NetworkMessage::FeeFilter(1000),
+            NetworkMessage::WtxidRelay,
+            NetworkMessage::SendAddrV2,
+            NetworkMessage::GetAddr,
+            getheaders.clone(),
+            NetworkMessage::GetData(vec![block]),
+            NetworkMessage::Inv(vec![tx]),
+        ] {
+            assert!(!p.may_send(&m), "{} to a 70001 client", m.cmd());
+        }
+        for m in [NetworkMessage::Inv(vec![block]), NetworkMessage::Ping(1)] {
+            assert!(p.may_send(&m), "{}", m.cmd());
+        }
+        // A current full node we dialled: everything but transaction traffic (no mempool yet).
+        let (mut p, _) = Peer::outbound(t0, ours());
+        let mut v = ours();
+        v.version = 70_016;
+        v.services = bitcoin::p2p::ServiceFlags::NETWORK_LIMITED;
+        v.relay = true;
+        p.on_message(t0, NetworkMessage::Version(v), ours);
+        assert!(p.may_send(&NetworkMessage::WtxidRelay), "before verack");
+        p.on_message(t0, NetworkMessage::Verack, || unreachable!());
+        assert!(!p.may_send(&NetworkMessage::WtxidRelay), "after verack");
+        for m in [
+            NetworkMessage::SendHeaders,
+            NetworkMessage::GetAddr,
+            getheaders,
+        ] {
+            assert!(p.may_send(&m), "{}", m.cmd());
+        }
+        assert_eq!(
+            p.may_send(&NetworkMessage::FeeFilter(1000)),
+            RELAYS_TRANSACTIONS
+        );
     }
 }

@@ -855,6 +855,11 @@ impl Net {
             return;
         };
         let label = command_label(msg.cmd());
+        if !c.peer.may_send(&msg) {
+            // Its version, services or relay flag say it cannot take this (`Peer::may_send`).
+            log::debug!(peer = c.id; "{label} withheld from {}", c.addr);
+            return;
+        }
         let before = c.queue.bytes();
         let m = &self.links.metrics.net;
         if c.send(self.magic, msg, now) == Pushed::Dropped {
@@ -894,7 +899,7 @@ impl Net {
         let Some(c) = self.conns.get(&t) else {
             return;
         };
-        let (id, addr, direction) = (c.id, c.addr, c.direction);
+        let (id, addr, direction, serves) = (c.id, c.addr, c.direction, c.peer.serves_blocks());
         log::info!(peer = id; "peer {addr} connected ({direction:?}, height {start_height})");
         if direction != Direction::Inbound {
             self.manager.outbound_ready(addr, unix_now());
@@ -903,8 +908,9 @@ impl Net {
             }
             self.send(t, NetworkMessage::GetAddr, now);
         }
+        // Withheld by `send` while no transactions are relayed, and from peers before 70013.
         self.send(t, NetworkMessage::FeeFilter(FEEFILTER as i64), now);
-        let a = self.sync.peer_ready(id, start_height, now);
+        let a = self.sync.peer_ready(id, start_height, serves, now);
         self.sync_actions(a, now);
         self.publish();
     }

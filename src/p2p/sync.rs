@@ -37,6 +37,9 @@ pub enum Action {
 
 #[derive(Debug, Clone, Default)]
 struct PeerSync {
+    /// Offers blocks (`NODE_NETWORK` or `NODE_NETWORK_LIMITED`); others are told of new blocks
+    /// but never asked for anything.
+    serves: bool,
     best_height: u32,
     in_flight: usize,
     send_headers: bool,
@@ -107,14 +110,28 @@ impl Sync {
     }
 
     /// A peer completed its handshake.
-    pub fn peer_ready(&mut self, peer: PeerId, start_height: i32, now: Instant) -> Vec<Action> {
+    pub fn peer_ready(
+        &mut self,
+        peer: PeerId,
+        start_height: i32,
+        serves: bool,
+        now: Instant,
+    ) -> Vec<Action> {
         self.peers.insert(
             peer,
             PeerSync {
-                best_height: start_height.max(0) as u32,
+                serves,
+                best_height: if serves {
+                    start_height.max(0) as u32
+                } else {
+                    0
+                },
                 ..PeerSync::default()
             },
         );
+        if !serves {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         // During initial download one peer is enough for headers; after it, everyone is asked so
         // that a peer on a better chain is noticed.
@@ -180,7 +197,7 @@ impl Sync {
         unconnected: bool,
         now: Instant,
     ) -> Vec<Action> {
-        let Some(p) = self.peers.get_mut(&peer) else {
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.serves) else {
             return Vec::new();
         };
         p.headers_asked = None;
@@ -213,7 +230,7 @@ impl Sync {
         let next = self
             .peers
             .iter()
-            .find(|(_, p)| p.best_height > best && p.headers_asked.is_none())
+            .find(|(_, p)| p.serves && p.best_height > best && p.headers_asked.is_none())
             .map(|(id, _)| *id);
         match next {
             Some(id) => {
@@ -233,7 +250,7 @@ impl Sync {
                 || self.received.contains(h)
                 || self.chain.wanted.iter().any(|(_, w)| w == h)
         };
-        if blocks.iter().all(known) || !self.peers.contains_key(&peer) {
+        if blocks.iter().all(known) || !self.peers.get(&peer).is_some_and(|p| p.serves) {
             return Vec::new();
         }
         vec![self.getheaders(peer, self.chain.locator.clone(), now)]
@@ -338,7 +355,10 @@ impl Sync {
             .iter()
             .all(|(_, h)| self.received.contains(h) || self.in_flight.contains_key(h));
         let other_idle = self.peers.iter().any(|(id, p)| {
-            *id != r.peer && p.in_flight < MAX_IN_FLIGHT_PER_PEER && p.best_height >= *h0
+            *id != r.peer
+                && p.serves
+                && p.in_flight < MAX_IN_FLIGHT_PER_PEER
+                && p.best_height >= *h0
         });
         (exhausted && other_idle && now.saturating_duration_since(r.at) > self.stall_timeout)
             .then_some(r.peer)
@@ -354,7 +374,9 @@ impl Sync {
             let best = self
                 .peers
                 .iter()
-                .filter(|(_, p)| p.in_flight < MAX_IN_FLIGHT_PER_PEER && p.best_height >= *height)
+                .filter(|(_, p)| {
+                    p.serves && p.in_flight < MAX_IN_FLIGHT_PER_PEER && p.best_height >= *height
+                })
                 .min_by_key(|(id, p)| (p.in_flight, **id))
                 .map(|(id, _)| *id);
             let Some(id) = best else { continue };
@@ -423,18 +445,18 @@ mod tests {
         let t = Instant::now();
         let mut s = Sync::default();
         s.chain_changed(summary(0, 100, true), t);
-        let first = s.peer_ready(1, 100, t);
+        let first = s.peer_ready(1, 100, true, t);
         assert!(matches!(
             &first[0],
             Action::Send(1, NetworkMessage::GetHeaders(_))
         ));
         assert_eq!(getdata(&first)[&1].len(), 16);
         // In initial download only the first peer is asked for headers.
-        let second = s.peer_ready(2, 100, t);
+        let second = s.peer_ready(2, 100, true, t);
         assert!(!second
             .iter()
             .any(|a| matches!(a, Action::Send(_, NetworkMessage::GetHeaders(_)))));
-        let third = s.peer_ready(3, 50, t);
+        let third = s.peer_ready(3, 50, true, t);
         assert_eq!(
             getdata(&second)[&2],
             (17..=32).map(hash).collect::<Vec<_>>()
@@ -461,8 +483,8 @@ mod tests {
         let t = Instant::now();
         let mut s = Sync::default();
         s.chain_changed(summary(0, 20, false), t);
-        s.peer_ready(1, 20, t);
-        s.peer_ready(2, 20, t);
+        s.peer_ready(1, 20, true, t);
+        s.peer_ready(2, 20, true, t);
         // Peer 2 delivers all of its blocks; peer 1 sits on block 1.
         for h in 17..=20 {
             s.block_arrived(2, hash(h), t);
@@ -475,11 +497,42 @@ mod tests {
         assert_eq!(getdata(&again)[&2], (1..=16).map(hash).collect::<Vec<_>>());
     }
 
+    /// A peer offering no blocks (an indexer, a light client) is told of new tips but never
+    /// asked for headers or blocks, whatever it announces.
+    #[test]
+    fn peers_without_blocks_are_told_but_never_asked() {
+        let t = Instant::now();
+        let mut s = Sync::default();
+        s.chain_changed(summary(10, 20, false), t);
+        assert_eq!(s.peer_ready(1, 30, false, t), vec![]);
+        assert_eq!(s.on_inv(1, &[hash(99)], t), vec![]);
+        assert_eq!(
+            s.headers_done(1, Some((hash(40), 40)), true, true, t),
+            vec![]
+        );
+        assert!(getdata(&s.tick(t + Duration::from_secs(60))).is_empty());
+        let mut next = summary(11, 20, false);
+        next.wanted.clear();
+        assert_eq!(
+            s.chain_changed(next, t),
+            vec![Action::Send(
+                1,
+                NetworkMessage::Inv(vec![Inventory::Block(hash(11))])
+            )]
+        );
+        // A peer with blocks is asked at once.
+        let a = s.peer_ready(2, 30, true, t);
+        assert!(
+            matches!(&a[0], Action::Send(2, NetworkMessage::GetHeaders(_))),
+            "{a:?}"
+        );
+    }
+
     #[test]
     fn unrequested_blocks_are_not_passed_on_and_a_flood_is_misbehaviour() {
         let t = Instant::now();
         let mut s = Sync::default();
-        s.peer_ready(1, 0, t);
+        s.peer_ready(1, 0, true, t);
         for i in 0..MAX_UNREQUESTED_BLOCKS {
             assert_eq!(s.block_arrived(1, hash(i), t), (false, vec![]));
         }
@@ -494,8 +547,8 @@ mod tests {
         let t = Instant::now();
         let mut s = Sync::default();
         s.chain_changed(summary(10, 10, false), t);
-        s.peer_ready(1, 10, t);
-        s.peer_ready(2, 10, t);
+        s.peer_ready(1, 10, true, t);
+        s.peer_ready(2, 10, true, t);
         s.set_send_headers(2);
         let a = s.headers_done(1, Some((hash(2010), 2010)), true, false, t);
         assert!(
@@ -523,11 +576,11 @@ mod tests {
         let t = Instant::now();
         let mut s = Sync::default();
         s.chain_changed(summary(0, 4, true), t);
-        s.peer_ready(1, 4, t);
+        s.peer_ready(1, 4, true, t);
         let a = s.not_found(1, &[hash(3)], t);
         assert_eq!(s.peer_state(1), Some((3, 2)));
         assert!(getdata(&a).is_empty(), "nobody else has block 3");
-        let a = s.peer_ready(2, 4, t);
+        let a = s.peer_ready(2, 4, true, t);
         assert_eq!(getdata(&a)[&2], vec![hash(3)], "4 is still with peer 1");
     }
 }
