@@ -90,7 +90,20 @@ pub enum StartError {
 /// ([`signals::RESTART_EXIT_CODE`]: the caller starts the node again). `reindex` rebuilds the
 /// chain state from the block files first (`--reindex`).
 pub fn run(config: Config, reindex: bool) -> i32 {
-    let (supervisor, lock) = match start(&config, reindex) {
+    // Under systemd, a long start-up (a store repair, a reindex) says it is still working.
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let every = config
+        .debug
+        .startup_notify_secs
+        .map_or(crate::supervisor::startup::EVERY, Duration::from_secs_f64);
+    let notifier = crate::supervisor::startup::spawn(every, started.clone());
+    let begun = start(&config, reindex);
+    started.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(h) = notifier {
+        h.thread().unpark();
+        let _ = h.join();
+    }
+    let (supervisor, lock) = match begun {
         Ok(s) => s,
         Err(StartError::Chain(PersistError::Interrupted)) => {
             log::info!(exit_code = 0; "stopped during start-up; the reindex resumes at the next start");

@@ -69,3 +69,33 @@ fn watchdog_stops_while_a_component_is_stalled() {
     assert_eq!(node.wait_exit(Duration::from_secs(15)), 1);
     assert!(node.log().contains("stuck: chain"));
 }
+
+/// A long start-up (here a reindex of 300 blocks) tells systemd it is still working:
+/// `EXTEND_TIMEOUT_USEC` (three notify intervals) arrives before `READY=1`, and none after.
+#[test]
+fn a_long_start_up_extends_the_start_timeout() {
+    let (_tmp, datadir, tip) = common::stopped_after_mining(300);
+    let systemd = FakeSystemd::new();
+    let mut node = TestNode::start_with(NodeOptions {
+        env: vec![("NOTIFY_SOCKET".into(), systemd.path.clone())],
+        args: vec!["--reindex".into()],
+        datadir: Some(datadir),
+        config: Some("[debug]\nstartup_notify_secs = 0.02\n".into()),
+        ..NodeOptions::default()
+    });
+    let seen = systemd.expect("READY=1", Duration::from_secs(120));
+    assert!(
+        seen.iter()
+            .any(|m| m.lines().any(|l| l == "EXTEND_TIMEOUT_USEC=60000")),
+        "no extension before READY=1: {seen:?}"
+    );
+    assert_eq!(node.tip().1, tip);
+    // Once ready, nothing more is extended (the watchdog is what counts then).
+    node.signal(libc::SIGTERM);
+    let after = systemd.expect("STOPPING=1", Duration::from_secs(10));
+    assert!(
+        !after.iter().any(|m| m.contains("EXTEND_TIMEOUT_USEC")),
+        "{after:?}"
+    );
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), 0);
+}

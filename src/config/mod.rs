@@ -436,6 +436,8 @@ pub struct DebugConfig {
     /// Descriptors opened at start (after the open-file limit is checked) and held: pressure
     /// on the limit from elsewhere in the process, for tests of running out.
     pub hold_fds: usize,
+    /// How often start-up progress extends systemd's start timeout (default 10 s).
+    pub startup_notify_secs: Option<f64>,
 }
 
 /// Whether `s` names a peer: an IP address with or without a port, or a host name (RFC 1123
@@ -467,6 +469,7 @@ impl DebugConfig {
             && self.mine_every_secs.is_none()
             && self.fail_rpc_method.is_none()
             && self.hold_fds == 0
+            && self.startup_notify_secs.is_none()
     }
 }
 
@@ -927,6 +930,9 @@ impl Config {
             ("channels.probe_queue", c.probe_queue),
         ] {
             at_least_one(key, v)?;
+        }
+        if let Some(every) = self.debug.startup_notify_secs {
+            positive("debug.startup_notify_secs", every)?;
         }
         if self.debug.stall_after_secs < 0.0 || self.debug.panic_after_secs < 0.0 {
             return Err(("debug".into(), "delays must not be negative".into()));

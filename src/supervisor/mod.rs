@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod signals;
+pub mod startup;
 pub mod systemd;
 
 use crate::lifecycle::StopSender;

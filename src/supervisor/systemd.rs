@@ -40,6 +40,17 @@ impl Notifier {
         }
     }
 
+    /// Whether systemd listens (`NOTIFY_SOCKET` is set).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// `EXTEND_TIMEOUT_USEC=...`: the current state's timeout runs at least `by` more.
+    pub fn extend_timeout(&self, by: Duration) {
+        let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+        self.send(&[sd_notify::NotifyState::ExtendTimeoutUsec(usec)]);
+    }
+
     /// `READY=1` with a status line.
     pub fn ready(&self, status: &str) {
         self.send(&[
