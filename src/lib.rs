@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod p2p;
 pub mod pruning;
+pub mod rest;
 pub mod rpc;
 pub mod state;
 pub mod storage;

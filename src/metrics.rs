@@ -717,6 +717,9 @@ impl Metrics {
 
     /// The label value for a request path.
     pub fn path_label(path: &str) -> &'static str {
+        if path.starts_with("/rest/") {
+            return crate::rest::path::label(path);
+        }
         KNOWN_PATHS
             .into_iter()
             .find(|p| *p == path)

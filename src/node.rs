@@ -175,7 +175,15 @@ fn gate_config(config: &Config) -> GateConfig {
         max_connections_per_ip: r.max_connections_per_ip,
         // Workers, their queue, and a few for requests the dispatcher answers itself (refused
         // authentication, rate limits, a full queue's 503), so Core's 503 still comes at once.
-        rpc_slots: r.threads + r.work_queue + 8,
+        // REST requests use the same internal connections while they wait or run.
+        rpc_slots: r.threads
+            + r.work_queue
+            + 8
+            + if r.rest {
+                r.rest_threads + r.rest_work_queue
+            } else {
+                0
+            },
         probe_slots: http::PROBE_WORKERS + 2,
         rpc_answer_timeout: Duration::from_secs_f64(
             r.method_timeout_secs
@@ -374,6 +382,7 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
     let (backup_tx, backup_rx) = bounded(4);
     let (probe_tx, probe_rx) = bounded(ch.probe_queue);
     let (rpc_tx, rpc_rx) = bounded(config.rpc.work_queue);
+    let (rest_tx, rest_rx) = bounded(config.rpc.rest_work_queue);
     let (fail_tx, fail_rx) = bounded(64);
     let (records_tx, records_rx) = bounded(4);
     watch(&metrics, "peer_events", ch.peer_events, &peer_rx);
@@ -386,6 +395,14 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
     watch(&metrics, "prune_requests", ch.prune_requests, &prune_rx);
     watch(&metrics, "probe_queue", ch.probe_queue, &probe_rx);
     watch(&metrics, "rpc_work_queue", config.rpc.work_queue, &rpc_rx);
+    if config.rpc.rest {
+        watch(
+            &metrics,
+            "rest_work_queue",
+            config.rpc.rest_work_queue,
+            &rest_rx,
+        );
+    }
 
     // Bind both listeners before any thread starts, so a taken port is a clean exit 1.
     let bound = http::bind(config.rpc_bind(), &dir)?;
@@ -454,8 +471,10 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
         enabled: Enabled {
             health: config.rpc.health_checks_enabled,
             metrics: config.rpc.metrics_enabled,
+            rest: config.rpc.rest,
         },
         probes: probe_tx,
+        rest: rest_tx,
         rpc: rpc_tx,
         shared: shared.clone(),
         metrics: metrics.clone(),
@@ -655,6 +674,18 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
         rpc_threads.push(start_thread(Component::Http, &name, &fail_tx, move || {
             http::rpc_worker(jobs, stop, server)
         })?);
+    }
+    if config.rpc.rest {
+        let rest = Arc::new(crate::rest::RestServer {
+            rpc: rpc_server.clone(),
+        });
+        for i in 0..config.rpc.rest_threads {
+            let (jobs, stop, server) = (rest_rx.clone(), rpc_sig.clone(), rest.clone());
+            let name = format!("rest-{i}");
+            rpc_threads.push(start_thread(Component::Http, &name, &fail_tx, move || {
+                http::rest_worker(jobs, stop, server)
+            })?);
+        }
     }
     // The design's order: in-flight RPC, peers, the monitor, chain (drains), writer (commits), probes last.
     let stages = vec![

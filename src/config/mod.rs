@@ -219,6 +219,12 @@ pub struct RpcConfig {
     pub allow_ip: Vec<String>,
     /// Who may read the cookie file (Core's `-rpccookieperms`).
     pub cookie_perms: CookiePerms,
+    /// Serve Core's REST interface (Core's `-rest`): unauthenticated, read-only.
+    pub rest: bool,
+    /// REST worker threads (their own pool: a REST flood never holds a JSON-RPC worker).
+    pub rest_threads: usize,
+    /// REST requests that may wait for a REST worker before new ones get 503.
+    pub rest_work_queue: usize,
     /// Rate limits and credentials.
     pub auth: RpcAuthConfig,
 }
@@ -555,6 +561,9 @@ impl Default for RpcConfig {
             rpcauth: Vec::new(),
             allow_ip: Vec::new(),
             cookie_perms: CookiePerms::Owner,
+            rest: false,
+            rest_threads: 2,
+            rest_work_queue: 16,
             auth: RpcAuthConfig::default(),
         }
     }
@@ -788,6 +797,8 @@ impl Config {
             ));
         }
         at_least_one("rpc.threads", self.rpc.threads)?;
+        at_least_one("rpc.rest_threads", self.rpc.rest_threads)?;
+        at_least_one("rpc.rest_work_queue", self.rpc.rest_work_queue)?;
         positive("rpc.timeout_secs", self.rpc.timeout_secs)?;
         for (m, t) in &self.rpc.method_timeout_secs {
             positive(&format!("rpc.method_timeout_secs.{m}"), *t)?;

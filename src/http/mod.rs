@@ -156,6 +156,8 @@ pub struct Dispatcher {
     pub probes: Sender<Job>,
     /// RPC work queue.
     pub rpc: Sender<Job>,
+    /// REST work queue (used when REST is on).
+    pub rest: Sender<Job>,
     /// The checks a JSON-RPC request passes before it is queued for a worker.
     pub gate: Arc<crate::rpc::RpcGate>,
     /// Shared views (shutdown flag).
@@ -232,6 +234,22 @@ impl Dispatcher {
                 }
                 (&self.rpc, "Work queue depth exceeded")
             }
+            Route::Rest if self.shared.shutting_down.load(Ordering::Acquire) => {
+                return respond(job, Reply::error(503, "Shutting down"), &self.metrics);
+            }
+            Route::Rest if self.shared.startup.read().is_some() => {
+                // Core's REST answers 503 during its warm-up the same way.
+                let step = self.shared.startup.read().clone().unwrap_or_default();
+                let reply = Reply::error(503, &format!("Service temporarily unavailable: {step}"));
+                return respond(job, reply, &self.metrics);
+            }
+            Route::Rest => {
+                // Unauthenticated, as Core's; the address rules and its rate limit still hold.
+                if let Err(reply) = self.gate.admit_anonymous(peer(&job.request)) {
+                    return respond(job, reply, &self.metrics);
+                }
+                (&self.rest, "REST work queue depth exceeded")
+            }
             _ => (&self.probes, "Probe queue depth exceeded"),
         };
         match queue.try_send(job) {
@@ -306,9 +324,23 @@ pub fn probe_worker(
         Route::MethodNotAllowed(allow) => {
             Reply::error(405, "method not allowed").with_header("Allow", allow)
         }
-        Route::NotFound | Route::Rpc => Reply::error(404, "not found"),
+        Route::NotFound | Route::Rpc | Route::Rest => Reply::error(404, "not found"),
     };
     serve(&jobs, &stop, &ctx.metrics, answer, answer);
+    Ok(())
+}
+
+/// A REST worker: answers Core's REST paths.
+pub fn rest_worker(
+    jobs: Receiver<Job>,
+    stop: StopSignal,
+    server: Arc<crate::rest::RestServer>,
+) -> Result<(), std::convert::Infallible> {
+    let metrics = server.rpc.metrics.clone();
+    let handle = |job: &mut Job| server.answer(job.request.url());
+    serve(&jobs, &stop, &metrics, handle, |_| {
+        Reply::error(503, "Shutting down")
+    });
     Ok(())
 }
 

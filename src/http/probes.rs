@@ -39,7 +39,7 @@ pub fn answer(probe: Probe, ctx: &ProbeContext) -> Reply {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 headers: Vec::new(),
-                body: ctx.metrics.render(),
+                body: ctx.metrics.render().into_bytes(),
             }
         }
     }

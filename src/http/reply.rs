@@ -13,8 +13,8 @@ pub struct Reply {
     pub content_type: &'static str,
     /// Further headers.
     pub headers: Vec<(&'static str, String)>,
-    /// Body.
-    pub body: String,
+    /// Body (bytes: REST answers binary data).
+    pub body: Vec<u8>,
 }
 
 impl Reply {
@@ -25,7 +25,7 @@ impl Reply {
             content_type: "application/json",
             headers: Vec::new(),
             // Not `to_string`: Display re-checks every written chunk as UTF-8.
-            body: serde_json::to_string(body).unwrap_or_default(),
+            body: serde_json::to_vec(body).unwrap_or_default(),
         }
     }
 
@@ -35,7 +35,7 @@ impl Reply {
             status,
             content_type: "application/json",
             headers: Vec::new(),
-            body,
+            body: body.into_bytes(),
         }
     }
 
@@ -53,7 +53,7 @@ impl Reply {
     /// The tiny_http response.
     pub fn into_response(self) -> Response<Cursor<Vec<u8>>> {
         // Always a Content-Length, never chunked: the gate frames answers by their length.
-        let mut resp = Response::from_data(self.body.into_bytes())
+        let mut resp = Response::from_data(self.body)
             .with_status_code(self.status)
             .with_chunked_threshold(usize::MAX);
         let headers =

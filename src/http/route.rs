@@ -22,6 +22,8 @@ pub enum Route {
     Probe(Probe),
     /// JSON-RPC, answered by an RPC worker.
     Rpc,
+    /// Core's REST interface, answered by a REST worker.
+    Rest,
     /// 404, answered by a probe worker (cheap).
     NotFound,
     /// 405 with the allowed method, answered by a probe worker (cheap).
@@ -35,11 +37,19 @@ pub struct Enabled {
     pub health: bool,
     /// `/metrics`.
     pub metrics: bool,
+    /// `/rest/*`.
+    pub rest: bool,
 }
 
 /// Routes by method and path; the query string is ignored.
 pub fn route(method: &str, url: &str, enabled: Enabled) -> Route {
     let path = url.split('?').next().unwrap_or("");
+    if enabled.rest && path.starts_with("/rest/") {
+        return match method {
+            "GET" | "HEAD" => Route::Rest,
+            _ => Route::MethodNotAllowed("GET, HEAD"),
+        };
+    }
     let probe = match path {
         "/health" if enabled.health => Some(Probe::Health),
         "/health/live" if enabled.health => Some(Probe::Live),
@@ -69,6 +79,7 @@ mod tests {
     const ALL: Enabled = Enabled {
         health: true,
         metrics: true,
+        rest: true,
     };
 
     #[test]
@@ -85,6 +96,12 @@ mod tests {
             Route::MethodNotAllowed("GET, HEAD")
         );
         assert_eq!(route("GET", "/nope", ALL), Route::NotFound);
+        assert_eq!(route("GET", "/rest/chaininfo.json", ALL), Route::Rest);
+        assert_eq!(route("HEAD", "/rest/block/x.bin", ALL), Route::Rest);
+        assert_eq!(
+            route("POST", "/rest/chaininfo.json", ALL),
+            Route::MethodNotAllowed("GET, HEAD")
+        );
     }
 
     #[test]
@@ -92,8 +109,10 @@ mod tests {
         let none = Enabled {
             health: false,
             metrics: false,
+            rest: false,
         };
         assert_eq!(route("GET", "/health", none), Route::NotFound);
         assert_eq!(route("POST", "/metrics", none), Route::NotFound);
+        assert_eq!(route("GET", "/rest/chaininfo.json", none), Route::NotFound);
     }
 }

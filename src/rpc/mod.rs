@@ -127,6 +127,20 @@ impl RpcGate {
             .with_header("WWW-Authenticate", "Basic realm=\"jsonrpc\""))
     }
 
+    /// For requests without credentials (REST): the address allowed (403) and a token for it
+    /// (429).
+    pub fn admit_anonymous(&self, remote: Option<SocketAddr>) -> Result<(), Reply> {
+        let Some(addr) = remote else {
+            return Ok(());
+        };
+        if !self.allow.permits(addr.ip()) {
+            self.reject("forbidden");
+            return Err(Reply::error(403, "Forbidden"));
+        }
+        let admitted = self.limiter.lock().admit_ip(addr.ip(), Instant::now());
+        admitted.map_err(|l| self.too_many(&l))
+    }
+
     /// HTTP 429 with `Retry-After` and a JSON-RPC error naming the limit.
     pub fn too_many(&self, l: &rate_limit::Limited) -> Reply {
         self.reject("rate");
@@ -218,7 +232,7 @@ impl RpcServer {
                 status: 204,
                 content_type: "application/json",
                 headers: Vec::new(),
-                body: String::new(),
+                body: Vec::new(),
             },
         }
     }
@@ -396,12 +410,7 @@ impl RpcServer {
                     }
                 }
                 body.push(']');
-                let reply = Reply {
-                    status: 200,
-                    content_type: "application/json",
-                    headers: Vec::new(),
-                    body,
-                };
+                let reply = Reply::json_text(200, body);
                 (reply, "batch", user)
             }
         }

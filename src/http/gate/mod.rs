@@ -970,21 +970,13 @@ fn answer_bytes(reply: &Reply, close: bool) -> Vec<u8> {
     }
     head.push_str("\r\n");
     let mut out = head.into_bytes();
-    out.extend_from_slice(reply.body.as_bytes());
+    out.extend_from_slice(&reply.body);
     out
 }
 
 /// An answer the gate makes itself, with `Reply::error`'s body, after which it closes.
 fn error_answer(status: u16, why: &str) -> Vec<u8> {
-    let reply = super::reply::Reply::error(status, why);
-    format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        tiny_http::StatusCode(status).default_reason_phrase(),
-        reply.content_type,
-        reply.body.len(),
-        reply.body
-    )
-    .into_bytes()
+    answer_bytes(&Reply::error(status, why), true)
 }
 
 #[cfg(test)]
@@ -1002,7 +994,7 @@ mod tests {
                 status: 200,
                 content_type: "text/plain",
                 headers: vec![("X-N", n.to_string())],
-                body: "x".repeat(200_000),
+                body: vec![b'x'; 200_000],
             }))
         }
     }

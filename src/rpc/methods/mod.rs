@@ -186,7 +186,7 @@ pub fn label(method: &str) -> &'static str {
 pub type ChainFn = fn(&ChainState, &Params) -> Result<Value, RpcError>;
 
 /// Runs `f` on the chain thread and waits for its answer (at most `ctx.timeout`).
-fn on_chain<T: Send + 'static>(
+pub(crate) fn on_chain<T: Send + 'static>(
     ctx: &Context,
     method: &str,
     f: impl FnOnce(&ChainState) -> T + Send + 'static,

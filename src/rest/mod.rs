@@ -1,0 +1,222 @@
+//! Bitcoin Core's REST interface (`[rpc] rest = true`, Core's `-rest`): unauthenticated,
+//! read-only, on the RPC port. Requests get their own bounded queue and workers (`rest-N`),
+//! behind the per-address rate limit, so a REST flood holds neither JSON-RPC workers nor the
+//! probes. Lookups run on the chain thread; block data is read by the worker, and binary
+//! answers are the stored bytes (checked, never decoded).
+
+pub mod path;
+
+use crate::http::reply::Reply;
+use crate::rpc::methods::{self, blockchain};
+use crate::rpc::protocol::{code, Answer, Params, RpcError};
+use crate::rpc::RpcServer;
+use bitcoin::consensus::encode::serialize;
+use path::{Format, Refusal, Rest};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Answers REST requests with the JSON-RPC server's context (chain requests, views).
+pub struct RestServer {
+    /// The RPC server, for its method context.
+    pub rpc: Arc<RpcServer>,
+}
+
+fn error(status: u16, message: &str) -> Reply {
+    Reply {
+        status,
+        content_type: "text/plain",
+        headers: Vec::new(),
+        body: format!("{message}\r\n").into_bytes(),
+    }
+}
+
+/// The answer to an RPC error, as Core's REST maps it: unknown block 404, bad input 400.
+fn from_rpc(e: &RpcError, hash: Option<&bitcoin::BlockHash>) -> Reply {
+    match e.code {
+        code::INVALID_ADDRESS_OR_KEY => error(
+            404,
+            &hash.map_or_else(|| "not found".into(), |h| format!("{h} not found")),
+        ),
+        code::INVALID_PARAMETER => error(404, &e.message),
+        _ if e.message.contains("pruned") => error(
+            404,
+            &hash.map_or_else(
+                || e.message.clone(),
+                |h| format!("{h} not available (pruned data)"),
+            ),
+        ),
+        _ => error(500, &e.message),
+    }
+}
+
+/// Bytes in the asked format: `.bin` as they are, `.hex` as hex and a newline.
+fn bytes(format: Format, data: &[u8]) -> Reply {
+    match format {
+        Format::Bin => Reply {
+            status: 200,
+            content_type: "application/octet-stream",
+            headers: Vec::new(),
+            body: data.to_vec(),
+        },
+        _ => Reply {
+            status: 200,
+            content_type: "text/plain",
+            headers: Vec::new(),
+            body: format!("{}\n", crate::hex::lower(data)).into_bytes(),
+        },
+    }
+}
+
+fn json_text(text: String) -> Reply {
+    let mut body = text.into_bytes();
+    body.push(b'\n');
+    Reply {
+        status: 200,
+        content_type: "application/json",
+        headers: Vec::new(),
+        body,
+    }
+}
+
+impl RestServer {
+    /// Answers a GET of `url` (a `/rest/` path with its query).
+    pub fn answer(&self, url: &str) -> Reply {
+        match path::parse(url) {
+            Ok(r) => self.serve(r),
+            Err(Refusal { status, message }) => error(status, &message),
+        }
+    }
+
+    fn call(&self, method: &str, params: Vec<Value>) -> Result<Answer, RpcError> {
+        methods::call(&self.rpc.methods, method, &Params::Positional(params))
+    }
+
+    fn serve(&self, r: Rest) -> Reply {
+        let ctx = &self.rpc.methods;
+        let answer = |a: Result<Answer, RpcError>, hash: Option<&bitcoin::BlockHash>| match a {
+            Ok(Answer::Json(text)) => json_text(text),
+            Ok(Answer::Value(v)) => json_text(v.to_string()),
+            Err(e) => from_rpc(&e, hash),
+        };
+        match r {
+            Rest::Block {
+                hash,
+                format: Format::Json,
+                tx_details,
+            } => {
+                let verbosity = if tx_details { 2 } else { 1 };
+                answer(
+                    self.call("getblock", vec![json!(hash.to_string()), json!(verbosity)]),
+                    Some(&hash),
+                )
+            }
+            Rest::Block { hash, format, .. } => match self.raw_block(hash) {
+                Ok(raw) => bytes(format, &raw),
+                Err(reply) => reply,
+            },
+            Rest::BlockPart {
+                hash,
+                format,
+                offset,
+                size,
+            } => match self.raw_block(hash) {
+                Ok(raw) => {
+                    let end = offset.checked_add(size).filter(|e| *e <= raw.len() as u64);
+                    match end {
+                        Some(end) => bytes(format, &raw[offset as usize..end as usize]),
+                        None => error(
+                            400,
+                            &format!(
+                                "Requested part {offset}+{size} is past the block's {} bytes",
+                                raw.len()
+                            ),
+                        ),
+                    }
+                }
+                Err(reply) => reply,
+            },
+            Rest::Headers {
+                hash,
+                count,
+                format,
+            } => {
+                let found = methods::on_chain(ctx, "getblockheader", move |cs| {
+                    // Core: from the block along the active chain; unknown or off it, none.
+                    let Some(e) = cs.tree().get(&hash) else {
+                        return Vec::new();
+                    };
+                    if cs.hash_at(e.height) != Some(hash) {
+                        return Vec::new();
+                    }
+                    (e.height..e.height.saturating_add(count))
+                        .map_while(|h| cs.hash_at(h))
+                        .filter_map(|h| {
+                            let header = cs.tree().get(&h)?.header;
+                            let json = (format == Format::Json)
+                                .then(|| {
+                                    blockchain::getblockheader(
+                                        cs,
+                                        &Params::Positional(vec![json!(h.to_string())]),
+                                    )
+                                    .ok()
+                                })
+                                .flatten();
+                            Some((header, json))
+                        })
+                        .collect::<Vec<_>>()
+                });
+                match found {
+                    Err(e) => from_rpc(&e, Some(&hash)),
+                    Ok(headers) if format == Format::Json => json_text(
+                        Value::Array(headers.into_iter().filter_map(|(_, j)| j).collect())
+                            .to_string(),
+                    ),
+                    Ok(headers) => {
+                        let raw: Vec<u8> = headers.iter().flat_map(|(h, _)| serialize(h)).collect();
+                        bytes(format, &raw)
+                    }
+                }
+            }
+            Rest::BlockHashByHeight { height, format } => {
+                let found = methods::on_chain(ctx, "getblockhash", move |cs| cs.hash_at(height));
+                match found {
+                    Err(e) => from_rpc(&e, None),
+                    Ok(None) => error(404, "Block height out of range"),
+                    Ok(Some(h)) => match format {
+                        Format::Json => {
+                            json_text(json!({ "blockhash": h.to_string() }).to_string())
+                        }
+                        Format::Bin => bytes(format, &serialize(&h)),
+                        Format::Hex => Reply {
+                            status: 200,
+                            content_type: "text/plain",
+                            headers: Vec::new(),
+                            body: format!("{h}\n").into_bytes(),
+                        },
+                    },
+                }
+            }
+            Rest::ChainInfo => answer(self.call("getblockchaininfo", vec![]), None),
+            Rest::MempoolInfo => answer(self.call("getmempoolinfo", vec![]), None),
+            Rest::MempoolContents => answer(self.call("getrawmempool", vec![json!(true)]), None),
+        }
+    }
+
+    /// The stored block, checked: the bytes, or the refusal (404 unknown or pruned).
+    fn raw_block(&self, hash: bitcoin::BlockHash) -> Result<Vec<u8>, Reply> {
+        let access = methods::on_chain(&self.rpc.methods, "getblock", move |cs| {
+            cs.tree().get(&hash)?;
+            cs.block_access(&hash)
+        })
+        .map_err(|e| from_rpc(&e, Some(&hash)))?
+        .ok_or_else(|| error(404, &format!("{hash} not found")))?;
+        match access.raw(&hash) {
+            Ok(Some(raw)) => Ok(raw.bytes),
+            Ok(None) => Err(error(404, &format!("{hash} not available (pruned data)"))),
+            Err(f) => Err(error(
+                500,
+                &format!("Block data unreadable or corrupt on this node ({f})"),
+            )),
+        }
+    }
+}
