@@ -101,6 +101,53 @@ fn rest_paths_answer_what_json_rpc_answers() {
     let (status, body) = text(&node, &format!("/rest/blockpart/{h}.hex?offset=80&size=1"));
     assert_eq!((status, body), (200, format!("{}\n", &raw_hex[160..162])));
 
+    // The outputs each transaction spent (electrs indexes with them), from the undo data.
+    let txs: std::collections::HashMap<bitcoin::Txid, bitcoin::Transaction> = blocks
+        .iter()
+        .flat_map(|b| b.txdata.iter().map(|t| (t.compute_txid(), t.clone())))
+        .collect();
+    // `h` is at height tip - 1: blocks[i] is at height i + 1.
+    let last = &blocks[blocks.len() - 2];
+    assert_eq!(last.block_hash().to_string(), h);
+    let mut expected =
+        bitcoin::consensus::encode::serialize(&bitcoin::VarInt(last.txdata.len() as u64));
+    for (i, tx) in last.txdata.iter().enumerate() {
+        let outs: Vec<bitcoin::TxOut> = if i == 0 {
+            Vec::new()
+        } else {
+            tx.input
+                .iter()
+                .map(|inp| {
+                    txs[&inp.previous_output.txid].output[inp.previous_output.vout as usize].clone()
+                })
+                .collect()
+        };
+        expected.extend(bitcoin::consensus::encode::serialize(&outs));
+    }
+    let (status, bin) = get_bytes(node.rpc, &format!("/rest/spenttxouts/{h}.bin")).unwrap();
+    assert_eq!((status, hex(&bin)), (200, hex(&expected)));
+    let (_, body) = text(&node, &format!("/rest/spenttxouts/{h}.json"));
+    let spent = json(&body);
+    assert_eq!(spent.as_array().unwrap().len(), last.txdata.len());
+    assert_eq!(spent[0], json!([]));
+    assert_eq!(
+        spent[1][0]["value"],
+        txs[&last.txdata[1].input[0].previous_output.txid].output[0]
+            .value
+            .to_btc()
+    );
+    let genesis = node.call("getblockhash", json!([0]));
+    let (status, bin) = get_bytes(
+        node.rpc,
+        &format!("/rest/spenttxouts/{}.bin", genesis.as_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        (status, bin),
+        (200, vec![1, 0]),
+        "genesis: one transaction, nothing spent"
+    );
+
     // Chain and mempool.
     let (_, body) = text(&node, "/rest/chaininfo.json");
     assert_eq!(
@@ -131,6 +178,7 @@ fn rest_paths_answer_what_json_rpc_answers() {
             400,
         ),
         ("/rest/chaininfo.bin".to_owned(), 404),
+        (format!("/rest/spenttxouts/{zeros}.bin"), 404),
         ("/rest/nosuch".to_owned(), 404),
     ] {
         assert_eq!(get_bytes(node.rpc, &path).unwrap().0, status, "{path}");

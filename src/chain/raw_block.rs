@@ -84,6 +84,8 @@ pub struct Summary {
     pub txids: Vec<bitcoin::Txid>,
     /// The block without witnesses (Core's `strippedsize`).
     pub stripped_size: usize,
+    /// Each transaction's input count, in order.
+    pub inputs: Vec<usize>,
 }
 
 /// A block's bytes as stored, checked, with what the check learnt.
@@ -105,6 +107,7 @@ impl RawBlock {
                 stripped_size: block.txdata.iter().map(|t| t.base_size()).sum::<usize>()
                     + 80
                     + bitcoin::VarInt(block.txdata.len() as u64).size(),
+                inputs: block.txdata.iter().map(|t| t.input.len()).collect(),
             },
         }
     }
@@ -120,9 +123,11 @@ pub fn check(block: &[u8]) -> Result<Summary, RawBlockError> {
     let mut wtxids = Vec::with_capacity(count);
     let mut coinbase = Coinbase::default();
     let mut stripped_size = c.at;
+    let mut inputs = Vec::with_capacity(count);
     for i in 0..count {
-        let (txid, wtxid, stripped) = transaction(&mut c, (i == 0).then_some(&mut coinbase))?;
+        let (txid, wtxid, stripped, n_in) = transaction(&mut c, (i == 0).then_some(&mut coinbase))?;
         stripped_size += stripped;
+        inputs.push(n_in);
         txids.push(txid);
         wtxids.push(if i == 0 { [0; 32] } else { wtxid });
     }
@@ -145,15 +150,16 @@ pub fn check(block: &[u8]) -> Result<Summary, RawBlockError> {
             .map(bitcoin::Txid::from_byte_array)
             .collect(),
         stripped_size,
+        inputs,
     })
 }
 
-/// Walks one transaction: its txid (the serialization without witnesses), wtxid (all of it)
-/// and size without witnesses; for the coinbase, where its commitment and reserved value are.
+/// Walks one transaction: its txid (the serialization without witnesses), wtxid (all of it),
+/// size without witnesses and input count; for the coinbase, where its commitment and reserved value are.
 fn transaction(
     c: &mut Cursor<'_>,
     mut coinbase: Option<&mut Coinbase>,
-) -> Result<([u8; 32], [u8; 32], usize), RawBlockError> {
+) -> Result<([u8; 32], [u8; 32], usize, usize), RawBlockError> {
     let start = c.at;
     let version = c.take(4)?;
     // BIP144: an input count of zero followed by flag 1 marks witnesses.
@@ -208,7 +214,7 @@ fn transaction(
     } else {
         txid
     };
-    Ok((txid, wtxid, 8 + body_end - body_start))
+    Ok((txid, wtxid, 8 + body_end - body_start, inputs))
 }
 
 #[cfg(test)]

@@ -196,10 +196,87 @@ impl RestServer {
                     },
                 }
             }
+            Rest::SpentTxOuts { hash, format } => self.spent_txouts(hash, format),
             Rest::ChainInfo => answer(self.call("getblockchaininfo", vec![]), None),
             Rest::MempoolInfo => answer(self.call("getmempoolinfo", vec![]), None),
             Rest::MempoolContents => answer(self.call("getrawmempool", vec![json!(true)]), None),
         }
+    }
+
+    /// Core's `spenttxouts`: for each transaction of the block, the outputs its inputs spent
+    /// (none for the coinbase), from the undo data; in binary a count of transactions, then
+    /// for each a count of outputs and the outputs.
+    fn spent_txouts(&self, hash: bitcoin::BlockHash, format: Format) -> Reply {
+        let undo = methods::on_chain(&self.rpc.methods, "getblock", move |cs| {
+            let e = cs.tree().get(&hash)?;
+            // The genesis block spends nothing and has no undo data.
+            Some((e.height, cs.load_undo(&hash)))
+        });
+        let spent = match undo {
+            Err(e) => return from_rpc(&e, Some(&hash)),
+            Ok(None) => return error(404, &format!("{hash} not found")),
+            Ok(Some((0, _))) => Vec::new(),
+            Ok(Some((_, Ok(Some(changes))))) => changes.spent,
+            Ok(Some((_, Ok(None)))) => {
+                return error(
+                    404,
+                    &format!("{hash} undo data not available (pruned or not connected)"),
+                )
+            }
+            Ok(Some((_, Err(f)))) => {
+                return error(
+                    500,
+                    &format!("Undo data unreadable or corrupt on this node ({f})"),
+                )
+            }
+        };
+        let raw = match self.raw_block(hash) {
+            Ok(raw) => raw,
+            Err(reply) => return reply,
+        };
+        let inputs = match crate::chain::raw_block::check(&raw) {
+            Ok(summary) => summary.inputs,
+            Err(e) => return error(500, &format!("Block data unreadable or corrupt ({e})")),
+        };
+        // Every input but the coinbase's spent one coin, in order.
+        let wanted: usize = inputs.iter().skip(1).sum();
+        if wanted != spent.len() {
+            return error(500, &format!("{hash}: undo data does not match the block"));
+        }
+        let mut coins = spent.into_iter().map(|(_, c)| c.output);
+        let per_tx: Vec<Vec<bitcoin::TxOut>> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                if i == 0 {
+                    Vec::new()
+                } else {
+                    coins.by_ref().take(*n).collect()
+                }
+            })
+            .collect();
+        if format == Format::Json {
+            let network = self.rpc.methods.chain.bitcoin_network();
+            let v: Vec<Vec<Value>> = per_tx
+                .iter()
+                .map(|outs| {
+                    outs.iter()
+                        .map(|o| {
+                            json!({
+                                "value": o.value.to_btc(),
+                                "scriptPubKey": blockchain::script_json(&o.script_pubkey, network),
+                            })
+                        })
+                        .collect()
+                })
+                .collect();
+            return json_text(serde_json::to_string(&v).unwrap_or_default());
+        }
+        let mut out = serialize(&bitcoin::VarInt(per_tx.len() as u64));
+        for outs in &per_tx {
+            out.extend(serialize(outs));
+        }
+        bytes(format, &out)
     }
 
     /// The stored block, checked: the bytes, or the refusal (404 unknown or pruned).

@@ -57,6 +57,13 @@ pub enum Rest {
         /// Bytes.
         size: u64,
     },
+    /// `/rest/spenttxouts/<hash>` (Core PR 32540): the outputs each transaction spent.
+    SpentTxOuts {
+        /// The block.
+        hash: BlockHash,
+        /// The format.
+        format: Format,
+    },
     /// `/rest/chaininfo.json`.
     ChainInfo,
     /// `/rest/mempool/info.json`.
@@ -200,6 +207,13 @@ pub fn parse(url: &str) -> Result<Rest, Refusal> {
                 size: number("size")?,
             })
         }
+        ["spenttxouts", last] => {
+            let (h, format) = format_of(last, &all)?;
+            Ok(Rest::SpentTxOuts {
+                hash: hash(h)?,
+                format,
+            })
+        }
         ["chaininfo.json"] => Ok(Rest::ChainInfo),
         ["chaininfo", ..] => Err(refuse(404, "output format not found (available: json)")),
         ["mempool", "info.json"] => Ok(Rest::MempoolInfo),
@@ -212,8 +226,9 @@ pub fn parse(url: &str) -> Result<Rest, Refusal> {
 /// The metric label of a REST path: its endpoint, never the hash or height.
 pub fn label(url: &str) -> &'static str {
     let path = url.split('?').next().unwrap_or("");
-    const ENDPOINTS: [&str; 7] = [
+    const ENDPOINTS: [&str; 8] = [
         "/rest/block/",
+        "/rest/spenttxouts/",
         "/rest/headers/",
         "/rest/blockhashbyheight/",
         "/rest/blockpart/",
