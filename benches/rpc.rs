@@ -162,7 +162,7 @@ struct Target {
     label: String,
     addr: SocketAddr,
     verb: &'static str,
-    path: &'static str,
+    path: String,
     auth: Option<String>,
     body: String,
     /// Requests per measurement at full size.
@@ -175,7 +175,7 @@ impl Target {
             label: label.to_owned(),
             addr,
             verb: "POST",
-            path: "/",
+            path: "/".into(),
             auth: Some(auth.to_owned()),
             body: json!({"method": method, "params": params, "id": 1}).to_string(),
             count: 20_000,
@@ -223,13 +223,13 @@ fn measure(t: &Target, mode: Mode, clients: usize, total: usize) -> Figures {
                     .map(|_| {
                         let at = Instant::now();
                         let answer = match mode {
-                            Mode::Fresh => http_full(t.addr, t.verb, t.path, &headers, &t.body),
+                            Mode::Fresh => http_full(t.addr, t.verb, &t.path, &headers, &t.body),
                             Mode::KeepAlive => {
                                 if conn.is_none() {
                                     conn = KeepAlive::connect(t.addr).ok();
                                 }
                                 match conn.as_mut() {
-                                    Some(c) => c.request(t.verb, t.path, &headers, &t.body),
+                                    Some(c) => c.request(t.verb, &t.path, &headers, &t.body),
                                     None => Err(std::io::ErrorKind::NotConnected.into()),
                                 }
                             }
@@ -295,7 +295,7 @@ fn cpu_at_rate(t: &Target, pid: i32, rate: f64, secs: f64, conns: usize) -> (f64
                 let mut next = Instant::now();
                 while start.elapsed().as_secs_f64() < secs {
                     if conn
-                        .request(t.verb, t.path, &headers, &t.body)
+                        .request(t.verb, &t.path, &headers, &t.body)
                         .is_ok_and(|a| a.0 == 200)
                     {
                         answered += 1;
@@ -339,7 +339,7 @@ fn main() {
     let mut node = TestNode::start_with(NodeOptions {
         // Every client is on 127.0.0.1: the per-address cap would count them as one.
         config: Some(
-            "[rpc]\nmax_connections_per_ip = 256\nwork_queue = 256\n[rpc.auth]\nrate_limit_enabled = false\n".into(),
+            "[rpc]\nmax_connections_per_ip = 256\nwork_queue = 256\nrest = true\nrest_work_queue = 256\n[rpc.auth]\nrate_limit_enabled = false\n".into(),
         ),
         ..NodeOptions::default()
     });
@@ -377,11 +377,11 @@ fn main() {
     let bare_addr = bare_server();
     let gate_dir = tempfile::tempdir().unwrap();
     let gated = gated_bare_server(gate_dir.path());
-    let plain = |label: &str, addr, verb, path| Target {
+    let plain = |label: &str, addr, verb, path: &str| Target {
         label: label.to_owned(),
         addr,
         verb,
-        path,
+        path: path.to_owned(),
         auth: None,
         body: if verb == "POST" {
             "{}".into()
@@ -413,6 +413,15 @@ fn main() {
             t.count = count;
             targets.push(t);
         }
+        // The same block through REST, as electrs reads it: the stored bytes.
+        let mut t = plain(
+            &format!("/rest/block .bin ({txs} txs)"),
+            addr,
+            "GET",
+            &format!("/rest/block/{block}.bin"),
+        );
+        t.count = count;
+        targets.push(t);
     }
     // The same node's per-request log line at info (written to a file here).
     let mut logged = TestNode::start_with(NodeOptions {
