@@ -245,7 +245,13 @@ impl Dispatcher {
             }
             Route::Rest => {
                 // Unauthenticated, as Core's; the address rules and its rate limit still hold.
-                if let Err(reply) = self.gate.admit_anonymous(peer(&job.request)) {
+                if let Err(mut reply) = self.gate.admit_anonymous(peer(&job.request)) {
+                    // Core's REST has no rate limit, and its clients (electrs) retry only 503
+                    // (Core's warm-up); a 429 would stop them. So over the limit is 503 with
+                    // Retry-After, which they wait out.
+                    if reply.status == 429 {
+                        reply.status = 503;
+                    }
                     return respond(job, reply, &self.metrics);
                 }
                 (&self.rest, "REST work queue depth exceeded")
