@@ -148,6 +148,41 @@ fn rest_paths_answer_what_json_rpc_answers() {
         "genesis: one transaction, nothing spent"
     );
 
+    // Which outputs are unspent: one of the tip's (unspent) and one its block spent.
+    let tip_block = blocks.last().unwrap();
+    let fresh = format!("{}-0", tip_block.txdata[1].compute_txid());
+    let gone = tip_block.txdata[1].input[0].previous_output;
+    let gone = format!("{}-{}", gone.txid, gone.vout);
+    let (status, body) = text(&node, &format!("/rest/getutxos/{fresh}/{gone}.json"));
+    assert_eq!(status, 200, "{body}");
+    let u = json(&body);
+    assert_eq!(
+        (u["bitmap"].clone(), u["chainHeight"].clone()),
+        (json!("10"), json!(tip_height))
+    );
+    assert_eq!(
+        u["utxos"][0]["value"],
+        tip_block.txdata[1].output[0].value.to_btc()
+    );
+    assert_eq!(u["chaintipHash"], node.call("getbestblockhash", json!([])));
+    let (_, bin) = get_bytes(
+        node.rpc,
+        &format!("/rest/getutxos/checkmempool/{fresh}/{gone}.bin"),
+    )
+    .unwrap();
+    assert_eq!(
+        &bin[..4],
+        &(tip_height as i32).to_le_bytes(),
+        "height first"
+    );
+    assert_eq!(
+        &bin[36..38],
+        &[1, 0b01],
+        "a one-byte bitmap: the first found"
+    );
+    assert_eq!(&bin[38..39], &[1], "one coin");
+    let many = vec![fresh.clone(); 16].join("/");
+
     // Chain and mempool.
     let (_, body) = text(&node, "/rest/chaininfo.json");
     assert_eq!(
@@ -179,6 +214,11 @@ fn rest_paths_answer_what_json_rpc_answers() {
         ),
         ("/rest/chaininfo.bin".to_owned(), 404),
         (format!("/rest/spenttxouts/{zeros}.bin"), 404),
+        (format!("/rest/tx/{zeros}.json"), 404),
+        (format!("/rest/getutxos/{many}.json"), 400),
+        ("/rest/getutxos/nothex-0.json".to_owned(), 400),
+        (format!("/rest/blockfilter/basic/{h}.bin"), 400),
+        (format!("/rest/blockfilterheaders/nosuch/{h}.bin"), 400),
         ("/rest/nosuch".to_owned(), 404),
     ] {
         assert_eq!(get_bytes(node.rpc, &path).unwrap().0, status, "{path}");

@@ -197,6 +197,9 @@ impl RestServer {
                 }
             }
             Rest::SpentTxOuts { hash, format } => self.spent_txouts(hash, format),
+            // No mempool and no transaction index yet: as Core without either.
+            Rest::Tx { txid } => error(404, &format!("{txid} not found")),
+            Rest::GetUtxos { outpoints, format } => self.get_utxos(outpoints, format),
             Rest::ChainInfo => answer(self.call("getblockchaininfo", vec![]), None),
             Rest::MempoolInfo => answer(self.call("getmempoolinfo", vec![]), None),
             Rest::MempoolContents => answer(self.call("getrawmempool", vec![json!(true)]), None),
@@ -275,6 +278,52 @@ impl RestServer {
         let mut out = serialize(&bitcoin::VarInt(per_tx.len() as u64));
         for outs in &per_tx {
             out.extend(serialize(outs));
+        }
+        bytes(format, &out)
+    }
+
+    /// Core's `getutxos`: which of the outputs are unspent at the tip, and those coins.
+    fn get_utxos(&self, outpoints: Vec<bitcoin::OutPoint>, format: Format) -> Reply {
+        let found = methods::on_chain(&self.rpc.methods, "gettxout", move |cs| {
+            let (tip, height) = cs.tip();
+            let coins: Vec<_> = outpoints.iter().map(|op| cs.coin(op)).collect();
+            (tip, height, coins)
+        });
+        let (tip, height, coins) = match found {
+            Ok(f) => f,
+            Err(e) => return from_rpc(&e, None),
+        };
+        let mut bitmap = vec![0u8; coins.len().div_ceil(8)];
+        for (i, c) in coins.iter().enumerate() {
+            if c.is_some() {
+                bitmap[i / 8] |= 1 << (i % 8);
+            }
+        }
+        let unspent: Vec<_> = coins.iter().flatten().collect();
+        if format == Format::Json {
+            let network = self.rpc.methods.chain.bitcoin_network();
+            let v = json!({
+                "chainHeight": height,
+                "chaintipHash": tip.to_string(),
+                "bitmap": coins.iter().map(|c| if c.is_some() { '1' } else { '0' }).collect::<String>(),
+                "utxos": unspent.iter().map(|c| json!({
+                    "height": c.height,
+                    "value": c.output.value.to_btc(),
+                    "scriptPubKey": blockchain::script_json(&c.output.script_pubkey, network),
+                })).collect::<Vec<_>>(),
+            });
+            return json_text(v.to_string());
+        }
+        // Core's layout: height (int32), tip, the bitmap as a byte vector, then each coin as
+        // a dummy version (uint32 0), its height (uint32) and the output.
+        let mut out = serialize(&(height as i32));
+        out.extend(serialize(&tip));
+        out.extend(serialize(&bitmap));
+        out.extend(serialize(&bitcoin::VarInt(unspent.len() as u64)));
+        for c in unspent {
+            out.extend(0u32.to_le_bytes());
+            out.extend(c.height.to_le_bytes());
+            out.extend(serialize(&c.output));
         }
         bytes(format, &out)
     }

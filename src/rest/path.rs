@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 /// Most headers one request may ask for (Core's MAX_REST_HEADERS_RESULTS).
 pub const MAX_HEADERS: u32 = 2000;
+/// Most outputs one `getutxos` may ask about (Core's MAX_GETUTXOS_OUTPOINTS).
+pub const MAX_OUTPOINTS: usize = 15;
 
 /// The suffix that picks the answer's encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,18 @@ pub enum Rest {
     SpentTxOuts {
         /// The block.
         hash: BlockHash,
+        /// The format.
+        format: Format,
+    },
+    /// `/rest/tx/<txid>`: mempool or a transaction index only, as Core (neither exists yet).
+    Tx {
+        /// The transaction.
+        txid: bitcoin::Txid,
+    },
+    /// `/rest/getutxos[/checkmempool]/<txid>-<n>/...`.
+    GetUtxos {
+        /// The outputs asked about (at most 15).
+        outpoints: Vec<bitcoin::OutPoint>,
         /// The format.
         format: Format,
     },
@@ -214,6 +228,51 @@ pub fn parse(url: &str) -> Result<Rest, Refusal> {
                 format,
             })
         }
+        ["tx", last] => {
+            let (t, _) = format_of(last, &all)?;
+            let txid = bitcoin::Txid::from_str(t)
+                .ok()
+                .filter(|_| t.len() == 64)
+                .ok_or_else(|| refuse(400, format!("Invalid hash: {t}")))?;
+            Ok(Rest::Tx { txid })
+        }
+        ["getutxos", rest @ ..] if !rest.is_empty() => {
+            let (last, before) = rest.split_last().unwrap_or((&"", &[]));
+            let (tail, format) = format_of(last, &all)?;
+            let mut items: Vec<&str> = before.to_vec();
+            items.push(tail);
+            // `checkmempool` asks to see the mempool too; there is none yet, so it changes nothing.
+            if items.first() == Some(&"checkmempool") {
+                items.remove(0);
+            }
+            if items.is_empty() || items == [""] {
+                return Err(refuse(400, "Error: empty request"));
+            }
+            if items.len() > MAX_OUTPOINTS {
+                return Err(refuse(
+                    400,
+                    format!(
+                        "Error: max outpoints exceeded (max: {MAX_OUTPOINTS}, tried: {})",
+                        items.len()
+                    ),
+                ));
+            }
+            let outpoints = items
+                .iter()
+                .map(|i| {
+                    let (t, n) = i.split_once('-')?;
+                    let txid = bitcoin::Txid::from_str(t).ok().filter(|_| t.len() == 64)?;
+                    Some(bitcoin::OutPoint::new(txid, n.parse().ok()?))
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| refuse(400, "Parse error"))?;
+            Ok(Rest::GetUtxos { outpoints, format })
+        }
+        ["blockfilter" | "blockfilterheaders", kind, ..] => Err(if *kind == "basic" {
+            refuse(400, "Index is not enabled for filtertype basic")
+        } else {
+            refuse(400, format!("Unknown filtertype {kind}"))
+        }),
         ["chaininfo.json"] => Ok(Rest::ChainInfo),
         ["chaininfo", ..] => Err(refuse(404, "output format not found (available: json)")),
         ["mempool", "info.json"] => Ok(Rest::MempoolInfo),
@@ -226,9 +285,13 @@ pub fn parse(url: &str) -> Result<Rest, Refusal> {
 /// The metric label of a REST path: its endpoint, never the hash or height.
 pub fn label(url: &str) -> &'static str {
     let path = url.split('?').next().unwrap_or("");
-    const ENDPOINTS: [&str; 8] = [
+    const ENDPOINTS: [&str; 12] = [
         "/rest/block/",
         "/rest/spenttxouts/",
+        "/rest/tx/",
+        "/rest/getutxos/",
+        "/rest/blockfilter/",
+        "/rest/blockfilterheaders/",
         "/rest/headers/",
         "/rest/blockhashbyheight/",
         "/rest/blockpart/",
