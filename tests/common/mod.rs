@@ -420,6 +420,22 @@ impl KeepAlive {
         headers: &[(&str, &str)],
         body: &str,
     ) -> std::io::Result<(u16, Headers, String)> {
+        let (status, headers, answer) = self.request_bytes(method, path, headers, body)?;
+        Ok((
+            status,
+            headers,
+            String::from_utf8_lossy(&answer).into_owned(),
+        ))
+    }
+
+    /// [`KeepAlive::request`], the answer as bytes (binary answers).
+    pub fn request_bytes(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> std::io::Result<(u16, Headers, Vec<u8>)> {
         use std::io::BufRead;
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
@@ -457,11 +473,7 @@ impl KeepAlive {
             .unwrap_or(0usize);
         let mut answer = vec![0u8; length];
         self.reader.read_exact(&mut answer)?;
-        Ok((
-            status,
-            headers,
-            String::from_utf8_lossy(&answer).into_owned(),
-        ))
+        Ok((status, headers, answer))
     }
 }
 
