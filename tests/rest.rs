@@ -43,8 +43,14 @@ fn rest_paths_answer_what_json_rpc_answers() {
     let (status, body) = text(&node, &format!("/rest/block/{h}.json"));
     assert_eq!(status, 200);
     let full = json(&body);
-    let rpc = node.call("getblock", json!([h, 2]));
+    // Core's REST block is verbosity 3 (inputs with their prevouts).
+    let rpc = node.call("getblock", json!([h, 3]));
     assert_eq!(full["tx"], rpc["tx"]);
+    assert!(
+        full["tx"][1]["vin"][0]["prevout"]["value"].is_number(),
+        "{}",
+        full["tx"][1]
+    );
     assert_eq!(full["hash"], h);
     let (_, body) = text(&node, &format!("/rest/block/notxdetails/{h}.json"));
     assert_eq!(

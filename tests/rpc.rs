@@ -1164,6 +1164,37 @@ fn getblock_verbosities_agree_with_the_decoded_block() {
             assert_eq!(v["vin"].as_array().unwrap().len(), t.input.len());
             assert_eq!(v["vout"][0]["value"], t.output[0].value.to_btc());
         }
+        // Verbosity 3: each input's spent coin and the fee, from the undo data.
+        let txs: std::collections::HashMap<bitcoin::Txid, &bitcoin::Transaction> = blocks
+            .iter()
+            .flat_map(|b| b.txdata.iter().map(|t| (t.compute_txid(), t)))
+            .collect();
+        let three = node.call("getblock", serde_json::json!([hash, 3]));
+        assert!(
+            three["tx"][0]["vin"][0].get("prevout").is_none(),
+            "the coinbase spends nothing"
+        );
+        for (t, v) in block
+            .txdata
+            .iter()
+            .zip(three["tx"].as_array().unwrap())
+            .skip(1)
+        {
+            let mut paid = 0;
+            for (input, vin) in t.input.iter().zip(v["vin"].as_array().unwrap()) {
+                let spent =
+                    &txs[&input.previous_output.txid].output[input.previous_output.vout as usize];
+                paid += spent.value.to_sat();
+                assert_eq!(vin["prevout"]["value"], spent.value.to_btc(), "{vin}");
+                assert_eq!(
+                    vin["prevout"]["scriptPubKey"]["hex"],
+                    bitcoin::hex::DisplayHex::to_lower_hex_string(spent.script_pubkey.as_bytes())
+                );
+                assert_eq!(vin["prevout"]["generated"], false);
+            }
+            let out: u64 = t.output.iter().map(|o| o.value.to_sat()).sum();
+            assert_eq!(v["fee"], bitcoin::Amount::from_sat(paid - out).to_btc());
+        }
     };
     check(&node);
     node.stop();

@@ -104,7 +104,8 @@ impl RestServer {
                 format: Format::Json,
                 tx_details,
             } => {
-                let verbosity = if tx_details { 2 } else { 1 };
+                // Core's REST block is verbosity 3: transactions with their inputs' prevouts.
+                let verbosity = if tx_details { 3 } else { 1 };
                 answer(
                     self.call("getblock", vec![json!(hash.to_string()), json!(verbosity)]),
                     Some(&hash),

@@ -18,6 +18,9 @@ pub struct TxJson {
     locktime: u32,
     vin: Vec<InputJson>,
     vout: Vec<OutputJson>,
+    /// With the spent coins (getblock 3): what the inputs paid over the outputs, BTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fee: Option<f64>,
     hex: String,
 }
 
@@ -33,7 +36,19 @@ struct InputJson {
     script_sig: Option<ScriptSigJson>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     txinwitness: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prevout: Option<PrevoutJson>,
     sequence: u32,
+}
+
+/// The coin an input spent (getblock verbosity 3).
+#[derive(Serialize)]
+struct PrevoutJson {
+    generated: bool,
+    height: u32,
+    value: f64,
+    #[serde(rename = "scriptPubKey")]
+    script_pub_key: ScriptJson,
 }
 
 #[derive(Serialize)]
@@ -64,12 +79,24 @@ pub struct ScriptJson {
 impl TxJson {
     /// `tx` as Core shows it on `chain`.
     pub fn new(tx: &Transaction, chain: Chain) -> TxJson {
+        TxJson::with_prevouts(tx, chain, None)
+    }
+
+    /// `tx` with the coins its inputs spent, one per input (getblock verbosity 3): each
+    /// input's `prevout`, and the fee.
+    pub fn with_prevouts(
+        tx: &Transaction,
+        chain: Chain,
+        prevouts: Option<&[crate::chain::utxo::Coin]>,
+    ) -> TxJson {
         let network = chain.bitcoin_network();
         let coinbase = tx.is_coinbase();
+        let prevouts = prevouts.filter(|p| p.len() == tx.input.len() && !coinbase);
         let vin = tx
             .input
             .iter()
-            .map(|i| InputJson {
+            .enumerate()
+            .map(|(n, i)| InputJson {
                 coinbase: coinbase.then(|| crate::hex::lower(i.script_sig.as_bytes())),
                 txid: (!coinbase).then(|| i.previous_output.txid.to_string()),
                 vout: (!coinbase).then_some(i.previous_output.vout),
@@ -78,6 +105,12 @@ impl TxJson {
                     hex: crate::hex::lower(i.script_sig.as_bytes()),
                 }),
                 txinwitness: i.witness.iter().map(crate::hex::lower).collect(),
+                prevout: prevouts.map(|p| PrevoutJson {
+                    generated: p[n].coinbase,
+                    height: p[n].height,
+                    value: p[n].output.value.to_btc(),
+                    script_pub_key: ScriptJson::new(&p[n].output.script_pubkey, network),
+                }),
                 sequence: i.sequence.0,
             })
             .collect();
@@ -101,6 +134,11 @@ impl TxJson {
             locktime: tx.lock_time.to_consensus_u32(),
             vin,
             vout,
+            fee: prevouts.map(|p| {
+                let paid: u64 = p.iter().map(|c| c.output.value.to_sat()).sum();
+                let out: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
+                bitcoin::Amount::from_sat(paid.saturating_sub(out)).to_btc()
+            }),
             hex: crate::hex::lower(&bitcoin::consensus::encode::serialize(tx)),
         }
     }
