@@ -1,6 +1,7 @@
 //! Test harness: starts the real `bllvm-node` binary on loopback with a temporary datadir.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod electrs;
 pub mod systemd;
 pub mod tmpfs;
 
