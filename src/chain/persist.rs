@@ -301,6 +301,32 @@ impl FileSource {
 }
 
 impl FileSource {
+    /// Bytes of `hash`'s block record as `read` takes them (all, or a prefix), with its file;
+    /// `None` when it is not stored or was pruned meanwhile. A failed read is damage: whatever
+    /// is wrong with the record, the header is known and valid, so a peer can give us the
+    /// block again.
+    fn read_block(
+        &self,
+        hash: &BlockHash,
+        read: impl FnOnce(&Path, FilePos) -> Result<Vec<u8>, StorageError>,
+    ) -> Result<Option<(Vec<u8>, PathBuf)>, StorageFault> {
+        let Some(pos) = self.record(hash)?.and_then(|r| r.block_pos) else {
+            return Ok(None);
+        };
+        let path = block_files::file_path(&self.dir, "blk", pos.file);
+        match read(&path, pos) {
+            Ok(bytes) => Ok(Some((bytes, path))),
+            Err(_) if self.pruned_meanwhile(hash, &path)? => Ok(None),
+            Err(e) => Err(self.bad_block(hash, format!("{hash}: {e}"))),
+        }
+    }
+
+    /// Records damage to `hash`'s block data and returns the fault.
+    fn bad_block(&self, hash: &BlockHash, detail: String) -> StorageFault {
+        self.integrity.corrupt_block(*hash, &detail);
+        StorageFault::new("block", detail)
+    }
+
     /// After a failed read: whether the block was pruned since its position was looked up
     /// (the file is gone and the index no longer has it), which is no damage.
     fn pruned_meanwhile(&self, hash: &BlockHash, path: &Path) -> Result<bool, StorageFault> {
@@ -319,12 +345,13 @@ impl FileSource {
         if header.is_some_and(|h| h.block_hash() == *hash) {
             return Ok(());
         }
-        let detail = format!(
-            "{hash} in {}: the stored header is not the block's",
-            path.display()
-        );
-        self.integrity.corrupt_block(*hash, &detail);
-        Err(StorageFault::new("block", detail))
+        Err(self.bad_block(
+            hash,
+            format!(
+                "{hash} in {}: the stored header is not the block's",
+                path.display()
+            ),
+        ))
     }
 }
 
@@ -369,25 +396,15 @@ impl CoinSource for FileSource {
 
 impl BlockSource for FileSource {
     fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StorageFault> {
-        let Some(pos) = self.record(hash)?.and_then(|r| r.block_pos) else {
+        let whole =
+            |path: &Path, pos| block_files::read_record(path, self.magic, pos, 0).map(|r| r.0);
+        let Some((bytes, path)) = self.read_block(hash, whole)? else {
             return Ok(None);
         };
-        let path = block_files::file_path(&self.dir, "blk", pos.file);
-        // Whatever is wrong with the record, the header is known and valid: a peer can give
-        // us the block again.
-        let bad = |detail: String| {
-            self.integrity.corrupt_block(*hash, &detail);
-            StorageFault::new("block", detail)
-        };
-        let bytes = match block_files::read_record(&path, self.magic, pos, 0) {
-            Ok((bytes, _)) => bytes,
-            Err(_) if self.pruned_meanwhile(hash, &path)? => return Ok(None),
-            Err(e) => return Err(bad(format!("{hash}: {e}"))),
-        };
-        let block: Block =
-            deserialize(&bytes).map_err(|e| bad(format!("{hash} in {}: {e}", path.display())))?;
+        let block: Block = deserialize(&bytes)
+            .map_err(|e| self.bad_block(hash, format!("{hash} in {}: {e}", path.display())))?;
         if block.block_hash() != *hash || !intact(&block) {
-            return Err(bad(format!("{hash} in {} is corrupt", path.display())));
+            return Err(self.bad_block(hash, format!("{hash} in {} is corrupt", path.display())));
         }
         Ok(Some(block))
     }
@@ -396,58 +413,34 @@ impl BlockSource for FileSource {
         &self,
         hash: &BlockHash,
     ) -> Result<Option<super::raw_block::RawBlock>, StorageFault> {
-        let Some(pos) = self.record(hash)?.and_then(|r| r.block_pos) else {
+        let whole =
+            |path: &Path, pos| block_files::read_record(path, self.magic, pos, 0).map(|r| r.0);
+        let Some((bytes, path)) = self.read_block(hash, whole)? else {
             return Ok(None);
-        };
-        let path = block_files::file_path(&self.dir, "blk", pos.file);
-        let bytes = match block_files::read_record(&path, self.magic, pos, 0) {
-            Ok((bytes, _)) => bytes,
-            Err(_) if self.pruned_meanwhile(hash, &path)? => return Ok(None),
-            Err(e) => {
-                let detail = format!("{hash}: {e}");
-                self.integrity.corrupt_block(*hash, &detail);
-                return Err(StorageFault::new("block", detail));
-            }
         };
         // Checked as a decoded block would be (header hash, merkle root, witness commitment),
         // in one pass over the bytes without decoding them.
         self.check_header(hash, &bytes, &path)?;
-        match super::raw_block::check(&bytes) {
-            Ok(summary) => Ok(Some(super::raw_block::RawBlock { bytes, summary })),
-            Err(e) => {
-                let detail = format!("{hash} in {}: {e}", path.display());
-                self.integrity.corrupt_block(*hash, &detail);
-                Err(StorageFault::new("block", detail))
-            }
-        }
+        let summary = super::raw_block::check(&bytes)
+            .map_err(|e| self.bad_block(hash, format!("{hash} in {}: {e}", path.display())))?;
+        Ok(Some(super::raw_block::RawBlock { bytes, summary }))
     }
 
     fn tx_count(&self, hash: &BlockHash) -> Result<Option<usize>, StorageFault> {
-        let Some(pos) = self.record(hash)?.and_then(|r| r.block_pos) else {
+        // The header, then the count as a CompactSize of at most 9 bytes.
+        let prefix = |path: &Path, pos| block_files::read_prefix(path, self.magic, pos, 80 + 9);
+        let Some((prefix, path)) = self.read_block(hash, prefix)? else {
             return Ok(None);
         };
-        let path = block_files::file_path(&self.dir, "blk", pos.file);
-        // The header, then the count as a CompactSize of at most 9 bytes.
-        let prefix = match block_files::read_prefix(&path, self.magic, pos, 80 + 9) {
-            Ok(p) => p,
-            Err(_) if self.pruned_meanwhile(hash, &path)? => return Ok(None),
-            Err(e) => {
-                let detail = format!("{hash}: {e}");
-                self.integrity.corrupt_block(*hash, &detail);
-                return Err(StorageFault::new("block", detail));
-            }
-        };
         self.check_header(hash, &prefix, &path)?;
-        let count: Result<bitcoin::VarInt, _> =
-            bitcoin::consensus::encode::deserialize_partial(&prefix[80..]).map(|(v, _)| v);
-        match count {
-            Ok(n) => Ok(Some(n.0 as usize)),
-            Err(e) => {
-                let detail = format!("{hash} in {}: transaction count: {e}", path.display());
-                self.integrity.corrupt_block(*hash, &detail);
-                Err(StorageFault::new("block", detail))
-            }
-        }
+        let (count, _): (bitcoin::VarInt, _) =
+            bitcoin::consensus::encode::deserialize_partial(&prefix[80..]).map_err(|e| {
+                self.bad_block(
+                    hash,
+                    format!("{hash} in {}: transaction count: {e}", path.display()),
+                )
+            })?;
+        Ok(Some(count.0 as usize))
     }
 
     fn undo(&self, hash: &BlockHash) -> Result<Option<BlockChanges>, StorageFault> {

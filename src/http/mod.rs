@@ -212,13 +212,18 @@ impl Dispatcher {
             user: String::new(),
         };
         let (queue, full_message) = match route {
-            Route::Rpc if self.shared.shutting_down.load(Ordering::Acquire) => {
+            Route::Rpc | Route::Rest if self.shared.shutting_down.load(Ordering::Acquire) => {
                 return respond(job, Reply::error(503, "Shutting down"), &self.metrics);
             }
-            Route::Rpc if self.shared.startup.read().is_some() => {
+            Route::Rpc | Route::Rest if self.shared.startup.read().is_some() => {
                 let step = self.shared.startup.read().clone().unwrap_or_default();
-                let reply = Reply::error(503, &format!("Starting up: {step}"));
-                return respond(job, reply, &self.metrics);
+                // REST says it as Core's REST does during its warm-up.
+                let message = if route == Route::Rest {
+                    format!("Service temporarily unavailable: {step}")
+                } else {
+                    format!("Starting up: {step}")
+                };
+                return respond(job, Reply::error(503, &message), &self.metrics);
             }
             Route::Rpc => {
                 let authorization = job
@@ -233,15 +238,6 @@ impl Dispatcher {
                     Err(reply) => return respond(job, reply, &self.metrics),
                 }
                 (&self.rpc, "Work queue depth exceeded")
-            }
-            Route::Rest if self.shared.shutting_down.load(Ordering::Acquire) => {
-                return respond(job, Reply::error(503, "Shutting down"), &self.metrics);
-            }
-            Route::Rest if self.shared.startup.read().is_some() => {
-                // Core's REST answers 503 during its warm-up the same way.
-                let step = self.shared.startup.read().clone().unwrap_or_default();
-                let reply = Reply::error(503, &format!("Service temporarily unavailable: {step}"));
-                return respond(job, reply, &self.metrics);
             }
             Route::Rest => {
                 // Unauthenticated, as Core's; the address rules and its rate limit still hold.

@@ -112,7 +112,7 @@ impl RestServer {
                 )
             }
             Rest::Block { hash, format, .. } => match self.raw_block(hash) {
-                Ok(raw) => bytes(format, &raw),
+                Ok(raw) => bytes(format, &raw.bytes),
                 Err(reply) => reply,
             },
             Rest::BlockPart {
@@ -120,7 +120,7 @@ impl RestServer {
                 format,
                 offset,
                 size,
-            } => match self.raw_block(hash) {
+            } => match self.raw_block(hash).map(|r| r.bytes) {
                 Ok(raw) => {
                     let end = offset.checked_add(size).filter(|e| *e <= raw.len() as u64);
                     match end {
@@ -234,13 +234,10 @@ impl RestServer {
                 )
             }
         };
-        let raw = match self.raw_block(hash) {
-            Ok(raw) => raw,
+        // The read checked the block already; its walk counted each transaction's inputs.
+        let inputs = match self.raw_block(hash) {
+            Ok(raw) => raw.summary.inputs,
             Err(reply) => return reply,
-        };
-        let inputs = match crate::chain::raw_block::check(&raw) {
-            Ok(summary) => summary.inputs,
-            Err(e) => return error(500, &format!("Block data unreadable or corrupt ({e})")),
         };
         // Every input but the coinbase's spent one coin, in order.
         let wanted: usize = inputs.iter().skip(1).sum();
@@ -329,8 +326,12 @@ impl RestServer {
         bytes(format, &out)
     }
 
-    /// The stored block, checked: the bytes, or the refusal (404 unknown or pruned).
-    fn raw_block(&self, hash: bitcoin::BlockHash) -> Result<Vec<u8>, Reply> {
+    /// The stored block, checked, with what the check learnt; or the refusal (404 unknown or
+    /// pruned).
+    fn raw_block(
+        &self,
+        hash: bitcoin::BlockHash,
+    ) -> Result<crate::chain::raw_block::RawBlock, Reply> {
         let access = methods::on_chain(&self.rpc.methods, "getblock", move |cs| {
             cs.tree().get(&hash)?;
             cs.block_access(&hash)
@@ -338,7 +339,7 @@ impl RestServer {
         .map_err(|e| from_rpc(&e, Some(&hash)))?
         .ok_or_else(|| error(404, &format!("{hash} not found")))?;
         match access.raw(&hash) {
-            Ok(Some(raw)) => Ok(raw.bytes),
+            Ok(Some(raw)) => Ok(raw),
             Ok(None) => Err(error(404, &format!("{hash} not available (pruned data)"))),
             Err(f) => Err(error(
                 500,

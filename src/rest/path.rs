@@ -179,19 +179,15 @@ pub fn parse(url: &str) -> Result<Rest, Refusal> {
                 tx_details,
             })
         }
-        // Core checks the count before the hash.
-        ["headers", count, last] => {
+        // `/headers/<hash>?count=N`, or the older `/headers/<N>/<hash>`; Core checks the count
+        // before the hash.
+        ["headers", rest @ ..] if (1..=2).contains(&rest.len()) => {
+            let (count, last) = match rest {
+                [count, last] => (*count, *last),
+                _ => (query(q, "count").unwrap_or("5"), rest[0]),
+            };
             let (h, format) = format_of(last, &all)?;
             let count = header_count(count)?;
-            Ok(Rest::Headers {
-                hash: hash(h)?,
-                count,
-                format,
-            })
-        }
-        ["headers", last] => {
-            let (h, format) = format_of(last, &all)?;
-            let count = header_count(query(q, "count").unwrap_or("5"))?;
             Ok(Rest::Headers {
                 hash: hash(h)?,
                 count,

@@ -499,14 +499,16 @@ impl Gate {
             let Step::Forward(f) = step else {
                 break step;
             };
-            let later = Completion {
-                tx: self.done_tx.clone(),
-                waker: self.waker.clone(),
-                client: idx,
-                serial: c.serial,
-            };
             let laned = match &lane {
-                Some(lane) if !f.probe => lane.answer(&f, c.peer, later),
+                Some(lane) if !f.probe => {
+                    let later = Completion {
+                        tx: self.done_tx.clone(),
+                        waker: self.waker.clone(),
+                        client: idx,
+                        serial: c.serial,
+                    };
+                    lane.answer(&f, c.peer, later)
+                }
                 _ => None,
             };
             let reply = match laned {

@@ -144,28 +144,27 @@ impl TxJson {
     }
 }
 
+/// A test of a script's form (`Script::is_p2pkh`, ...).
+type ScriptTest = fn(&Script) -> bool;
+
 impl ScriptJson {
     /// `script` with its type and, when it has one, its address on `network`.
     pub fn new(script: &Script, network: bitcoin::Network) -> ScriptJson {
-        let kind = if script.is_p2pkh() {
-            "pubkeyhash"
-        } else if script.is_p2sh() {
-            "scripthash"
-        } else if script.is_p2wpkh() {
-            "witness_v0_keyhash"
-        } else if script.is_p2wsh() {
-            "witness_v0_scripthash"
-        } else if script.is_p2tr() {
-            "witness_v1_taproot"
-        } else if script.is_op_return() {
-            "nulldata"
-        } else if script.is_p2pk() {
-            "pubkey"
-        } else if script.is_multisig() {
-            "multisig"
-        } else {
-            "nonstandard"
-        };
+        // Core's names, tried in Core's order.
+        const KINDS: [(ScriptTest, &str); 8] = [
+            (Script::is_p2pkh, "pubkeyhash"),
+            (Script::is_p2sh, "scripthash"),
+            (Script::is_p2wpkh, "witness_v0_keyhash"),
+            (Script::is_p2wsh, "witness_v0_scripthash"),
+            (Script::is_p2tr, "witness_v1_taproot"),
+            (Script::is_op_return, "nulldata"),
+            (Script::is_p2pk, "pubkey"),
+            (Script::is_multisig, "multisig"),
+        ];
+        let kind = KINDS
+            .iter()
+            .find(|(is, _)| is(script))
+            .map_or("nonstandard", |(_, name)| name);
         ScriptJson {
             asm: script.to_asm_string(),
             hex: crate::hex::lower(script.as_bytes()),
