@@ -11,6 +11,33 @@ use bitcoin::p2p::Magic;
 /// Largest payload accepted (Core's MAX_PROTOCOL_MESSAGE_LENGTH).
 pub const MAX_PAYLOAD: usize = 4_000_000;
 const HEADER: usize = 24;
+/// A decoder holding more spare capacity than this after a large frame gives it back.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// The largest payload a command can carry: a peer declaring more is cut off at the frame
+/// header, before it can make us buffer the payload. Commands not listed (blocks, transactions,
+/// and those we do not know) may use the protocol's limit.
+pub fn max_payload(command: &[u8]) -> usize {
+    // A compact-size count: at most 9 bytes.
+    const COUNT: usize = 9;
+    match command {
+        b"verack" | b"getaddr" | b"sendheaders" | b"wtxidrelay" | b"sendaddrv2" | b"mempool" => 0,
+        b"ping" | b"pong" | b"feefilter" => 8,
+        b"sendcmpct" => 9,
+        // Core's MAX_SUBVERSION_LENGTH of 256 plus the fixed fields, with room to spare.
+        b"version" => 1024,
+        // 2,000 headers of 80 bytes and a zero transaction count each.
+        b"headers" => COUNT + 2000 * 81,
+        // 50,000 inventory items of 36 bytes (MAX_INV_SZ).
+        b"inv" | b"getdata" | b"notfound" => COUNT + 50_000 * 36,
+        // 1,000 addresses (MAX_ADDR_TO_SEND); addrv2 addresses are at most 512 bytes.
+        b"addr" => COUNT + 1000 * 30,
+        b"addrv2" => COUNT + 1000 * (4 + COUNT + 1 + COUNT + 512 + 2),
+        // A version, up to 2,000 locator hashes (more is refused later) and a stop hash.
+        b"getheaders" | b"getblocks" => 4 + COUNT + 2001 * 32,
+        _ => MAX_PAYLOAD,
+    }
+}
 
 /// Why a peer's byte stream is unusable; the peer is disconnected (and may be scored).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,7 +110,7 @@ impl FrameDecoder {
             return Err(DecodeError::BadCommand);
         }
         let len = u32::from_le_bytes([self.buf[16], self.buf[17], self.buf[18], self.buf[19]]);
-        if len as usize > MAX_PAYLOAD {
+        if len as usize > max_payload(&command[..name_len]) {
             return Err(DecodeError::Oversized(len));
         }
         let end = HEADER + len as usize;
@@ -95,7 +122,7 @@ impl FrameDecoder {
             return Err(DecodeError::BadChecksum);
         }
         let msg = match RawNetworkMessage::consensus_decode(&mut &self.buf[..end]) {
-            Ok(m) => m.payload().clone(),
+            Ok(m) => m.into_payload(),
             Err(_) if &command[..name_len] == b"version" => {
                 // The relay flag is optional (BIP37); Core takes a version without it as
                 // relay = true, and so does this.
@@ -114,6 +141,10 @@ impl FrameDecoder {
             }
         };
         self.buf.drain(..end);
+        if self.buf.capacity() > KEEP_CAPACITY && self.buf.len() < KEEP_CAPACITY {
+            // A block's worth of capacity per idle peer would add up.
+            self.buf.shrink_to(KEEP_CAPACITY);
+        }
         Ok(Some(msg))
     }
 }
@@ -238,6 +269,40 @@ mod tests {
         let mut d = FrameDecoder::new(MAGIC);
         d.push(&short);
         assert!(matches!(d.next_message(), Err(DecodeError::Payload { .. })));
+    }
+
+    /// A small command declaring a large payload is refused at its header: a `ping` may not
+    /// make us buffer more than its 8 bytes, nor `headers` more than 2,000 headers.
+    #[test]
+    fn each_command_is_held_to_what_it_can_carry() {
+        let frame_header = |cmd: &[u8], len: u32| {
+            let mut f = MAGIC.to_bytes().to_vec();
+            let mut name = [0u8; 12];
+            name[..cmd.len()].copy_from_slice(cmd);
+            f.extend_from_slice(&name);
+            f.extend_from_slice(&len.to_le_bytes());
+            f.extend_from_slice(&[0; 4]);
+            f
+        };
+        for (cmd, ok, too_big) in [
+            (&b"ping"[..], 8u32, 9u32),
+            (b"verack", 0, 1),
+            (b"headers", 162_009, 162_010),
+            (b"inv", 1_800_009, 1_800_010),
+            (b"block", 4_000_000, 4_000_001),
+            (b"someday", 4_000_000, 4_000_001),
+        ] {
+            let mut d = FrameDecoder::new(MAGIC);
+            d.push(&frame_header(cmd, ok));
+            let got = d.next_message();
+            assert!(
+                !matches!(got, Err(DecodeError::Oversized(_))),
+                "{cmd:?} {ok}"
+            );
+            let mut d = FrameDecoder::new(MAGIC);
+            d.push(&frame_header(cmd, too_big));
+            assert_eq!(d.next_message(), Err(DecodeError::Oversized(too_big)));
+        }
     }
 
     /// Random bytes, in random chunks, half of them behind a valid header: never a panic, and

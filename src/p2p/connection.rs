@@ -2,13 +2,13 @@
 //! and the counters `getpeerinfo` reports. No protocol decisions here.
 
 use super::codec::{self, DecodeError, FrameDecoder};
-use super::peer::Peer;
+use super::peer::Direction;
 use super::send_queue::{priority, Pushed, SendQueue};
 use crate::messages::PeerId;
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::Magic;
 use mio::net::TcpStream;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -48,17 +48,6 @@ pub fn command_label(cmd: &str) -> &'static str {
         .find(|c| **c == cmd)
         .copied()
         .unwrap_or("other")
-}
-
-/// How a connection was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// The peer connected to us.
-    Inbound,
-    /// We connected to a peer the peer manager chose.
-    Outbound,
-    /// We connected because of `--connect`, `--addnode` or `addnode`.
-    Manual,
 }
 
 /// Traffic counters.
@@ -101,8 +90,6 @@ pub struct Connection {
     pub stream: TcpStream,
     /// Still connecting (outbound), since when.
     pub connecting: Option<Instant>,
-    /// The protocol state.
-    pub peer: Peer,
     /// Incoming frames.
     pub decoder: FrameDecoder,
     /// Outgoing bytes.
@@ -111,27 +98,17 @@ pub struct Connection {
     pub traffic: Traffic,
     /// Unix seconds when connected.
     pub since: i64,
-    /// Our version nonce (outbound), to spot connections to ourselves.
-    pub nonce: u64,
-    /// The peer's version details, once known: (version, services, user agent, start height).
-    pub version: Option<(u32, u64, String, i32)>,
     /// The socket may hold unread bytes (edge-triggered readiness).
     pub readable: bool,
-    /// Block requests waiting until the send queue has room (Core's fPauseSend).
-    pub getdata: VecDeque<bitcoin::p2p::message_blockdata::Inventory>,
-    /// Block requests handed to the chain and not yet answered.
-    pub getdata_out: usize,
-    /// The last hash of a full `getblocks` answer: when the peer fetches that block, our tip
-    /// follows by `inv` so it asks for the next batch (Core's continuation block).
-    pub continuation: Option<bitcoin::BlockHash>,
     /// Set when the connection must close, with the reason.
     pub closing: Option<&'static str>,
     /// Messages dropped because the queue was full.
     pub dropped: u64,
-    /// Whether we answered its `getaddr` already (once per connection, as Core).
-    pub answered_getaddr: bool,
     /// A "near its limit" warning was logged.
     pub warned_full: bool,
+    /// When the last byte arrived (or reading last paused for the frame budget): a partial
+    /// frame that stops growing ends the connection.
+    pub last_byte: Instant,
 }
 
 impl Connection {
@@ -142,7 +119,6 @@ impl Connection {
         addr: SocketAddr,
         direction: Direction,
         stream: TcpStream,
-        peer: Peer,
         magic: Magic,
         queue_limit: usize,
         now: Instant,
@@ -154,21 +130,15 @@ impl Connection {
             direction,
             stream,
             connecting: (direction != Direction::Inbound).then_some(now),
-            peer,
             decoder: FrameDecoder::new(magic),
             queue: SendQueue::new(queue_limit),
             traffic: Traffic::default(),
             since: now_unix,
-            nonce: 0,
-            version: None,
             readable: direction == Direction::Inbound,
-            getdata: VecDeque::new(),
-            getdata_out: 0,
-            continuation: None,
             closing: None,
             dropped: 0,
-            answered_getaddr: false,
             warned_full: false,
+            last_byte: now,
         }
     }
 
@@ -192,12 +162,18 @@ impl Connection {
         pushed
     }
 
-    /// Reads what the socket has into the decoder, up to the budget and the decoder's room.
-    pub fn read(&mut self, now_unix: i64) -> std::io::Result<ReadOutcome> {
+    /// Reads what the socket has into the decoder, up to the budget, the decoder's room and
+    /// `cap` bytes.
+    pub fn read(
+        &mut self,
+        cap: usize,
+        now: Instant,
+        now_unix: i64,
+    ) -> std::io::Result<ReadOutcome> {
         let mut buf = [0u8; 16 * 1024];
         let mut taken = 0;
-        while taken < READ_BUDGET {
-            let room = self.decoder.space().min(buf.len());
+        while taken < READ_BUDGET.min(cap) {
+            let room = self.decoder.space().min(buf.len()).min(cap - taken);
             if room == 0 {
                 return Ok(ReadOutcome::MoreWaiting);
             }
@@ -208,6 +184,7 @@ impl Connection {
                     taken += n;
                     self.traffic.bytes_recv += n as u64;
                     self.traffic.last_recv = now_unix;
+                    self.last_byte = now;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,

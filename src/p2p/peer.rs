@@ -26,6 +26,17 @@ pub const SHORT_IDS_VERSION: u32 = 70_014;
 /// This node relays no transactions yet (the mempool issue): nothing about them is sent.
 pub const RELAYS_TRANSACTIONS: bool = false;
 
+/// How a connection was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The peer connected to us.
+    Inbound,
+    /// We connected to a peer the peer manager chose.
+    Outbound,
+    /// We connected because of `--connect`, `--addnode` or `addnode`.
+    Manual,
+}
+
 /// What the reactor must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {

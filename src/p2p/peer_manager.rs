@@ -55,6 +55,20 @@ pub enum Refusal {
     RateLimitedIp,
     /// Too many inbound connections recently.
     RateLimitedGlobal,
+    /// Network activity is off (`setnetworkactive false`).
+    Inactive,
+}
+
+impl Refusal {
+    /// The metric label for connections closed this way.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Banned => "banned",
+            Refusal::Full => "full",
+            Refusal::RateLimitedIp | Refusal::RateLimitedGlobal => "inbound-rate-limit",
+            Refusal::Inactive => "network-inactive",
+        }
+    }
 }
 
 /// The manager.
@@ -237,6 +251,11 @@ impl PeerManager {
         Ok(())
     }
 
+    /// An inbound connection takes the slot an evicted peer freed.
+    pub fn inbound_taken(&mut self, addr: SocketAddr) {
+        self.inbound.push(addr);
+    }
+
     /// An inbound peer left.
     pub fn inbound_gone(&mut self, addr: SocketAddr) {
         self.inbound.retain(|a| *a != addr);
@@ -336,7 +355,15 @@ impl PeerManager {
 
     /// `addnode onetry`: an attempt outside the managed set.
     pub fn one_try(&mut self, addr: SocketAddr) {
-        self.pending.push(addr);
+        if !self.pending.contains(&addr) && !self.outbound.contains(&addr) {
+            self.pending.push(addr);
+        }
+    }
+
+    /// A connection to `addr` was not attempted after all (it is connected already): no longer
+    /// pending, and not a failure.
+    pub fn cancel(&mut self, addr: &SocketAddr) {
+        self.pending.retain(|a| a != addr);
     }
 
     /// Whether `addr` is a manual peer (`--connect`, `--addnode`, `addnode`).
