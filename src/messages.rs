@@ -162,6 +162,13 @@ pub enum P2pCommand {
         /// The first header did not connect to anything known: ask with our locator.
         unconnected: bool,
     },
+    /// A peer's `getheaders` locator or `getdata` shows it has our active chain up to `height`.
+    PeerHas {
+        /// The peer.
+        peer: PeerId,
+        /// The height of the locator's first hash on our active chain.
+        height: u32,
+    },
     /// A peer sent something consensus-invalid: disconnect and ban.
     Misbehaved {
         /// The peer.

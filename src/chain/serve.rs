@@ -2,7 +2,7 @@
 //! locator, the blocks a `getdata` names, and the download window the p2p thread fills.
 
 use super::chainstate::ChainState;
-use crate::messages::ChainSummary;
+use crate::messages::{ChainSummary, P2pCommand, PeerId};
 use bitcoin::block::Header;
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::Inventory;
@@ -26,15 +26,42 @@ fn active_after<'a>(
     cs: &'a ChainState,
     locator: &[BlockHash],
 ) -> impl Iterator<Item = &'a BlockHash> {
+    cs.active()
+        .iter()
+        .skip(fork_height(cs, locator) as usize + 1)
+}
+
+/// The height of the first locator hash on the active chain: the peer that sent the locator has
+/// our chain up to there (0 when none of it is ours).
+pub fn fork_height(cs: &ChainState, locator: &[BlockHash]) -> u32 {
     let active = cs.active();
-    let on_active = |h: &BlockHash| {
-        cs.tree()
-            .get(h)
-            .filter(|e| active.get(e.height as usize) == Some(h))
-            .map(|e| e.height)
-    };
-    let fork = locator.iter().find_map(on_active).unwrap_or(0);
-    active.iter().skip(fork as usize + 1)
+    locator
+        .iter()
+        .find_map(|h| {
+            cs.tree()
+                .get(h)
+                .filter(|e| active.get(e.height as usize) == Some(h))
+                .map(|e| e.height)
+        })
+        .unwrap_or(0)
+}
+
+/// The highest active-chain block a `getdata` names: the peer has its header.
+pub fn requested_height(cs: &ChainState, items: &[Inventory]) -> Option<u32> {
+    let active = cs.active();
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Inventory::Block(h) | Inventory::WitnessBlock(h) => Some(h),
+            _ => None,
+        })
+        .filter_map(|h| {
+            cs.tree()
+                .get(h)
+                .filter(|e| active.get(e.height as usize) == Some(h))
+                .map(|e| e.height)
+        })
+        .max()
 }
 
 /// Core's `getheaders`: headers of the active chain after the first locator hash on it (genesis
@@ -120,19 +147,74 @@ pub fn wanted(cs: &ChainState) -> Vec<(u32, BlockHash)> {
             _ => fork -= 1,
         }
     }
+    // One step back per block from the window's top, rather than a skip-list walk per height.
+    let Some((top, _)) = tree.ancestor(&best, limit) else {
+        return Vec::new();
+    };
+    let mut path = Vec::with_capacity((limit - fork) as usize);
+    let mut h = top;
+    while let Some(e) = tree.get(&h).filter(|e| e.height > fork) {
+        path.push((h, e));
+        h = e.header.prev_blockhash;
+    }
     let mut out = Vec::new();
-    for height in fork + 1..=limit {
-        let Some((hash, e)) = tree.ancestor(&best, height) else {
-            break;
-        };
+    for (hash, e) in path.into_iter().rev() {
         if !e.is_ok() {
             break;
         }
         if !e.have_data {
-            out.push((height, hash));
+            out.push((e.height, hash));
         }
     }
     out
+}
+
+/// Takes a peer's `headers` message into the tree: the answer for p2p (how far it got, or
+/// that the peer misbehaved), and whether the tree was touched (so the caller persists it).
+pub fn take_headers(
+    cs: &mut ChainState,
+    peer: PeerId,
+    headers: Vec<Header>,
+    now: i64,
+) -> (P2pCommand, bool) {
+    let done = |last, more, unconnected| P2pCommand::HeadersDone {
+        peer,
+        last,
+        more,
+        unconnected,
+    };
+    let Some(first) = headers.first() else {
+        return (done(None, false, false), false);
+    };
+    if headers
+        .windows(2)
+        .any(|w| w[1].prev_blockhash != w[0].block_hash())
+    {
+        let reason = "non-continuous headers sequence".to_string();
+        return (P2pCommand::Misbehaved { peer, reason }, false);
+    }
+    if cs.tree().get(&first.prev_blockhash).is_none() {
+        return (done(None, false, true), false);
+    }
+    let mut last = None;
+    let mut invalid = None;
+    for h in &headers {
+        match cs.accept_header(h, now) {
+            Ok(hash) => last = Some(hash),
+            Err(r) => {
+                if r.is_consensus() {
+                    invalid = Some(r.reason);
+                }
+                break;
+            }
+        }
+    }
+    if let Some(reason) = invalid {
+        let reason = format!("invalid header: {reason}");
+        return (P2pCommand::Misbehaved { peer, reason }, true);
+    }
+    let last = last.and_then(|h| cs.tree().get(&h).map(|e| (h, e.height)));
+    (done(last, headers.len() == MAX_HEADERS, false), true)
 }
 
 /// The summary p2p needs after a change; `connected` holds the headers connected since the last.

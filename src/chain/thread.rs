@@ -7,7 +7,8 @@ use super::mining::{op_true_payout, spend_op_true};
 use super::persist::{prepare, PersistError, PersistJob};
 use super::reject::Reject;
 use super::serve::{
-    blocks_after, blocks_for, headers_after, summary, MAX_ANNOUNCE_HEADERS, MAX_HEADERS,
+    blocks_after, blocks_for, fork_height, headers_after, requested_height, summary, take_headers,
+    MAX_ANNOUNCE_HEADERS,
 };
 use crate::clock::unix_now;
 use crate::lifecycle::StopSignal;
@@ -648,6 +649,10 @@ impl ChainThread {
                 locator,
                 stop,
             } => {
+                let height = fork_height(&self.state, &locator);
+                if height > 0 {
+                    self.tell_p2p(P2pCommand::PeerHas { peer, height });
+                }
                 let msg = NetworkMessage::Headers(headers_after(&self.state, &locator, &stop));
                 self.tell_p2p(P2pCommand::Send { peer, msg });
             }
@@ -660,6 +665,9 @@ impl ChainThread {
                 self.tell_p2p(P2pCommand::BlocksAfter { peer, hashes });
             }
             PeerEvent::GetData { peer, items } => {
+                if let Some(height) = requested_height(&self.state, &items) {
+                    self.tell_p2p(P2pCommand::PeerHas { peer, height });
+                }
                 for msg in blocks_for(&self.state, &items) {
                     self.tell_p2p(P2pCommand::Send { peer, msg });
                 }
@@ -674,49 +682,15 @@ impl ChainThread {
         headers: Vec<bitcoin::block::Header>,
         progress: &mut Progress,
     ) -> Result<(), ChainError> {
-        let done = |last, more, unconnected| P2pCommand::HeadersDone {
-            peer,
-            last,
-            more,
-            unconnected,
-        };
-        let Some(first) = headers.first() else {
-            self.tell_p2p(done(None, false, false));
-            return Ok(());
-        };
-        if headers
-            .windows(2)
-            .any(|w| w[1].prev_blockhash != w[0].block_hash())
-        {
-            self.misbehaved(peer, "non-continuous headers sequence".into());
-            return Ok(());
-        }
-        if self.state.tree().get(&first.prev_blockhash).is_none() {
-            self.tell_p2p(done(None, false, true));
-            return Ok(());
-        }
         let started = Instant::now();
-        let now = unix_now();
-        let mut last = None;
-        let mut invalid = None;
-        for h in &headers {
-            match self.state.accept_header(h, now) {
-                Ok(hash) => last = Some(hash),
-                Err(r) => {
-                    if r.is_consensus() {
-                        invalid = Some(r.reason);
-                    }
-                    break;
-                }
-            }
+        let (answer, touched) = take_headers(&mut self.state, peer, headers, unix_now());
+        if touched {
+            self.after_change(&[], started, progress)?;
         }
-        self.after_change(&[], started, progress)?;
-        if let Some(reason) = invalid {
-            self.misbehaved(peer, format!("invalid header: {reason}"));
-            return Ok(());
+        match answer {
+            P2pCommand::Misbehaved { peer, reason } => self.misbehaved(peer, reason),
+            other => self.tell_p2p(other),
         }
-        let last = last.and_then(|h| self.state.tree().get(&h).map(|e| (h, e.height)));
-        self.tell_p2p(done(last, headers.len() == MAX_HEADERS, false));
         Ok(())
     }
 

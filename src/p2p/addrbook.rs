@@ -188,18 +188,27 @@ impl AddrBook {
 
     /// Up to `want` addresses to dial, best first (tried before new, then by score), at most one
     /// per netgroup and none in a group already `connected`; `eligible` filters (e.g. backoff).
+    /// Equals are ordered by `salt`: nodes with the same book do not all pick the same peers.
     pub fn candidates(
         &self,
         connected: &[SocketAddr],
         want: usize,
+        salt: u64,
         eligible: impl Fn(&SocketAddr) -> bool,
     ) -> Vec<SocketAddr> {
+        let keyed = |a: &SocketAddr| {
+            let mut h = salt ^ 0xcbf2_9ce4_8422_2325;
+            for b in a.to_string().bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+            h
+        };
         let mut all: Vec<(&SocketAddr, &AddrInfo)> = self
             .entries
             .iter()
             .filter(|(a, e)| e.score > -100 && !connected.contains(a) && eligible(a))
             .collect();
-        all.sort_by_key(|(a, e)| (!e.tried, -e.quality(), -e.last_seen, **a));
+        all.sort_by_cached_key(|(a, e)| (!e.tried, -e.quality(), -e.last_seen, keyed(a), **a));
         let ordered: Vec<SocketAddr> = all.into_iter().map(|(a, _)| *a).collect();
         pick_outbound(&ordered, connected, want)
     }
@@ -255,12 +264,13 @@ mod tests {
         b.record(&addrs[3], Quality::Handshake, 200);
         b.record(&addrs[1], Quality::Failed, 200);
         b.record(&addrs[4], Quality::Misbehaved, 200);
-        let c = b.candidates(&[], 8, |_| true);
+        let c = b.candidates(&[], 8, 0, |_| true);
         assert_eq!(c[0], addrs[3], "tried first");
         assert_eq!(*c.last().unwrap(), addrs[1], "failures last");
         assert!(!c.contains(&addrs[4]), "misbehaving peers are not dialled");
         assert!(
-            !b.candidates(&[], 8, |x| *x != addrs[3]).contains(&addrs[3]),
+            !b.candidates(&[], 8, 0, |x| *x != addrs[3])
+                .contains(&addrs[3]),
             "backoff filter"
         );
     }
@@ -285,12 +295,12 @@ mod tests {
         assert_eq!(b.get(&near).unwrap().quality(), 10 - 1);
         assert_eq!(b.get(&far).unwrap().quality(), 10 - 20);
         assert_eq!(b.get(&remote).unwrap().quality(), 10 - 50, "capped");
-        assert_eq!(b.candidates(&[], 3, |_| true), vec![near, far, remote]);
+        assert_eq!(b.candidates(&[], 3, 0, |_| true), vec![near, far, remote]);
         // A slow but useful peer still beats a fast useless one.
         for _ in 0..80 {
             b.record(&remote, Quality::UsefulBlock, 2);
         }
-        assert_eq!(b.candidates(&[], 1, |_| true), vec![remote]);
+        assert_eq!(b.candidates(&[], 1, 0, |_| true), vec![remote]);
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub struct PeerManager {
     last_rotation: Option<Instant>,
     first_tick: Option<Instant>,
     fixed_seeds_added: bool,
+    extra: bool,
+    salt: u64,
 }
 
 impl PeerManager {
@@ -115,6 +117,8 @@ impl PeerManager {
             last_rotation: None,
             first_tick: None,
             fixed_seeds_added: false,
+            extra: false,
+            salt: 0,
         }
     }
 
@@ -144,15 +148,13 @@ impl PeerManager {
             }
         }
         if !self.connect_only() {
-            let room = self
-                .settings
-                .target_outbound
-                .saturating_sub(busy.len() + want.len());
+            let target = self.settings.target_outbound + usize::from(self.extra);
+            let room = target.saturating_sub(busy.len() + want.len());
             let mut taken = busy.clone();
             taken.extend(&want);
             let bans = &self.bans;
             let reconnect = &self.reconnect;
-            want.extend(self.book.candidates(&taken, room, |a| {
+            want.extend(self.book.candidates(&taken, room, self.salt, |a| {
                 due(a, reconnect) && !bans.is_banned(&a.ip(), now_unix)
             }));
         }
@@ -275,6 +277,24 @@ impl PeerManager {
         self.pending.retain(|a| *a != addr);
     }
 
+    /// Orders equally good addresses by `salt` (random per node), so nodes that learnt the same
+    /// addresses spread their connections instead of all dialling the same few.
+    pub fn salted(mut self, salt: u64) -> PeerManager {
+        self.salt = salt;
+        self
+    }
+
+    /// Core's stale-tip rule: while on, one outbound connection beyond the target is kept, so a
+    /// node whose peers all sit on a stale chain reaches further.
+    pub fn set_extra(&mut self, on: bool) {
+        self.extra = on;
+    }
+
+    /// The outbound target, without the stale-tip extra.
+    pub fn target_outbound(&self) -> usize {
+        self.settings.target_outbound
+    }
+
     /// Outbound peers connected.
     pub fn outbound_count(&self) -> usize {
         self.outbound.len()
@@ -307,7 +327,7 @@ impl PeerManager {
             .collect();
         let reconnect = &self.reconnect;
         let bans = &self.bans;
-        let best = self.book.candidates(&keep, 1, |a| {
+        let best = self.book.candidates(&keep, 1, self.salt, |a| {
             *a != worst
                 && reconnect.get(a).is_none_or(|r| r.due(now))
                 && !bans.is_banned(&a.ip(), now_unix)

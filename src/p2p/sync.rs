@@ -41,6 +41,10 @@ struct PeerSync {
     /// but never asked for anything.
     serves: bool,
     best_height: u32,
+    /// The highest block it has shown us it has (headers that connected, blocks it delivered),
+    /// or that we announced to it: nothing at or below is announced to it again (Core's
+    /// `PeerHasHeader`), or syncing peers would hear of every block from everyone.
+    has: u32,
     in_flight: usize,
     send_headers: bool,
     unrequested: u32,
@@ -63,6 +67,9 @@ pub struct Sync {
     received: HashSet<BlockHash>,
     headers_peer: Option<PeerId>,
     stall_timeout: Duration,
+    /// Every wanted block before this index is in flight or received: `schedule` starts here
+    /// (reset whenever a request is dropped or the wanted list changes).
+    cursor: usize,
 }
 
 impl Default for Sync {
@@ -74,6 +81,7 @@ impl Default for Sync {
             received: HashSet::new(),
             headers_peer: None,
             stall_timeout: STALL_TIMEOUT_MIN,
+            cursor: 0,
         }
     }
 }
@@ -145,6 +153,17 @@ impl Sync {
         out
     }
 
+    /// The peer has our chain up to `height` (its `getheaders` locator said so): it is not told
+    /// of blocks it has, and may be asked for them.
+    pub fn peer_has(&mut self, peer: PeerId, height: u32) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.has = p.has.max(height);
+            if p.serves {
+                p.best_height = p.best_height.max(height);
+            }
+        }
+    }
+
     /// The peer asked to be told of new blocks by `headers` (BIP130).
     pub fn set_send_headers(&mut self, peer: PeerId) {
         if let Some(p) = self.peers.get_mut(&peer) {
@@ -155,6 +174,7 @@ impl Sync {
     /// A peer disconnected: its requests go to others.
     pub fn peer_gone(&mut self, peer: PeerId, now: Instant) -> Vec<Action> {
         self.peers.remove(&peer);
+        self.cursor = 0;
         self.in_flight.retain(|_, r| r.peer != peer);
         let mut out = Vec::new();
         if self.headers_peer == Some(peer) {
@@ -171,11 +191,17 @@ impl Sync {
         let wanted: HashSet<BlockHash> = summary.wanted.iter().map(|(_, h)| *h).collect();
         self.received.retain(|h| wanted.contains(h));
         self.chain = summary;
+        self.cursor = 0;
         let mut out = Vec::new();
         if tip_changed && !self.chain.ibd {
             let headers = self.chain.connected.clone();
             let inv = NetworkMessage::Inv(vec![Inventory::Block(self.chain.tip.0)]);
-            for (id, p) in &self.peers {
+            let height = self.chain.tip.1;
+            for (id, p) in self.peers.iter_mut() {
+                if p.has >= height {
+                    continue;
+                }
+                p.has = height;
                 let msg = if p.send_headers && !headers.is_empty() {
                     NetworkMessage::Headers(headers.clone())
                 } else {
@@ -203,6 +229,7 @@ impl Sync {
         p.headers_asked = None;
         if let Some((_, h)) = last {
             p.best_height = p.best_height.max(h);
+            p.has = p.has.max(h);
         }
         let mut out = Vec::new();
         match last {
@@ -265,10 +292,11 @@ impl Sync {
     ) -> (bool, Vec<Action>) {
         match self.in_flight.get(&hash) {
             Some(r) if r.peer == peer => {
-                self.in_flight.remove(&hash);
+                let height = self.in_flight.remove(&hash).map(|r| r.height);
                 self.received.insert(hash);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.in_flight -= 1;
+                    p.has = p.has.max(height.unwrap_or(0));
                 }
                 // Deliveries ease the stall timeout back down (Core decays it by 0.85).
                 self.stall_timeout = self.stall_timeout.mul_f64(0.85).max(STALL_TIMEOUT_MIN);
@@ -290,6 +318,7 @@ impl Sync {
 
     /// The peer does not have these blocks: ask others, and expect less of it.
     pub fn not_found(&mut self, peer: PeerId, hashes: &[BlockHash], now: Instant) -> Vec<Action> {
+        self.cursor = 0;
         for h in hashes {
             if let Some(r) = self.in_flight.get(h).copied() {
                 if r.peer == peer {
@@ -365,24 +394,47 @@ impl Sync {
     }
 
     /// Requests wanted blocks that nobody is fetching from the least busy peer that has them.
+    /// Runs after every delivery, so it stops as soon as no peer can take more.
     fn schedule(&mut self, now: Instant) -> Vec<Action> {
+        // Peers that can take more: (in flight, id, best height).
+        let mut free: Vec<(usize, PeerId, u32)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.serves && p.in_flight < MAX_IN_FLIGHT_PER_PEER)
+            .map(|(id, p)| (p.in_flight, *id, p.best_height))
+            .collect();
         let mut asks: BTreeMap<PeerId, Vec<Inventory>> = BTreeMap::new();
-        for (height, hash) in &self.chain.wanted {
+        let mut covered = true;
+        // Wanted blocks are lowest first: past the highest a free peer has, nobody can help.
+        let mut reach = free.iter().map(|f| f.2).max().unwrap_or(0);
+        for (i, (height, hash)) in self.chain.wanted.iter().enumerate().skip(self.cursor) {
+            if free.is_empty() || *height > reach {
+                break;
+            }
             if self.in_flight.contains_key(hash) || self.received.contains(hash) {
+                if covered {
+                    self.cursor = i + 1;
+                }
                 continue;
             }
-            let best = self
-                .peers
-                .iter()
-                .filter(|(_, p)| {
-                    p.serves && p.in_flight < MAX_IN_FLIGHT_PER_PEER && p.best_height >= *height
-                })
-                .min_by_key(|(id, p)| (p.in_flight, **id))
-                .map(|(id, _)| *id);
-            let Some(id) = best else { continue };
+            let Some(slot) = free
+                .iter_mut()
+                .filter(|(_, _, best)| *best >= *height)
+                .min_by_key(|(load, id, _)| (*load, *id))
+            else {
+                covered = false;
+                continue;
+            };
+            if covered {
+                self.cursor = i + 1;
+            }
+            slot.0 += 1;
+            let id = slot.1;
             if let Some(p) = self.peers.get_mut(&id) {
                 p.in_flight += 1;
             }
+            free.retain(|(load, _, _)| *load < MAX_IN_FLIGHT_PER_PEER);
+            reach = free.iter().map(|f| f.2).max().unwrap_or(0);
             self.in_flight.insert(
                 *hash,
                 Request {
@@ -558,17 +610,32 @@ mod tests {
         let mut next = summary(11, 11, false);
         let header = bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header;
         next.connected = vec![header];
-        let a = s.chain_changed(next, t);
+        let a = s.chain_changed(next.clone(), t);
+        // Peer 1 showed us headers up to 2010: it is not told of block 11.
         assert_eq!(
             a,
-            vec![
-                Action::Send(1, NetworkMessage::Inv(vec![Inventory::Block(hash(11))])),
-                Action::Send(2, NetworkMessage::Headers(vec![header])),
-            ]
+            vec![Action::Send(2, NetworkMessage::Headers(vec![header]))]
+        );
+        // Nor is peer 2 told twice; a peer that has shown nothing hears by `inv`.
+        s.peer_ready(3, 0, true, t);
+        let mut other = next;
+        other.tip = (hash(12), 11);
+        let a = s.chain_changed(other, t);
+        assert_eq!(
+            a.iter()
+                .filter(|x| matches!(
+                    x,
+                    Action::Send(_, NetworkMessage::Inv(_) | NetworkMessage::Headers(_))
+                ))
+                .collect::<Vec<_>>(),
+            vec![&Action::Send(
+                3,
+                NetworkMessage::Inv(vec![Inventory::Block(hash(12))])
+            )]
         );
         // An inv of something unknown asks for headers; of the tip, nothing.
-        assert!(s.on_inv(1, &[hash(11)], t).is_empty());
-        assert_eq!(s.on_inv(1, &[hash(12)], t).len(), 1);
+        assert!(s.on_inv(1, &[hash(12)], t).is_empty());
+        assert_eq!(s.on_inv(1, &[hash(13)], t).len(), 1);
     }
 
     #[test]

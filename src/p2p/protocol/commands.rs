@@ -54,9 +54,16 @@ impl Protocol {
                 more,
                 unconnected,
             } => {
+                let best = self.sync.chain().best_header.1;
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    if last.is_some_and(|(_, h)| h > best) {
+                        p.last_announce = Some(now);
+                    }
+                }
                 let a = self.sync.headers_done(peer, last, more, unconnected, now);
                 self.sync_actions(a, now_unix);
             }
+            P2pCommand::PeerHas { peer, height } => self.sync.peer_has(peer, height),
             P2pCommand::Misbehaved { peer, reason } => {
                 self.misbehaved(peer, "misbehaviour", &reason, now_unix)
             }
@@ -159,7 +166,8 @@ impl Protocol {
             AddNode::OneTry if self.connected_to(&addr) => Ok(()),
             AddNode::OneTry => {
                 self.manager.one_try(addr);
-                self.dial(addr, now, now_unix);
+                // Core's onetry connections are manual: never evicted as extra, never rotated.
+                self.dial(addr, true, now, now_unix);
                 Ok(())
             }
         }
@@ -173,6 +181,9 @@ impl Protocol {
             summary.wanted.len()
         );
         let pruned = summary.pruned != self.sync.chain().pruned;
+        if self.tip_since.is_none_or(|(tip, _)| tip != summary.tip.0) {
+            self.tip_since = Some((summary.tip.0, now));
+        }
         let a = self.sync.chain_changed(summary, now);
         self.sync_actions(a, now_unix);
         self.changed |= pruned;

@@ -28,11 +28,18 @@ use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::ServiceFlags;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Block requests handed to the chain per peer at a time: bounds what one peer's `getdata` can
 /// make us hold in memory.
 pub const GETDATA_IN_CHAIN: usize = 4;
+
+/// A tip unchanged this long is stale (Core: three block intervals).
+pub const STALE_TIP_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often the stale-tip rule runs (Core's STALE_CHECK_INTERVAL).
+pub const STALE_CHECK_EVERY: Duration = Duration::from_secs(45);
+/// An outbound peer is not evicted as extra before it had this long (Core's MINIMUM_CONNECT_TIME).
+pub const MIN_CONNECT_TIME: Duration = Duration::from_secs(30);
 
 /// What the reactor (or the simulator) must do.
 #[derive(Debug)]
@@ -103,6 +110,8 @@ pub struct PeerRecord {
     continuation: Option<bitcoin::BlockHash>,
     answered_getaddr: bool,
     last_block: Option<Instant>,
+    /// When it last told us of a block we did not know (Core's m_last_block_announcement).
+    last_announce: Option<Instant>,
     closing: bool,
 }
 
@@ -133,6 +142,9 @@ pub struct Protocol {
     seeds_asked: bool,
     partitions: u64,
     changed: bool,
+    /// The tip, and when it last changed.
+    tip_since: Option<(bitcoin::BlockHash, Instant)>,
+    last_stale_check: Option<Instant>,
     out: Vec<Io>,
 }
 
@@ -157,12 +169,13 @@ impl Protocol {
         now_unix: i64,
     ) -> Protocol {
         let eviction_key = rng.next_u64();
+        let salt = rng.next_u64();
         Protocol {
             chain: settings.chain,
             default_port: settings.default_port,
             peers: BTreeMap::new(),
             next_id: 0,
-            manager: PeerManager::new(settings.manager, book, bans, now_unix),
+            manager: PeerManager::new(settings.manager, book, bans, now_unix).salted(salt),
             sync: Sync::default(),
             partition: PartitionDetector::default(),
             rng,
@@ -171,6 +184,8 @@ impl Protocol {
             seeds_asked: false,
             partitions: 0,
             changed: true,
+            tip_since: None,
+            last_stale_check: None,
             out: Vec::new(),
         }
     }
@@ -409,6 +424,7 @@ impl Protocol {
         if !self.active {
             return;
         }
+        self.stale_tip_check(now);
         if let Some(worst) = self.manager.rotation(now, now_unix) {
             let hit = self
                 .peers
@@ -421,7 +437,7 @@ impl Protocol {
         }
         let empty_book = self.manager.book.is_empty();
         for Command::Connect(addr) in self.manager.tick(now, now_unix) {
-            self.dial(addr, now, now_unix);
+            self.dial(addr, false, now, now_unix);
         }
         // An empty book outside --connect mode: ask the seeds (none on regtest).
         if empty_book
@@ -430,6 +446,50 @@ impl Protocol {
             && !std::mem::replace(&mut self.seeds_asked, true)
         {
             self.query_seeds();
+        }
+    }
+
+    /// Core's stale-tip rule: with the tip unchanged for half an hour, one extra outbound peer
+    /// is tried (it may be on a better chain, as after a partition); with more outbound peers
+    /// than the target, the one that least recently announced a new block goes.
+    fn stale_tip_check(&mut self, now: Instant) {
+        if self.manager.connect_only()
+            || self
+                .last_stale_check
+                .is_some_and(|t| now.saturating_duration_since(t) < STALE_CHECK_EVERY)
+        {
+            return;
+        }
+        self.last_stale_check = Some(now);
+        let stale = self
+            .tip_since
+            .is_some_and(|(_, t)| now.saturating_duration_since(t) > STALE_TIP_AFTER);
+        if stale {
+            log::debug!("the tip has not changed in 30 minutes: trying an extra outbound peer");
+        }
+        self.manager.set_extra(stale);
+        let outbound: Vec<(PeerId, Option<Instant>, Instant)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.direction == Direction::Outbound && p.ready() && !p.closing)
+            .map(|(id, p)| (*id, p.last_announce, p.connected_at))
+            .collect();
+        if outbound.len() <= self.manager.target_outbound() {
+            return;
+        }
+        let victim = outbound
+            .into_iter()
+            .filter(|(id, _, at)| {
+                now.saturating_duration_since(*at) >= MIN_CONNECT_TIME
+                    && self
+                        .sync
+                        .peer_state(*id)
+                        .is_none_or(|(inflight, _)| inflight == 0)
+            })
+            .min_by_key(|(id, announced, at)| (*announced, std::cmp::Reverse(*at), *id));
+        if let Some((id, _, _)) = victim {
+            log::info!(peer = id; "disconnecting an extra outbound peer that announced nothing new");
+            self.close(id, "extra-outbound");
         }
     }
 
@@ -472,6 +532,7 @@ impl Protocol {
                 continuation: None,
                 answered_getaddr: false,
                 last_block: None,
+                last_announce: None,
                 closing: false,
             },
         );
@@ -480,12 +541,12 @@ impl Protocol {
 
     /// Opens an outbound connection unless one to `addr` exists (either direction): a second
     /// would not be a new peer, and the attempt is dropped without counting as a failure.
-    fn dial(&mut self, addr: SocketAddr, now: Instant, now_unix: i64) {
+    fn dial(&mut self, addr: SocketAddr, manual: bool, now: Instant, now_unix: i64) {
         if self.connected_to(&addr) {
             self.manager.cancel(&addr);
             return;
         }
-        let direction = if self.manager.is_manual(&addr) {
+        let direction = if manual || self.manager.is_manual(&addr) {
             Direction::Manual
         } else {
             Direction::Outbound

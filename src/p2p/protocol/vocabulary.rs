@@ -56,6 +56,7 @@ impl Protocol {
                 let (forward, actions) = self.sync.block_arrived(id, b.block_hash(), now);
                 if forward {
                     p.last_block = Some(now);
+                    p.last_announce = Some(now);
                     let addr = p.addr;
                     self.manager
                         .book
@@ -74,6 +75,10 @@ impl Protocol {
                 let blocks = block_hashes(&items);
                 if !blocks.is_empty() {
                     let a = self.sync.on_inv(id, &blocks, now);
+                    if !a.is_empty() {
+                        // Something it announced was new to us.
+                        p.last_announce = Some(now);
+                    }
                     self.sync_actions(a, now_unix);
                 }
             }
@@ -159,11 +164,12 @@ impl Protocol {
 
     /// Our answer to `getaddr`: known addresses with when they were last seen, as `addrv2` to
     /// peers that asked for it (BIP155), `addr` to the rest.
-    fn addr_reply(&self, v2: bool) -> NetworkMessage {
+    fn addr_reply(&mut self, v2: bool) -> NetworkMessage {
+        let salt = self.rng.next_u64();
         let services = ServiceFlags::NETWORK | ServiceFlags::WITNESS;
         let book = &self.manager.book;
         let sample = book
-            .candidates(&[], MAX_ADDR, |_| true)
+            .candidates(&[], MAX_ADDR, salt, |_| true)
             .into_iter()
             .map(|a| {
                 let seen = book.get(&a).map_or(0, |e| e.last_seen);
