@@ -3,7 +3,6 @@
 
 mod support;
 
-use bitcoin::block::Header;
 use bitcoin::hashes::Hash;
 use bitcoin::opcodes::all::OP_CHECKSIG;
 use bitcoin::{absolute, Amount, Block, OutPoint, ScriptBuf, Sequence, Txid};
@@ -379,6 +378,7 @@ fn op_return_outputs_never_enter_the_utxo_set() {
 fn duplicate_and_orphan_blocks_are_reported() {
     let (mut cs, w) = setup();
     let (b, _) = cs.mine(w.p2wpkh(), vec![], NOW).unwrap();
+    let tip = cs.tip();
     assert_eq!(
         cs.submit_block(b.clone(), NOW).unwrap().0,
         Submitted::Duplicate
@@ -390,7 +390,9 @@ fn duplicate_and_orphan_blocks_are_reported() {
         cs.submit_block(orphan, NOW).unwrap_err().reason,
         "prev-blk-not-found"
     );
-    let _: Header = cs.block(&cs.tip().0).unwrap().header;
+    // Neither moved the tip, which is still the mined block as stored.
+    assert_eq!(cs.tip(), tip);
+    assert_eq!(cs.block(&tip.0).map(|x| x.block_hash()), Some(tip.0));
 }
 
 #[test]

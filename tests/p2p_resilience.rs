@@ -32,15 +32,6 @@ fn restart(old: &TestNode, peers: &[&TestNode]) -> TestNode {
     )
 }
 
-fn metric(node: &TestNode, line_start: &str) -> f64 {
-    let (_, text) = node.get("/metrics").unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn p2p_status(node: &TestNode) -> String {
     let (_, body) = node.get("/health/detailed").unwrap();
     json(&body)["components"]["p2p"]["status"]
@@ -69,7 +60,7 @@ fn restarted_sync_resumes_and_a_killed_source_is_reconnected() {
     poll(WAIT, "B finishes after its restart", || {
         (b2.tip() == want).then_some(())
     });
-    let fetched = metric(&b2, "bllvm_p2p_messages_received_total{command=\"block\"}") as u64;
+    let fetched = b2.metric("bllvm_p2p_messages_received_total{command=\"block\"}") as u64;
     eprintln!("B resumed at height {resumed_at} and fetched {fetched} blocks after its restart");
     assert!(
         fetched <= 300 - resumed_at,
@@ -77,13 +68,13 @@ fn restarted_sync_resumes_and_a_killed_source_is_reconnected() {
     );
 
     // A is killed: B notices, keeps trying on its backoff schedule, and reconnects when A is back.
-    let attempts_before = metric(&b2, "bllvm_p2p_connect_attempts_total");
+    let attempts_before = b2.metric("bllvm_p2p_connect_attempts_total");
     a.kill();
     poll(WAIT, "B sees A gone", || {
         (b2.call("getconnectioncount", j!([])) == 0).then_some(())
     });
     poll(WAIT, "B retries", || {
-        (metric(&b2, "bllvm_p2p_connect_attempts_total") >= attempts_before + 2.0).then_some(())
+        (b2.metric("bllvm_p2p_connect_attempts_total") >= attempts_before + 2.0).then_some(())
     });
     let a2 = TestNode::start_with(NodeOptions {
         datadir: Some(a.datadir.clone()),
@@ -117,7 +108,7 @@ fn losing_every_peer_at_once_is_a_partition_until_they_return() {
     poll(WAIT, "partition logged", || {
         b.log().contains("network_partition").then_some(())
     });
-    assert_eq!(metric(&b, "bllvm_network_partitions_total"), 1.0);
+    assert_eq!(b.metric("bllvm_network_partitions_total"), 1.0);
     poll(WAIT, "health degraded", || {
         (p2p_status(&b) == "degraded").then_some(())
     });

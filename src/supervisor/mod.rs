@@ -140,10 +140,12 @@ impl Supervisor {
             .set_status(Status::Unhealthy, format!("{kind}: {what}"));
     }
 
-    /// The design's shutdown order; returns `code`, or 1 if a stage missed the deadline.
+    /// The design's shutdown order; returns `code`, or 1 if a stage missed its deadline. Stage
+    /// `i` of `n` must be done by `(i + 1) / n` of the shutdown timeout: what a quick stage
+    /// leaves goes to the later ones, and a stuck stage uses only its share, so the stages
+    /// after it still get theirs (the storage writer's flush among them).
     fn shutdown(mut self, code: i32) -> i32 {
         let started = Instant::now();
-        let deadline = started + self.shutdown_timeout;
         self.shared.shutting_down.store(true, Ordering::Release);
         self.metrics.shutdown_in_progress.set(1);
         if code == signals::RESTART_EXIT_CODE {
@@ -162,8 +164,11 @@ impl Supervisor {
             let _ = self.p2p_waker.wake();
         }
         let mut stuck = Vec::new();
-        for stage in std::mem::take(&mut self.stages) {
+        let stages = std::mem::take(&mut self.stages);
+        let n = stages.len().max(1) as u32;
+        for (i, stage) in stages.into_iter().enumerate() {
             stage.stop.stop();
+            let deadline = started + self.shutdown_timeout * (i as u32 + 1) / n;
             let finished = wait_until(&stage.threads, deadline, || self.heartbeat.beat());
             if finished {
                 log::info!("shutdown: {} stopped", stage.name);
