@@ -210,8 +210,9 @@ fn restore(config: &Config, dir: &std::path::Path) -> i32 {
 fn run(config: Config, flag_level: Option<LogLevel>, reindex: bool) -> i32 {
     crate::logging::init(config.logging.format, config.logging.level, flag_level);
     crate::logging::install_panic_hook();
-    let code = match crate::node::run(config, reindex) {
-        RESTART_EXIT_CODE => restart(),
+    let ended = crate::node::run(config, reindex);
+    let code = match ended.code {
+        RESTART_EXIT_CODE => restart(ended.bound),
         code => code,
     };
     log::logger().flush();
@@ -220,13 +221,34 @@ fn run(config: Config, flag_level: Option<LogLevel>, reindex: bool) -> i32 {
 
 /// Replaces this process with a fresh start of the same command: the same PID, so systemd and
 /// other supervisors see one service going on. `--reindex` is left out; why the restart
-/// happens is in the marker it left. Returns only if that fails, with an exit code that makes
-/// a service manager restart it.
-fn restart() -> i32 {
+/// happens is in the marker it left. The addresses bound before are bound again (a node
+/// started on port 0 keeps its ports). Returns only if that fails, with an exit code that
+/// makes a service manager restart it.
+fn restart(bound: Option<(std::net::SocketAddr, std::net::SocketAddr)>) -> i32 {
     use std::os::unix::process::CommandExt;
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();
-    let rest: Vec<_> = args.filter(|a| a != "--reindex").collect();
+    let mut rest = Vec::new();
+    let mut skip_value = false;
+    for a in args {
+        let s = a.to_string_lossy();
+        let bind_flag = bound.is_some() && (s == "--rpc-bind" || s == "--p2p-bind");
+        if std::mem::take(&mut skip_value)
+            || s == "--reindex"
+            || (bound.is_some() && (s.starts_with("--rpc-bind=") || s.starts_with("--p2p-bind=")))
+        {
+            continue;
+        }
+        if bind_flag {
+            skip_value = true;
+            continue;
+        }
+        rest.push(a);
+    }
+    if let Some((http, p2p)) = bound {
+        rest.extend(["--rpc-bind".into(), http.to_string().into()]);
+        rest.extend(["--p2p-bind".into(), p2p.to_string().into()]);
+    }
     log::info!("starting again");
     // exec ends this process's threads: what is queued is written first.
     log::logger().flush();

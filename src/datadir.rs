@@ -24,6 +24,14 @@ pub enum DatadirError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file naming the bound addresses could not be written.
+    #[error("cannot write {path}")]
+    Listening {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Another process holds the lock.
     #[error("datadir is in use by another bllvm-node process (pid {pid}): {path}")]
     InUse {
@@ -32,6 +40,25 @@ pub enum DatadirError {
         /// The holder's pid as it wrote it, or `unknown`.
         pid: String,
     },
+}
+
+/// The file in the network's datadir that names the addresses actually bound.
+pub const LISTENING_FILE: &str = "listening.json";
+
+/// Writes `<dir>/listening.json`: the RPC/HTTP and P2P addresses as bound, so whoever started
+/// the node with port 0 (tests, several nodes on one host) learns them. Written whole or not
+/// at all (a temporary file renamed over it).
+pub fn write_listening(
+    dir: &Path,
+    rpc: std::net::SocketAddr,
+    p2p: std::net::SocketAddr,
+) -> Result<(), DatadirError> {
+    let path = dir.join(LISTENING_FILE);
+    let tmp = dir.join(format!("{LISTENING_FILE}.tmp"));
+    let text = format!("{{\"rpc\": \"{rpc}\", \"p2p\": \"{p2p}\"}}\n");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| DatadirError::Listening { path, source })
 }
 
 /// Holds `<dir>/.lock` exclusively until dropped (the OS releases it on any exit too).

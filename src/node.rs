@@ -89,7 +89,7 @@ pub enum StartError {
 /// Starts the node and blocks until it has shut down; returns the process exit code
 /// ([`signals::RESTART_EXIT_CODE`]: the caller starts the node again). `reindex` rebuilds the
 /// chain state from the block files first (`--reindex`).
-pub fn run(config: Config, reindex: bool) -> i32 {
+pub fn run(config: Config, reindex: bool) -> Ended {
     // Under systemd, a long start-up (a store repair, a reindex) says it is still working.
     let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let every = config
@@ -107,7 +107,10 @@ pub fn run(config: Config, reindex: bool) -> i32 {
         Ok(s) => s,
         Err(StartError::Chain(PersistError::Interrupted)) => {
             log::info!(exit_code = 0; "stopped during start-up; the reindex resumes at the next start");
-            return 0;
+            return Ended {
+                code: 0,
+                bound: None,
+            };
         }
         Err(StartError::Chain(e @ PersistError::Corrupt { .. })) => {
             log::error!(
@@ -115,11 +118,17 @@ pub fn run(config: Config, reindex: bool) -> i32 {
                 "cannot start: the chain state is damaged ({e}); stopping because storage.on_corruption = \"shutdown\". \
                  To recover: `bllvm-node restore <backup dir>`, or start with --reindex to rebuild it from the block files"
             );
-            return signals::CORRUPTION_EXIT_CODE;
+            return Ended {
+                code: signals::CORRUPTION_EXIT_CODE,
+                bound: None,
+            };
         }
         Err(e) => {
             log::error!("cannot start: {}", error_chain(&e));
-            return 1;
+            return Ended {
+                code: 1,
+                bound: None,
+            };
         }
     };
     let code = supervisor.run();
@@ -128,6 +137,7 @@ pub fn run(config: Config, reindex: bool) -> i32 {
         cookie,
         socket,
         lock,
+        bound,
     } = lock;
     drop(cookie);
     drop(socket);
@@ -137,7 +147,10 @@ pub fn run(config: Config, reindex: bool) -> i32 {
     } else {
         log::error!(exit_code = code; "shutdown complete with errors");
     }
-    code
+    Ended {
+        code,
+        bound: Some(bound),
+    }
 }
 
 /// What a running node holds until the last step of its shutdown: the cookie and the internal
@@ -146,6 +159,17 @@ struct Held {
     cookie: Arc<CookieFile>,
     socket: http::SocketFile,
     lock: DatadirLock,
+    /// The HTTP and P2P addresses as bound.
+    bound: (std::net::SocketAddr, std::net::SocketAddr),
+}
+
+/// How a run ended: the exit code, and the addresses it had bound (a restart binds them again,
+/// so a node started on port 0 keeps its ports).
+pub struct Ended {
+    /// The process exit code.
+    pub code: i32,
+    /// HTTP and P2P addresses, if the node got as far as binding them.
+    pub bound: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// Descriptors the configured connection limits can take at once: every RPC-port client, both
@@ -408,6 +432,14 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
     let bound = http::bind(config.rpc_bind(), &dir)?;
     log::info!("http (rpc, health, metrics) listening on {}", bound.addr);
     let reactor = Reactor::bind(config.p2p_bind())?;
+    let (bound_http, bound_p2p) = (bound.addr, reactor.local_addr);
+    // A full disk must not stop start-up; the same addresses are in the log.
+    if let Err(e) = crate::datadir::write_listening(&dir, bound.addr, reactor.local_addr) {
+        let why = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        log::warn!("{e}: {why}");
+    }
     let p2p_waker = reactor.waker();
 
     // Probes answer from here on, through long start-up steps (a reindex): readiness says what
@@ -743,6 +775,7 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
             cookie,
             socket,
             lock,
+            bound: (bound_http, bound_p2p),
         },
     ))
 }

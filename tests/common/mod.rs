@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_bllvm-node");
 
-/// A port the OS just handed out on 127.0.0.1, never one this test process handed out before:
-/// between a test picking a port and its node binding it, another test thread could be given the
-/// same one (a test then talked to another test's node, or its node could not bind).
+/// A port the OS just handed out on 127.0.0.1, never one this test process handed out before,
+/// for tools that cannot bind port 0 and say what they got (Prometheus, electrs). Our nodes
+/// bind port 0 and name their addresses (`listening.json`): no window between picking and
+/// binding.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
@@ -31,6 +32,45 @@ pub fn free_port() -> u16 {
             given.push(port);
             return port;
         }
+    }
+}
+
+/// The addresses a node started with port 0 bound, from its `listening.json` (or its log, when
+/// a full disk kept the file from being written); `None` when the process exits first (a test
+/// that expects it to fail at start).
+fn bound_addresses(
+    path: &Path,
+    child: &mut Child,
+    log_path: &Path,
+) -> Option<(SocketAddr, SocketAddr)> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("listening.json");
+            let addr = |k: &str| v[k].as_str().and_then(|a| a.parse().ok());
+            return Some((addr("rpc")?, addr("p2p")?));
+        }
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        let after = |needle: &str| -> Option<SocketAddr> {
+            let line = log.lines().find(|l| l.contains(needle))?;
+            line.rsplit(needle).next()?.trim().parse().ok()
+        };
+        if log.contains("listening.json") {
+            if let (Some(rpc), Some(p2p)) = (
+                after("http (rpc, health, metrics) listening on "),
+                after("p2p listening on "),
+            ) {
+                return Some((rpc, p2p));
+            }
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            panic!("the node named no bound addresses within 120 s: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -145,7 +185,14 @@ impl TestNode {
                 (Some(t), d)
             }
         };
-        let (rpc_port, p2p_port) = opts.ports.unwrap_or_else(|| (free_port(), free_port()));
+        // Port 0 unless a test needs the ports it had before (a restart): the node binds, then
+        // names what it bound in `listening.json`, so no port is picked before it is bound.
+        let (rpc_port, p2p_port) = opts.ports.unwrap_or((0, 0));
+        let listening = datadir.join("regtest").join("listening.json");
+        if opts.ports.is_none() {
+            // A file left by an earlier run would name its ports.
+            let _ = std::fs::remove_file(&listening);
+        }
         let rpc: SocketAddr = format!("127.0.0.1:{rpc_port}").parse().unwrap();
         let p2p: SocketAddr = format!("127.0.0.1:{p2p_port}").parse().unwrap();
         let log_dir = opts.log_dir.clone().unwrap_or_else(|| {
@@ -197,7 +244,12 @@ impl TestNode {
                 });
             }
         }
-        let child = cmd.spawn().expect("start bllvm-node");
+        let mut child = cmd.spawn().expect("start bllvm-node");
+        let (rpc, p2p) = if rpc_port == 0 || p2p_port == 0 {
+            bound_addresses(&listening, &mut child, &log_path).unwrap_or((rpc, p2p))
+        } else {
+            (rpc, p2p)
+        };
         TestNode {
             child,
             datadir,
