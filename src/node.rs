@@ -332,10 +332,13 @@ fn p2p_setup(config: &Config, store: &dyn Store) -> Result<P2pSetup, StartError>
 fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartError> {
     // First, so a SIGTERM during start-up is queued for an orderly stop instead of killing us.
     let (sig_tx, sig_rx) = bounded(4);
-    signals::spawn(sig_tx.clone()).map_err(|source| StartError::Spawn {
+    let (fail_tx, fail_rx) = bounded(64);
+    let forward = signals::listen(sig_tx.clone()).map_err(|source| StartError::Spawn {
         name: "signals".into(),
         source,
     })?;
+    // Not joined: it blocks in signal-hook until the process exits.
+    start_thread(Component::Supervisor, "signals", &fail_tx, forward)?;
     let dir = config.network_dir();
     let lock = datadir::lock(&dir)?;
     match datadir::raise_fd_limit() {
@@ -407,7 +410,6 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
     let (probe_tx, probe_rx) = bounded(ch.probe_queue);
     let (rpc_tx, rpc_rx) = bounded(config.rpc.work_queue);
     let (rest_tx, rest_rx) = bounded(config.rpc.rest_work_queue);
-    let (fail_tx, fail_rx) = bounded(64);
     let (records_tx, records_rx) = bounded(4);
     watch(&metrics, "peer_events", ch.peer_events, &peer_rx);
     watch(&metrics, "p2p_commands", ch.p2p_commands, &cmd_rx);
@@ -649,6 +651,8 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
     })?;
 
     let (p2p_stop, p2p_sig) = stop_pair(Some(p2p_waker.clone()));
+    let (lookup_tx, lookup_rx) = bounded(64);
+    let (resolved_tx, resolved_rx) = bounded(64);
     let links = ReactorLinks {
         commands: cmd_rx,
         events: peer_tx,
@@ -658,8 +662,15 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
         shared: shared.clone(),
         metrics: metrics.clone(),
         tick,
+        lookups: lookup_tx,
+        resolved: resolved_rx,
     };
     let setup = p2p_setup(config, store.as_ref())?;
+    // Not joined: a lookup stuck in the system resolver must not hold up shutdown.
+    let waker = p2p_waker.clone();
+    start_thread(Component::P2p, "resolver", &fail_tx, move || {
+        crate::p2p::resolver::run(lookup_rx, resolved_tx, waker)
+    })?;
     let p2p_thread = start_thread(Component::P2p, "p2p", &fail_tx, move || {
         reactor.run(setup, links)
     })?;

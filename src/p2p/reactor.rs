@@ -9,7 +9,7 @@ use super::connection::{command_label, Connection, ReadOutcome};
 use super::peer::Direction;
 use super::peer_manager::Settings;
 use super::protocol::{self, Io, Protocol};
-use super::resolver::{self, Lookup, Purpose, Resolved};
+use super::resolver::{Lookup, Purpose, Resolved};
 use super::rng::Rng;
 use super::send_queue::Pushed;
 use crate::clock::unix_now;
@@ -20,7 +20,7 @@ use crate::state::{BanInfo, NetworkView, PeerInfo, Shared};
 use crate::supervisor::health::{Heartbeat, Status};
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::Magic;
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{HashMap, VecDeque};
@@ -66,9 +66,6 @@ pub enum ReactorError {
     /// Polling failed.
     #[error("p2p poll failed")]
     Poll(#[source] std::io::Error),
-    /// The resolver thread could not start.
-    #[error("cannot start the resolver thread")]
-    Resolver(#[source] std::io::Error),
 }
 
 /// The network magic of a chain.
@@ -128,6 +125,10 @@ pub struct ReactorLinks {
     pub metrics: Arc<Metrics>,
     /// Poll timeout, so the loop beats while idle.
     pub tick: Duration,
+    /// Names to the resolver thread.
+    pub lookups: Sender<Lookup>,
+    /// Its answers (it wakes the loop after each).
+    pub resolved: Receiver<Resolved>,
 }
 
 impl Reactor {
@@ -156,10 +157,6 @@ impl Reactor {
 
     /// Runs the loop until stopped.
     pub fn run(self, setup: P2pSetup, links: ReactorLinks) -> Result<(), ReactorError> {
-        let (lookup_tx, lookup_rx) = bounded(64);
-        let (resolved_tx, resolved_rx) = bounded(64);
-        resolver::spawn(lookup_rx, resolved_tx, self.waker.clone())
-            .map_err(ReactorError::Resolver)?;
         let settings = protocol::Settings {
             chain: setup.chain,
             manager: setup.manager,
@@ -176,8 +173,8 @@ impl Reactor {
             conns: HashMap::new(),
             proto,
             blocked: VecDeque::new(),
-            lookups: lookup_tx,
-            resolved: resolved_rx,
+            lookups: links.lookups.clone(),
+            resolved: links.resolved.clone(),
             gone_traffic: (0, 0),
             partitions_seen: 0,
             inbound_buffered: 0,

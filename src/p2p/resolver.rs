@@ -36,30 +36,26 @@ pub struct Resolved {
     pub addrs: Vec<SocketAddr>,
 }
 
-/// Starts the resolver. It ends when the request channel closes; nobody joins it, so a lookup
-/// stuck in the system resolver cannot hold up shutdown.
-pub fn spawn(
+/// The resolver thread's body: answers lookups until the request channel closes. `node.rs`
+/// spawns it and nobody joins it, so a lookup stuck in the system resolver cannot hold up
+/// shutdown.
+pub fn run(
     requests: Receiver<Lookup>,
     answers: Sender<Resolved>,
     waker: Arc<mio::Waker>,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("resolver".into())
-        .spawn(move || {
-            for lookup in requests {
-                let addrs: Vec<SocketAddr> =
-                    match (lookup.host.as_str(), lookup.port).to_socket_addrs() {
-                        Ok(it) => it.collect(),
-                        Err(e) => {
-                            log::info!("cannot resolve {}: {e}", lookup.host);
-                            Vec::new()
-                        }
-                    };
-                if answers.send(Resolved { lookup, addrs }).is_err() {
-                    return;
-                }
-                let _ = waker.wake();
+) -> Result<(), std::convert::Infallible> {
+    for lookup in requests {
+        let addrs: Vec<SocketAddr> = match (lookup.host.as_str(), lookup.port).to_socket_addrs() {
+            Ok(it) => it.collect(),
+            Err(e) => {
+                log::info!("cannot resolve {}: {e}", lookup.host);
+                Vec::new()
             }
-        })
-        .map(|_| ())
+        };
+        if answers.send(Resolved { lookup, addrs }).is_err() {
+            break;
+        }
+        let _ = waker.wake();
+    }
+    Ok(())
 }

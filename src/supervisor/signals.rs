@@ -28,34 +28,35 @@ pub const CORRUPTION_EXIT_CODE: i32 = 3;
 /// Exit code of a forced exit (second SIGINT), as shells report an interrupted process.
 pub const FORCED_EXIT_CODE: i32 = 130;
 
-/// Starts the signal thread. It needs no heartbeat: it only forwards.
-pub fn spawn(events: Sender<Signal>) -> std::io::Result<()> {
+/// Registers for SIGTERM, SIGINT and SIGHUP (on the caller's thread, so a failure is a start
+/// error) and returns the signal thread's body, which only forwards and so needs no heartbeat.
+pub fn listen(
+    events: Sender<Signal>,
+) -> std::io::Result<impl FnOnce() -> Result<(), std::convert::Infallible> + Send + 'static> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let stopping = Arc::new(AtomicBool::new(false));
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                let name = match sig {
-                    SIGTERM => "SIGTERM",
-                    SIGINT => "SIGINT",
-                    _ => {
-                        log::info!("SIGHUP received and ignored (no config reload)");
-                        continue;
-                    }
-                };
-                if stopping.swap(true, Ordering::AcqRel) {
-                    if sig == SIGINT {
-                        log::error!("second SIGINT: forcing immediate exit");
-                        log::logger().flush();
-                        std::process::exit(FORCED_EXIT_CODE);
-                    }
-                    log::info!("{name} received; shutdown already in progress");
+    Ok(move || {
+        for sig in signals.forever() {
+            let name = match sig {
+                SIGTERM => "SIGTERM",
+                SIGINT => "SIGINT",
+                _ => {
+                    log::info!("SIGHUP received and ignored (no config reload)");
                     continue;
                 }
-                log::info!("{name} received; shutting down");
-                let _ = events.try_send(Signal::Terminate(name));
+            };
+            if stopping.swap(true, Ordering::AcqRel) {
+                if sig == SIGINT {
+                    log::error!("second SIGINT: forcing immediate exit");
+                    log::logger().flush();
+                    std::process::exit(FORCED_EXIT_CODE);
+                }
+                log::info!("{name} received; shutdown already in progress");
+                continue;
             }
-        })?;
-    Ok(())
+            log::info!("{name} received; shutting down");
+            let _ = events.try_send(Signal::Terminate(name));
+        }
+        Ok(())
+    })
 }
