@@ -25,20 +25,55 @@ fn connected(peers: &[&TestNode]) -> TestNode {
     n
 }
 
-/// Starts a node that connects to `peers` and times its sync to `height`.
+/// Starts a node that connects to `peers` and times its sync to `height`: from its first
+/// `getheaders` (start-up is not sync) to the tip. Also the CPU the serving nodes' p2p threads
+/// used per MB they served.
 fn timed_sync(peers: &[&TestNode], height: u64, blocks: usize, mb: f64, label: &str) {
-    let t = Instant::now();
-    let n = connected(peers);
-    poll(LONG, label, || (n.tip().0 == height).then_some(()));
+    let cpu = |ps: &[&TestNode]| -> f64 {
+        ps.iter()
+            .map(|p| common::thread_cpu_seconds(p.pid(), "p2p"))
+            .sum()
+    };
+    let cpu_before = cpu(peers);
+    let n = TestNode::start_with(NodeOptions::connect(peers));
+    let asked = "bllvm_p2p_messages_sent_total{command=\"getheaders\"}";
+    let t = poll_every(LONG, Duration::from_millis(2), "first getheaders", || {
+        n.get("/metrics")
+            .ok()
+            .filter(|(_, m)| m.lines().any(|l| l.starts_with(asked)))
+            .map(|_| Instant::now())
+    });
+    poll_every(LONG, Duration::from_millis(5), label, || {
+        (n.tip().0 == height).then_some(())
+    });
     let s = t.elapsed().as_secs_f64();
+    let served_cpu = cpu(peers) - cpu_before;
     let (rss, peak) = proc_kib(n.pid());
     println!(
-        "sync from {label}: {blocks} blocks in {s:.2} s = {:.0} blocks/s, {:.1} MB/s; syncing node RSS {} MiB (peak {} MiB)",
+        "sync from {label}: {blocks} blocks in {s:.2} s = {:.0} blocks/s, {:.1} MB/s; syncing node RSS {} MiB (peak {} MiB); serving p2p threads {:.1} ms CPU per MB served",
         blocks as f64 / s,
         mb / s,
         rss / 1024,
-        peak / 1024
+        peak / 1024,
+        served_cpu * 1000.0 / mb
     );
+}
+
+/// Polls `f` every `every` until it returns `Some` (a finer `poll`, for timings).
+fn poll_every<T>(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(every);
+    }
 }
 
 fn main() {

@@ -271,23 +271,10 @@ fn targets_by_label(targets: &[Target], label: &str) -> Option<Target> {
     targets.iter().find(|t| t.label.starts_with(label)).cloned()
 }
 
-/// CPU seconds (user and system) a process has used.
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let ticks = 100.0; // USER_HZ
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
-}
-
 /// Sends `t` at `rate` per second over `conns` keep-alive connections for `secs`; returns the
 /// rate answered and the CPU seconds process `pid` used meanwhile.
 fn cpu_at_rate(t: &Target, pid: i32, rate: f64, secs: f64, conns: usize) -> (f64, f64) {
-    let before = cpu_seconds(pid);
+    let before = common::cpu_seconds(pid);
     let start = Instant::now();
     let each = Duration::from_secs_f64(conns as f64 / rate);
     let workers: Vec<_> = (0..conns)
@@ -317,7 +304,7 @@ fn cpu_at_rate(t: &Target, pid: i32, rate: f64, secs: f64, conns: usize) -> (f64
         .collect();
     let answered: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
     let wall = start.elapsed().as_secs_f64();
-    (answered as f64 / wall, cpu_seconds(pid) - before)
+    (answered as f64 / wall, common::cpu_seconds(pid) - before)
 }
 
 fn print(label: &str, mode: Mode, clients: usize, f: &Figures, bare: Option<&Figures>) {

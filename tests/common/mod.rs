@@ -156,6 +156,39 @@ pub fn proc_kib(pid: i32) -> (u64, u64) {
     (proc_field(pid, "VmRSS:"), proc_field(pid, "VmHWM:"))
 }
 
+/// CPU seconds (user and system) in a /proc `stat` line: utime and stime are the 12th and 13th
+/// fields after the command name (which may hold spaces).
+fn stat_cpu_seconds(stat: &str) -> f64 {
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let ticks = 100.0; // USER_HZ
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
+}
+
+/// CPU seconds a process has used.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// CPU seconds the process's threads named `thread` have used (`p2p`, `chain`, ...).
+pub fn thread_cpu_seconds(pid: i32, thread: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == thread)
+        })
+        .map(|t| {
+            stat_cpu_seconds(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default())
+        })
+        .sum()
+}
+
 /// A number from /proc/<pid>/status (`VmRSS:` in KiB, `Threads:`), 0 when missing.
 pub fn proc_field(pid: i32, name: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
