@@ -2,10 +2,10 @@
 //! /health latency at several concurrencies, SIGTERM to exit.
 //! `cargo bench --bench backbone` for the full run; under `cargo test` a short smoke run.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 
-use common::TestNode;
+use harness::TestNode;
 use std::time::{Duration, Instant};
 
 struct Scale {
@@ -52,9 +52,9 @@ fn main() {
     );
 
     // Every client is on 127.0.0.1: the per-address cap would count them as one.
-    let mut node = TestNode::start_with(common::NodeOptions {
+    let mut node = TestNode::start_with(harness::NodeOptions {
         config: Some("[rpc]\nmax_connections_per_ip = 256\n".into()),
-        ..common::NodeOptions::default()
+        ..harness::NodeOptions::default()
     });
     node.wait_ready(Duration::from_secs(30));
     std::thread::sleep(scale.idle);
@@ -74,7 +74,7 @@ fn main() {
                     (0..per_client)
                         .map(|_| {
                             let t = Instant::now();
-                            let (code, _) = common::http(addr, "GET", "/health", "").unwrap();
+                            let (code, _) = harness::http(addr, "GET", "/health", "").unwrap();
                             assert_eq!(code, 200);
                             t.elapsed()
                         })
@@ -106,25 +106,25 @@ fn main() {
 /// Threads and RSS of a node holding `n` idle connections on its RPC port: the gate holds
 /// them without a thread each.
 fn held_connections(n: usize) {
-    common::raise_own_fd_limit();
-    let mut node = TestNode::start_with(common::NodeOptions {
+    harness::raise_own_fd_limit();
+    let mut node = TestNode::start_with(harness::NodeOptions {
         config: Some(format!(
             "[rpc]\nmax_connections = {}\nmax_connections_per_ip = {}\nheader_timeout_secs = 600.0\n",
             // A fifth more than n: the last sixteenth is kept for addresses holding none.
             n * 6 / 5,
             n * 6 / 5
         )),
-        ..common::NodeOptions::default()
+        ..harness::NodeOptions::default()
     });
     node.wait_ready(Duration::from_secs(30));
     let (rss0, threads0) = proc_status(node.pid());
     let held: Vec<_> = (0..n)
         .map(|i| {
             let src = std::net::Ipv4Addr::new(127, 83, (i / 250) as u8, 1);
-            common::connect_from(src, node.rpc).unwrap()
+            harness::connect_from(src, node.rpc).unwrap()
         })
         .collect();
-    common::poll(Duration::from_secs(60), "connections open", || {
+    harness::poll(Duration::from_secs(60), "connections open", || {
         (node.metric("bllvm_http_connections_open") >= n as f64).then_some(())
     });
     let (rss, threads) = proc_status(node.pid());
@@ -145,7 +145,7 @@ fn median(v: &mut [Duration]) -> Duration {
 /// (VmRSS in KiB, Threads) from /proc.
 fn proc_status(pid: i32) -> (u64, u64) {
     (
-        common::proc_field(pid, "VmRSS:"),
-        common::proc_field(pid, "Threads:"),
+        harness::proc_field(pid, "VmRSS:"),
+        harness::proc_field(pid, "Threads:"),
     )
 }

@@ -4,10 +4,8 @@
 //! Then scale: with a long header chain known (100,000 headers; `BENCH_SCALE_HEADERS` to change),
 //! the cost of accepting the headers, connecting blocks below them, and reloading the index.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 
 use bllvm_node::chain::chainstate::ChainState;
 use bllvm_node::chain::header_tree::{HeaderTree, Validity};
@@ -16,12 +14,12 @@ use bllvm_node::chain::params::Params;
 use bllvm_node::chain::persist::ChainDb;
 use bllvm_node::config::Chain;
 use bllvm_node::storage::redb_store::RedbStore;
+use harness::chain::{spend_chain, NOW};
 use std::sync::Arc;
 use std::time::Instant;
-use support::{spend_chain, NOW};
 
 fn rss_kib() -> (u64, u64) {
-    common::proc_kib(std::process::id() as i32)
+    harness::proc_kib(std::process::id() as i32)
 }
 
 fn rate(n: usize, t: Instant) -> String {

@@ -4,13 +4,11 @@
 //! indexing, not the default per-address budget. `cargo bench --bench electrs`; under
 //! `cargo test` a smoke run of a short chain.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 
-use common::electrs::Electrs;
-use common::{NodeOptions, TestNode};
+use harness::electrs::Electrs;
+use harness::{NodeOptions, TestNode};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -18,7 +16,7 @@ fn main() {
     // 101 funding blocks and a fan-out block come first.
     let (spend_blocks, per_block) = if full { (1898, 100) } else { (3, 5) };
     let t = Instant::now();
-    let blocks = support::spend_chain(spend_blocks, per_block);
+    let blocks = harness::chain::spend_chain(spend_blocks, per_block);
     println!(
         "chain: {} blocks, {} transactions a block after the first 102 (built in {:.1?})",
         blocks.len(),
@@ -54,7 +52,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = t.elapsed();
-    let (_, peak_kib) = common::proc_kib(node.pid());
+    let (_, peak_kib) = harness::proc_kib(node.pid());
     println!(
         "electrs 0.12.0 initial index of {} blocks: {:.1?} ({:.0} blocks/s); node peak RSS {} MiB",
         blocks.len(),

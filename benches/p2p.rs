@@ -3,24 +3,32 @@
 //! RSS; RSS under 100 idle inbound connections.
 //! `cargo bench --bench p2p` for 2,000 blocks of ~100 transactions; under `cargo test` a smoke run.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 
 use bllvm_node::chain::chainstate::ChainState;
 use bllvm_node::chain::params::Params;
 use bllvm_node::config::Chain;
-use common::{poll, proc_kib, NodeOptions, TestNode};
+use harness::chain::{spend_chain, NOW};
+use harness::raw_peer::RawPeer;
+use harness::{poll, proc_kib, NodeOptions, TestNode};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::raw_peer::RawPeer;
-use support::{spend_chain, NOW};
 
 const LONG: Duration = Duration::from_secs(1800);
+/// The bench polls the nodes faster than the default per-address RPC rate limit allows.
+const NO_RATE_LIMIT: &str = "[rpc.auth]\nrate_limit_enabled = false\n";
+
+fn unlimited(opts: NodeOptions) -> NodeOptions {
+    let config = opts.config.clone().unwrap_or_default() + NO_RATE_LIMIT;
+    NodeOptions {
+        config: Some(config),
+        ..opts
+    }
+}
 
 fn connected(peers: &[&TestNode]) -> TestNode {
-    let mut n = TestNode::start_with(NodeOptions::connect(peers));
+    let mut n = TestNode::start_with(unlimited(NodeOptions::connect(peers)));
     n.wait_ready(Duration::from_secs(30));
     n
 }
@@ -31,11 +39,11 @@ fn connected(peers: &[&TestNode]) -> TestNode {
 fn timed_sync(peers: &[&TestNode], height: u64, blocks: usize, mb: f64, label: &str) {
     let cpu = |ps: &[&TestNode]| -> f64 {
         ps.iter()
-            .map(|p| common::thread_cpu_seconds(p.pid(), "p2p"))
+            .map(|p| harness::thread_cpu_seconds(p.pid(), "p2p"))
             .sum()
     };
     let cpu_before = cpu(peers);
-    let n = TestNode::start_with(NodeOptions::connect(peers));
+    let n = TestNode::start_with(unlimited(NodeOptions::connect(peers)));
     let asked = "bllvm_p2p_messages_sent_total{command=\"getheaders\"}";
     let t = poll_every(LONG, Duration::from_millis(2), "first getheaders", || {
         n.get("/metrics")
@@ -101,7 +109,8 @@ fn main() {
         mb / s
     );
 
-    let mut a1 = TestNode::start();
+    // Loaded over RPC as fast as it answers: past the default per-address rate limit.
+    let mut a1 = TestNode::start_with(unlimited(NodeOptions::default()));
     a1.wait_ready(Duration::from_secs(30));
     let t = Instant::now();
     for b in &chain {

@@ -5,10 +5,8 @@
 //! coins.
 //! `cargo bench --bench resources`; under `cargo test` a smoke run on small sizes.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, TxOut};
 use bllvm_node::chain::mining::{op_true_payout, spend_op_true};
@@ -18,10 +16,10 @@ use bllvm_node::config::{Chain, PruningMode};
 use bllvm_node::pruning::policy::PruneSettings;
 use bllvm_node::storage::redb_store::RedbStore;
 use bllvm_node::storage::PruneTrigger;
-use common::{poll, proc_kib, NodeOptions, TestNode};
+use harness::chain::{fanout_chain, spend_chain, NOW};
+use harness::{poll, proc_kib, NodeOptions, TestNode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{fanout_chain, spend_chain, NOW};
 
 const LONG: Duration = Duration::from_secs(3600);
 const NO_RATE_LIMIT: &str = "[rpc.auth]\nrate_limit_enabled = false\n";

@@ -4,13 +4,11 @@
 //! with the ratios; over keep-alive connections (as wrk) and a new connection per request (as
 //! curl). `cargo bench --bench rpc`; a smoke run under test.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 
 use base64::Engine;
-use common::{http_full, KeepAlive, NodeOptions, TestNode};
+use harness::{http_full, KeepAlive, NodeOptions, TestNode};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,7 +89,7 @@ fn gated_bare_server(dir: &std::path::Path) -> SocketAddr {
 fn spends_block(
     addr: SocketAddr,
     auth: &str,
-    w: &support::Wallet,
+    w: &harness::chain::Wallet,
     coinbase_block: &str,
     n: usize,
 ) -> String {
@@ -112,7 +110,9 @@ fn spends_block(
             bitcoin::OutPoint::new(cb.compute_txid(), 0),
             cb.output[0].clone(),
         )],
-        (0..fans).map(|_| support::out(share, w.p2wpkh())).collect(),
+        (0..fans)
+            .map(|_| harness::chain::out(share, w.p2wpkh()))
+            .collect(),
     );
     let mut fan_txs = vec![split.clone()];
     let mut coins = Vec::new();
@@ -125,7 +125,7 @@ fn spends_block(
                 o.clone(),
             )],
             (0..k)
-                .map(|j| support::out(each, if j % 2 == 0 { w.p2tr() } else { w.p2wpkh() }))
+                .map(|j| harness::chain::out(each, if j % 2 == 0 { w.p2tr() } else { w.p2wpkh() }))
                 .collect(),
         );
         for (j, o) in fan.output.iter().enumerate() {
@@ -147,7 +147,7 @@ fn spends_block(
         .into_iter()
         .map(|(op, o)| {
             let value = o.value.to_sat() - 500;
-            hex(&w.spend(&[(op, o)], vec![support::out(value, w.p2wpkh())]))
+            hex(&w.spend(&[(op, o)], vec![harness::chain::out(value, w.p2wpkh())]))
         })
         .collect();
     call(addr, auth, "generateblock", json!([payout, spends]))["hash"]
@@ -274,7 +274,7 @@ fn targets_by_label(targets: &[Target], label: &str) -> Option<Target> {
 /// Sends `t` at `rate` per second over `conns` keep-alive connections for `secs`; returns the
 /// rate answered and the CPU seconds process `pid` used meanwhile.
 fn cpu_at_rate(t: &Target, pid: i32, rate: f64, secs: f64, conns: usize) -> (f64, f64) {
-    let before = common::cpu_seconds(pid);
+    let before = harness::cpu_seconds(pid);
     let start = Instant::now();
     let each = Duration::from_secs_f64(conns as f64 / rate);
     let workers: Vec<_> = (0..conns)
@@ -304,7 +304,7 @@ fn cpu_at_rate(t: &Target, pid: i32, rate: f64, secs: f64, conns: usize) -> (f64
         .collect();
     let answered: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
     let wall = start.elapsed().as_secs_f64();
-    (answered as f64 / wall, common::cpu_seconds(pid) - before)
+    (answered as f64 / wall, harness::cpu_seconds(pid) - before)
 }
 
 fn print(label: &str, mode: Mode, clients: usize, f: &Figures, bare: Option<&Figures>) {
@@ -345,7 +345,7 @@ fn main() {
 
     // Blocks of 100 and 5,000 real spends (P2WPKH and P2TR) for getblock; 102 blocks first,
     // so the coinbases of blocks 1 and 2 are mature.
-    let w = support::Wallet::new(1);
+    let w = harness::chain::Wallet::new(1);
     let wallet_addr =
         bitcoin::Address::from_script(&w.p2wpkh(), bitcoin::Network::Regtest).unwrap();
     let hashes = call(

@@ -249,6 +249,8 @@ pub struct NetMetrics {
     pub queue_drops_total: IntCounter,
     /// Bytes waiting in all send queues.
     pub send_queue_bytes: IntGauge,
+    /// Bytes of unfinished incoming frames held, all peers.
+    pub receive_buffer_bytes: IntGauge,
     /// Blocks requested and not yet received.
     pub blocks_in_flight: IntGauge,
     /// Addresses in the address book.
@@ -328,6 +330,13 @@ impl NetMetrics {
                 IntGauge::new(
                     "bllvm_p2p_send_queue_bytes",
                     "Bytes waiting in all peers' send queues.",
+                )?,
+            )?,
+            receive_buffer_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_p2p_receive_buffer_bytes",
+                    "Bytes of unfinished incoming frames held, all peers (inbound ones share a budget).",
                 )?,
             )?,
             blocks_in_flight: reg(

@@ -2,18 +2,17 @@
 //! assumevalid block is accepted over P2P (headers first, as in sync), and the same chain is
 //! refused by a node configured with `assumevalid = "0"`.
 
-mod common;
-mod support;
+mod harness;
 
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::Inventory;
 use bitcoin::{Block, BlockHash};
 use bllvm_node::chain::mining::{build_block, grind, Template};
-use common::{poll, NodeOptions, TestNode};
+use harness::chain::{block_with, coinbase_utxo, out, regtest_chain, Wallet};
+use harness::raw_peer::RawPeer;
+use harness::{poll, NodeOptions, TestNode};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use support::raw_peer::RawPeer;
-use support::{block_with, coinbase_utxo, out, regtest_chain, Wallet};
 
 /// 101 blocks, a block spending a coinbase with a signature from the wrong key, and a child.
 fn chain_with_forged_spend() -> Vec<Block> {

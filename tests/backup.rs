@@ -4,9 +4,9 @@
 //! back to redb, reconnects the blocks written after the backup from the block files, and ends
 //! with the same UTXO set before the node catches up with its peer.
 
-mod common;
+mod harness;
 
-use common::{poll, NodeOptions, TestNode};
+use harness::{poll, NodeOptions, TestNode};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,7 +25,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn backup_verify_and_restore_round_trip() {
     let a = TestNode::ready_with(NodeOptions::default());
-    a.call("generatetoaddress", json!([150, common::address(1)]));
+    a.call("generatetoaddress", json!([150, harness::address(1)]));
     let mut opts = NodeOptions::connect(&[&a]);
     opts.config = Some(format!(
         "{}[storage]\nbackend = \"sled\"\n",
@@ -37,7 +37,7 @@ fn backup_verify_and_restore_round_trip() {
     });
 
     // On demand, while B is still taking the blocks A goes on mining.
-    a.call("generatetoaddress", json!([5, common::address(1)]));
+    a.call("generatetoaddress", json!([5, harness::address(1)]));
     let r = b.call("backupchainstate", json!([]));
     assert_eq!(r["verified"], json!(true), "{r}");
     let path = PathBuf::from(r["path"].as_str().unwrap());
@@ -52,7 +52,7 @@ fn backup_verify_and_restore_round_trip() {
     assert_eq!(m["tip_height"], json!(height));
     assert!(b.metric("bllvm_backup_last_success_timestamp_seconds") > 0.0);
 
-    let (code, out) = common::cli(&b.datadir, &["backup", "verify", path.to_str().unwrap()]);
+    let (code, out) = harness::cli(&b.datadir, &["backup", "verify", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("verified"), "{out}");
 
@@ -65,17 +65,17 @@ fn backup_verify_and_restore_round_trip() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&store, bytes).unwrap();
-    let (code, out) = common::cli(&b.datadir, &["backup", "verify", bad.to_str().unwrap()]);
+    let (code, out) = harness::cli(&b.datadir, &["backup", "verify", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("does not match its manifest"), "{out}");
 
     // Restore refuses while the node runs.
-    let (code, out) = common::cli(&b.datadir, &["restore", path.to_str().unwrap()]);
+    let (code, out) = harness::cli(&b.datadir, &["restore", path.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("in use"), "{out}");
 
     // More blocks after the backup, then stop B and restore.
-    a.call("generatetoaddress", json!([20, common::address(1)]));
+    a.call("generatetoaddress", json!([20, harness::address(1)]));
     let tip = a.tip();
     poll(Duration::from_secs(30), "B to follow", || {
         (b.tip() == tip).then_some(())
@@ -85,7 +85,7 @@ fn backup_verify_and_restore_round_trip() {
     let mut b = b;
     b.signal(libc::SIGTERM);
     assert_eq!(b.wait_exit(Duration::from_secs(20)), 0);
-    let (code, out) = common::cli(&datadir, &["restore", path.to_str().unwrap()]);
+    let (code, out) = harness::cli(&datadir, &["restore", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(datadir.join("regtest/chainstate.redb").exists());
     assert!(
@@ -100,14 +100,14 @@ fn backup_verify_and_restore_round_trip() {
         config: Some("[storage]\nbackend = \"auto\"\n".into()),
         ..NodeOptions::default()
     });
-    let d = common::json(&b.get("/health/detailed").unwrap().1);
+    let d = harness::json(&b.get("/health/detailed").unwrap().1);
     assert_eq!(d["storage"]["backend"], "redb", "back on redb: {d}");
     assert_eq!(b.tip(), tip, "{}", b.log());
     assert_eq!(utxo_hash(&b), before);
     assert!(!datadir.join("regtest/restore.pending").exists());
 
     // And it catches up with its peer.
-    a.call("generatetoaddress", json!([10, common::address(1)]));
+    a.call("generatetoaddress", json!([10, harness::address(1)]));
     b.call("addnode", json!([a.p2p.to_string(), "onetry"]));
     poll(Duration::from_secs(30), "B to catch up", || {
         (b.tip() == a.tip()).then_some(())
@@ -120,7 +120,7 @@ fn scheduled_backups_are_taken_and_counted() {
         config: Some("[storage]\nbackup_interval_secs = 0.3\n".into()),
         ..NodeOptions::default()
     });
-    n.call("generatetoaddress", json!([3, common::address(1)]));
+    n.call("generatetoaddress", json!([3, harness::address(1)]));
     let root = n.datadir.join("regtest/backups");
     poll(Duration::from_secs(20), "two scheduled backups", || {
         let count = std::fs::read_dir(&root)

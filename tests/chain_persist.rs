@@ -1,17 +1,17 @@
 //! The persisted chain: restarts, a reorg across a restart, and kill -9 at random moments.
 
-mod support;
+mod harness;
 
 use bllvm_node::chain::chainstate::ChainState;
 use bllvm_node::chain::params::Params;
 use bllvm_node::chain::persist::ChainDb;
 use bllvm_node::config::{Backend, Chain};
 use bllvm_node::storage::open::open;
+use harness::chain::{coinbase_utxo, out, regtest_chain, Rng, Wallet, NOW};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{coinbase_utxo, out, regtest_chain, Rng, Wallet, NOW};
 
 fn params() -> Params {
     Params::for_chain(Chain::Regtest)

@@ -1,10 +1,10 @@
 //! Reorganisations: a 100-block reorg and back, compared with reference chains that never reorged.
 
-mod support;
+mod harness;
 
 use bitcoin::OutPoint;
 use bllvm_node::chain::chainstate::{ChainState, Submitted, TipStatus, Update};
-use support::{coinbase_utxo, out, regtest_chain, Wallet, NOW};
+use harness::chain::{coinbase_utxo, out, regtest_chain, Wallet, NOW};
 
 const COIN: u64 = 100_000_000;
 
@@ -140,7 +140,7 @@ fn a_reorg_onto_a_branch_that_fails_to_connect_is_abandoned() {
     let t1 = w.spend(&[(op, prev.clone())], vec![out(COIN, w.p2wpkh())]);
     branch.mine(w.p2wpkh(), vec![t1], NOW).unwrap();
     let t2 = w.spend(&[(op, prev)], vec![out(2 * COIN, w.p2wpkh())]);
-    let bad = support::block_with(&branch, w.p2wpkh(), vec![t2], |_| {});
+    let bad = harness::chain::block_with(&branch, w.p2wpkh(), vec![t2], |_| {});
 
     let b102 = branch.block(&branch.hash_at(102).unwrap()).unwrap().clone();
     assert_eq!(
@@ -156,7 +156,7 @@ fn a_reorg_onto_a_branch_that_fails_to_connect_is_abandoned() {
     let invalid = tips.iter().find(|t| t.hash == bad.block_hash()).unwrap();
     assert_eq!(invalid.status, TipStatus::Invalid);
     // Its descendants are refused outright.
-    let mut child = support::block_with(&branch, w.p2wpkh(), vec![], |_| {});
+    let mut child = harness::chain::block_with(&branch, w.p2wpkh(), vec![], |_| {});
     child.header.prev_blockhash = bad.block_hash();
     assert!(bllvm_node::chain::mining::grind(&mut child.header));
     assert_eq!(

@@ -1,7 +1,7 @@
 //! One regtest block per consensus rule, each breaking exactly that rule: the chain rejects it
 //! with Bitcoin Core's reason and keeps working. Plus segwit and taproot spends.
 
-mod support;
+mod harness;
 
 use bitcoin::hashes::Hash;
 use bitcoin::opcodes::all::OP_CHECKSIG;
@@ -9,7 +9,7 @@ use bitcoin::{absolute, Amount, Block, OutPoint, ScriptBuf, Sequence, Txid};
 use bllvm_node::chain::chainstate::{ChainState, Submitted};
 use bllvm_node::chain::mining::{refresh_commitments, update_merkle_root};
 use bllvm_node::chain::params::MAX_MONEY;
-use support::{block_with, coinbase_utxo, out, regtest_chain, Wallet, NOW};
+use harness::chain::{block_with, coinbase_utxo, out, regtest_chain, Wallet, NOW};
 
 const COIN: u64 = 100_000_000;
 

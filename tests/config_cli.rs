@@ -1,8 +1,8 @@
 //! The `config` subcommands and start-up rejection of bad configs, on the real binary.
 
-mod common;
+mod harness;
 
-use common::BIN;
+use harness::BIN;
 use std::path::Path;
 use std::process::{Command, Output};
 

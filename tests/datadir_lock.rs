@@ -1,8 +1,8 @@
 //! Two nodes on one datadir: the second refuses to start and the first is unaffected.
 
-mod common;
+mod harness;
 
-use common::{NodeOptions, TestNode};
+use harness::{NodeOptions, TestNode};
 use std::time::Duration;
 
 #[test]

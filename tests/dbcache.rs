@@ -1,10 +1,9 @@
 //! `dbcache_mb` bounds the UTXO cache of the real node while the set grows far past it, and the
 //! bounded node's UTXO set equals an unbounded node's on the same chain.
 
-mod common;
-mod support;
+mod harness;
 
-use common::{NodeOptions, TestNode};
+use harness::{NodeOptions, TestNode};
 use serde_json::json;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ fn utxo_set(n: &TestNode) -> serde_json::Value {
 fn a_small_dbcache_bounds_the_cache_and_keeps_every_coin() {
     // 100 fan-out blocks of 3,000 outputs: 300,000 coins, about 40 MB of cache entries, ten
     // times Core's smallest dbcache (4 MiB).
-    let chain = support::fanout_chain(200, 3_000);
+    let chain = harness::chain::fanout_chain(200, 3_000);
     let small = node_with("[storage]\ndbcache_mb = 4\n");
     let big = node_with("[storage]\ndbcache_mb = 16384\n");
     let budget = 4.0 * 1024.0 * 1024.0;

@@ -1,8 +1,8 @@
 //! The deploy/ files checked with the tools operators use, against a live node.
 
-mod common;
+mod harness;
 
-use common::{free_port, http, json, poll, TestNode};
+use harness::{free_port, http, json, poll, TestNode};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,7 +58,7 @@ fn systemd_unit_verifies_and_has_the_required_settings() {
     let path = dir.path().join("bllvm-node.service");
     std::fs::write(
         &path,
-        unit.replace("/usr/local/bin/bllvm-node", common::BIN),
+        unit.replace("/usr/local/bin/bllvm-node", harness::BIN),
     )
     .unwrap();
     // scripts/test provides systemd 254's verify when the system's is older (RestartSteps= and
@@ -203,7 +203,7 @@ fn kubernetes_configmap_passes_config_check() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bllvm.toml");
     std::fs::write(&path, toml).unwrap();
-    let out = Command::new(common::BIN)
+    let out = Command::new(harness::BIN)
         .args(["config", "check"])
         .arg(&path)
         .output()

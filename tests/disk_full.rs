@@ -6,10 +6,10 @@
 //!
 //! Mounting needs root (as in CI). Where it is refused the test says so loudly and skips.
 
-mod common;
+mod harness;
 
-use common::tmpfs::Tmpfs;
-use common::{poll, NodeOptions, TestNode};
+use harness::tmpfs::Tmpfs;
+use harness::{poll, NodeOptions, TestNode};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -33,7 +33,7 @@ fn start(datadir: &Path, logs: &Path, ports: Option<(u16, u16)>) -> TestNode {
 }
 
 fn detailed(n: &TestNode) -> Value {
-    common::json(&n.get("/health/detailed").unwrap().1)
+    harness::json(&n.get("/health/detailed").unwrap().1)
 }
 
 fn component(n: &TestNode, name: &str) -> (String, String) {
@@ -48,7 +48,7 @@ fn component(n: &TestNode, name: &str) -> (String, String) {
 /// Mines blocks one call at a time until the node refuses; returns the error. Every block it
 /// acknowledged is added to `acked`.
 fn mine_until_refused(n: &TestNode, acked: &mut Vec<String>) -> Value {
-    let addr = common::address(1);
+    let addr = harness::address(1);
     for _ in 0..500 {
         match n.rpc("generatetoaddress", json!([1, addr])) {
             Ok(hashes) => acked.extend(
@@ -65,7 +65,7 @@ fn mine_until_refused(n: &TestNode, acked: &mut Vec<String>) -> Value {
 }
 
 fn mine(n: &TestNode, count: u32, acked: &mut Vec<String>) {
-    let hashes = n.call("generatetoaddress", json!([count, common::address(1)]));
+    let hashes = n.call("generatetoaddress", json!([count, harness::address(1)]));
     acked.extend(
         hashes
             .as_array()
@@ -113,7 +113,7 @@ fn a_full_disk_degrades_resumes_and_loses_nothing_acknowledged() {
     });
     let (code, body) = node.get("/health").unwrap();
     assert_eq!(code, 200);
-    assert_eq!(common::json(&body)["status"], json!("degraded"));
+    assert_eq!(harness::json(&body)["status"], json!("degraded"));
     assert_eq!(node.metric("bllvm_disk_warn_ratio"), 0.5);
     assert!(node.metric("bllvm_disk_used_ratio") >= 0.55);
 
@@ -137,7 +137,7 @@ fn a_full_disk_degrades_resumes_and_loses_nothing_acknowledged() {
         "{err}"
     );
     let err = node
-        .rpc("generatetoaddress", json!([1, common::address(1)]))
+        .rpc("generatetoaddress", json!([1, harness::address(1)]))
         .unwrap_err();
     assert!(
         err["message"].as_str().unwrap().contains("No space left"),
@@ -145,7 +145,7 @@ fn a_full_disk_degrades_resumes_and_loses_nothing_acknowledged() {
     );
     let (code, body) = node.get("/health").unwrap();
     assert_eq!(
-        (code, common::json(&body)["status"].clone()),
+        (code, harness::json(&body)["status"].clone()),
         (503, json!("unhealthy"))
     );
     let (status, reason) = component(&node, "storage");
@@ -235,7 +235,7 @@ fn a_critical_disk_prunes_what_the_mode_allows_at_once() {
         ..NodeOptions::default()
     });
     node.wait_ready(Duration::from_secs(30));
-    node.call("generatetoaddress", json!([700, common::address(1)]));
+    node.call("generatetoaddress", json!([700, harness::address(1)]));
     let blk0 = fs.mnt.join("data/regtest/blocks/blk00000.dat");
     assert!(blk0.exists());
     assert_eq!(node.metric("bllvm_prunes_total{trigger=\"auto\"}"), 0.0);
@@ -272,7 +272,7 @@ fn a_backup_never_fills_the_disk() {
         ..NodeOptions::default()
     });
     node.wait_ready(Duration::from_secs(30));
-    node.call("generatetoaddress", json!([50, common::address(1)]));
+    node.call("generatetoaddress", json!([50, harness::address(1)]));
     let store = node.metric("bllvm_storage_size_bytes");
     // Just under the mark, with less room below it than the store takes.
     let total = fs2::total_space(&fs.mnt).unwrap() as f64;

@@ -4,10 +4,10 @@
 //! The binary is built once per machine by scripts/test into ~/.cache/bllvm-node (or named by
 //! BLLVM_ELECTRS); without it this test fails and says how to get it.
 
-mod common;
+mod harness;
 
-use common::electrs::Electrs;
-use common::{address, NodeOptions, TestNode};
+use harness::electrs::Electrs;
+use harness::{address, NodeOptions, TestNode};
 use serde_json::{json, Value};
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,7 +22,7 @@ fn call(node: &TestNode, method: &str, params: Value) -> Value {
     let src = std::net::Ipv4Addr::new(127, 0, 0, 2);
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let (status, _, text) = common::http_from(
+        let (status, _, text) = harness::http_from(
             src,
             node.rpc,
             "POST",
@@ -37,7 +37,7 @@ fn call(node: &TestNode, method: &str, params: Value) -> Value {
             continue;
         }
         assert_eq!(status, 200, "{method}: {text}");
-        return common::json(&text)["result"].clone();
+        return harness::json(&text)["result"].clone();
     }
 }
 

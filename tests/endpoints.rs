@@ -1,8 +1,8 @@
 //! Health and metrics endpoints of a real node over real HTTP.
 
-mod common;
+mod harness;
 
-use common::{http, http_full, json, NodeOptions, TestNode};
+use harness::{http, http_full, json, NodeOptions, TestNode};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -134,7 +134,7 @@ fn disabled_endpoints_are_not_found() {
         ..NodeOptions::default()
     });
     // Readiness cannot be probed over HTTP here; wait for the log line instead.
-    common::poll(Duration::from_secs(5), "node ready", || {
+    harness::poll(Duration::from_secs(5), "node ready", || {
         node.log().contains("node is ready").then_some(())
     });
     for path in [

@@ -3,9 +3,9 @@
 //! descriptors. Clients come from distinct loopback addresses (127.x.y.z) where per-address
 //! limits matter; the operator's own calls come from 127.0.0.1.
 
-mod common;
+mod harness;
 
-use common::{json, poll, NodeOptions, TestNode};
+use harness::{json, poll, NodeOptions, TestNode};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ fn ip(a: u8, b: u8, c: u8) -> Ipv4Addr {
 #[test]
 fn connection_caps_answer_503_and_keep_slots_for_newcomers() {
     let node = node_with("[rpc]\nmax_connections = 16\nmax_connections_per_ip = 4\n");
-    let open = |src| common::connect_from(src, node.rpc).unwrap();
+    let open = |src| harness::connect_from(src, node.rpc).unwrap();
     let refused = |src, reason: &str| {
         let mut s = open(src);
         let answer = read_all(&mut s);
@@ -174,7 +174,7 @@ fn deadlines_and_limits_close_with_their_status() {
 #[test]
 fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
     const EACH: usize = 5_000;
-    let limit = common::raise_own_fd_limit();
+    let limit = harness::raise_own_fd_limit();
     if limit < (2 * EACH + 1_000) as u64 {
         panic!(
             "this test needs {} open files; the hard limit is {limit}",
@@ -189,15 +189,15 @@ fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
         node.get("/health").unwrap();
         node.call("getblockcount", serde_json::json!([]));
     }
-    let (base_rss, _) = common::proc_kib(node.pid());
-    let base_threads = common::proc_field(node.pid(), "Threads:");
+    let (base_rss, _) = harness::proc_kib(node.pid());
+    let base_threads = harness::proc_field(node.pid(), "Threads:");
 
     let mut idle = Vec::with_capacity(EACH);
     let mut slow = Vec::with_capacity(EACH);
     for i in 0..EACH {
         let b = (i / 250) as u8;
-        idle.push(common::connect_from(ip(81, b, 1), node.rpc).unwrap());
-        let mut s = common::connect_from(ip(82, b, 1), node.rpc).unwrap();
+        idle.push(harness::connect_from(ip(81, b, 1), node.rpc).unwrap());
+        let mut s = harness::connect_from(ip(82, b, 1), node.rpc).unwrap();
         s.write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Slow: ")
             .unwrap();
         slow.push(s);
@@ -225,8 +225,8 @@ fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
         node.call("getblockcount", serde_json::json!([]));
         calls.push(t.elapsed());
     }
-    let (rss, _) = common::proc_kib(node.pid());
-    let during_threads = common::proc_field(node.pid(), "Threads:");
+    let (rss, _) = harness::proc_kib(node.pid());
+    let during_threads = harness::proc_field(node.pid(), "Threads:");
     probe.sort();
     calls.sort();
     let p99 = |v: &[Duration]| v[(v.len() - 1) * 99 / 100];
@@ -253,7 +253,7 @@ fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
     poll(Duration::from_secs(30), "every connection closed", || {
         (node.metric("bllvm_http_connections_open") <= 1.0).then_some(())
     });
-    assert!(common::proc_field(node.pid(), "Threads:") <= base_threads + 4);
+    assert!(harness::proc_field(node.pid(), "Threads:") <= base_threads + 4);
 }
 
 /// With an open-file limit of 256 the node starts only if its limits fit, and a flood of
@@ -263,7 +263,7 @@ fn ten_thousand_idle_and_slowloris_connections_hold_no_threads() {
 /// exited 2.
 #[test]
 fn running_out_of_descriptors_pauses_accepting_and_never_stops_the_node() {
-    common::raise_own_fd_limit();
+    harness::raise_own_fd_limit();
     // The defaults need more than 256 descriptors: refused at start with the reason.
     let mut n = TestNode::start_with(NodeOptions {
         nofile: Some(256),
@@ -299,7 +299,7 @@ fn running_out_of_descriptors_pauses_accepting_and_never_stops_the_node() {
     let mut flood = Vec::new();
     for i in 0..200usize {
         let src = ip(90, 0, 1 + i as u8);
-        if let Ok(s) = common::connect_from_within(src, node.rpc, Duration::from_millis(200)) {
+        if let Ok(s) = harness::connect_from_within(src, node.rpc, Duration::from_millis(200)) {
             flood.push(s);
         }
     }
@@ -321,7 +321,7 @@ fn running_out_of_descriptors_pauses_accepting_and_never_stops_the_node() {
     );
     drop(flood);
     poll(Duration::from_secs(20), "new clients served again", || {
-        (common::http_from(ip(91, 0, 1), node.rpc, "GET", "/health", &[], "")
+        (harness::http_from(ip(91, 0, 1), node.rpc, "GET", "/health", &[], "")
             .ok()?
             .0
             == 200)
@@ -351,9 +351,9 @@ fn bursts_on_a_fresh_node_are_all_answered() {
                 std::thread::spawn(move || {
                     let started = Instant::now();
                     let r = if i % 2 == 0 {
-                        common::http_full(addr, "GET", "/health", &[], "")
+                        harness::http_full(addr, "GET", "/health", &[], "")
                     } else {
-                        common::http_full(
+                        harness::http_full(
                             addr,
                             "POST",
                             "/",

@@ -5,10 +5,9 @@
 //! protocol it uses on regtest, in batches of 500), bllvm-node syncs it back from bcoin
 //! (headers-first), and new blocks mined on either side reach the other.
 
-mod common;
-mod support;
+mod harness;
 
-use common::{address, free_port, http_full, json, poll, NodeOptions, TestNode};
+use harness::{address, free_port, http_full, json, poll, NodeOptions, TestNode};
 use serde_json::{json, Value};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -127,7 +126,7 @@ fn bcoin_and_bllvm_sync_from_each_other() {
     // `getblocks` batches and our continuation `inv` between them.
     let mut a = TestNode::start();
     a.wait_ready(Duration::from_secs(10));
-    for block in support::spend_chain(40, 20) {
+    for block in harness::chain::spend_chain(40, 20) {
         let hex = bitcoin::consensus::encode::serialize_hex(&block);
         assert_eq!(a.call("submitblock", json!([hex])), Value::Null);
     }

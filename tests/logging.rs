@@ -1,8 +1,8 @@
 //! `--log-format json`: every stderr line is one JSON object with the documented fields.
 
-mod common;
+mod harness;
 
-use common::{NodeOptions, TestNode};
+use harness::{NodeOptions, TestNode};
 use std::time::Duration;
 
 #[test]
@@ -22,7 +22,7 @@ fn json_logs_are_one_object_per_line_with_fields() {
     // Inbound P2P connections produce debug lines from the p2p and chain threads.
     drop(std::net::TcpStream::connect(node.p2p).unwrap());
     node.signal(libc::SIGHUP);
-    common::poll(Duration::from_secs(5), "SIGHUP line", || {
+    harness::poll(Duration::from_secs(5), "SIGHUP line", || {
         node.log().contains("SIGHUP").then_some(())
     });
     node.signal(libc::SIGTERM);
@@ -78,7 +78,7 @@ fn a_stuck_stderr_never_stalls_requests() {
         ..NodeOptions::default()
     });
     let auth = node.auth().unwrap();
-    let mut conn = common::KeepAlive::connect(node.rpc).unwrap();
+    let mut conn = harness::KeepAlive::connect(node.rpc).unwrap();
     // A line is ~200 bytes: far more than the pipe (64 KiB) and the log queue hold.
     for i in 0..40_000 {
         let body = format!(r#"{{"method":"getblockcount","id":{i}}}"#);

@@ -1,18 +1,17 @@
 //! kill -9 of the real node while it mines and connects blocks: every restart finds a
 //! consistent chain, identical to a reference that replays the same blocks without crashing.
 
-mod common;
-mod support;
+mod harness;
 
 use bllvm_node::chain::chainstate::ChainState;
 use bllvm_node::chain::params::Params;
 use bllvm_node::chain::persist::ChainDb;
 use bllvm_node::config::{Backend, Chain};
 use bllvm_node::storage::open::open;
-use common::{json, poll, NodeOptions, TestNode};
+use harness::chain::Rng;
+use harness::{json, poll, NodeOptions, TestNode};
 use std::path::Path;
 use std::time::Duration;
-use support::Rng;
 
 fn height(node: &TestNode) -> Option<u64> {
     let (_, body) = node.get("/health/detailed").ok()?;
@@ -96,7 +95,7 @@ enum Ask {
 fn kill_after_acknowledgements(ask: Ask, seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let datadir = tmp.path().join("data");
-    let blocks = support::fanout_chain(120, 0);
+    let blocks = harness::chain::fanout_chain(120, 0);
     let mut rng = Rng(seed);
     let mut acked = 0u64;
     for round in 0..12 {
@@ -114,7 +113,7 @@ fn kill_after_acknowledgements(ask: Ask, seed: u64) {
         // Blocks stored but not yet acknowledged when it died count from here on.
         acked = at;
         let n = 1 + rng.next() % 8;
-        let addr = common::address(1);
+        let addr = harness::address(1);
         for _ in 0..n {
             match ask {
                 Ask::Generate => {

@@ -1,18 +1,18 @@
 //! Hostile and broken peers against a real node: each is disconnected and banned, memory stays
 //! bounded, and the node keeps serving its honest peers.
 
-mod common;
-mod support;
+mod harness;
 
 use bitcoin::block::{Header, Version};
 use bitcoin::hashes::Hash;
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::Inventory;
+use bitcoin::p2p::Magic;
 use bitcoin::{BlockHash, CompactTarget, TxMerkleNode};
-use common::{address, poll, proc_kib, NodeOptions, TestNode};
+use harness::raw_peer::RawPeer;
+use harness::{address, poll, proc_kib, NodeOptions, TestNode};
 use serde_json::json;
 use std::time::Duration;
-use support::raw_peer::RawPeer;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -239,4 +239,90 @@ fn a_peer_that_never_reads_cannot_grow_memory_or_stall_others() {
         after < before + 64 * 1024,
         "RSS grew from {before} KiB to {after} KiB"
     );
+}
+
+/// Every inbound slot held by a socket that never says a word: an honest node still gets in,
+/// by evicting one of them (Core's eviction rules), and syncs.
+#[test]
+fn idle_sockets_cannot_keep_an_honest_peer_out() {
+    // Forty connections, eight kept for outbound: 32 inbound slots (with fewer, Core's rules
+    // protect every inbound peer and a newcomer is refused).
+    let mut a = TestNode::start_with(NodeOptions {
+        config: Some("[network]\nmax_connections = 40\nmax_outbound = 8\n".into()),
+        ..NodeOptions::default()
+    });
+    a.wait_ready(WAIT);
+    a.call("generatetoaddress", json!([3, address(1)]));
+    let idle: Vec<std::net::TcpStream> = (0..32u8)
+        .map(|i| harness::connect_from(std::net::Ipv4Addr::new(127, 80 + i, 0, 1), a.p2p).unwrap())
+        .collect();
+    poll(WAIT, "32 idle inbound connections", || {
+        let peers = a.call("getpeerinfo", json!([]));
+        (peers.as_array().unwrap().len() == 32).then_some(())
+    });
+    let b = follower(&a);
+    poll(WAIT, "the honest node syncs through a full node", || {
+        (b.tip() == a.tip()).then_some(())
+    });
+    assert_eq!(
+        a.metric("bllvm_p2p_connections_closed_total{reason=\"evicted\"}"),
+        1.0
+    );
+    drop(idle);
+}
+
+/// Forty peers each send most of a 4,000,000-byte block and stop: the node holds no more of
+/// their unfinished frames than the inbound frame budget (32 MiB) plus each one's free 64 KiB,
+/// where it used to hold all of them; and it still serves an honest peer.
+#[test]
+fn slow_senders_cannot_hold_more_than_the_frame_budget() {
+    const PEERS: usize = 40;
+    let mut a = TestNode::start();
+    a.wait_ready(WAIT);
+    a.call("generatetoaddress", json!([3, address(1)]));
+    let mut frame = Magic::REGTEST.to_bytes().to_vec();
+    frame.extend_from_slice(b"block\0\0\0\0\0\0\0");
+    frame.extend_from_slice(&4_000_000u32.to_le_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.resize(24 + 3_999_000, 7);
+    let (before, _) = proc_kib(a.pid());
+    let mut peers = Vec::new();
+    let mut sent = 0;
+    for i in 0..PEERS {
+        // Ten connections per address per minute are accepted.
+        let from = format!("127.71.{}.1", i / 8 + 1);
+        let mut p = RawPeer::connect(&from, a.p2p).unwrap();
+        p.handshake();
+        sent += p.push_until_blocked(&frame, Duration::from_millis(200));
+        peers.push(p);
+    }
+    let gauge = || a.metric("bllvm_p2p_receive_buffer_bytes");
+    poll(WAIT, "the budget to fill", || {
+        (gauge() >= 16.0 * 1024.0 * 1024.0).then_some(())
+    });
+    let bound = (32 * 1024 * 1024 + 256 * 1024 + 16 * 1024 + PEERS * 64 * 1024) as f64;
+    let mut most = 0f64;
+    for _ in 0..20 {
+        most = most.max(gauge());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (after, _) = proc_kib(a.pid());
+    eprintln!(
+        "{PEERS} slow senders offered {:.0} MB: {:.1} MiB held in frames (bound {:.1} MiB); RSS {} -> {} MiB",
+        sent as f64 / 1e6,
+        most / 1048576.0,
+        bound / 1048576.0,
+        before / 1024,
+        after / 1024
+    );
+    assert!(
+        sent as f64 > bound,
+        "the peers offered more than the budget"
+    );
+    assert!(most <= bound, "{most} bytes held in unfinished frames");
+    let b = follower(&a);
+    poll(WAIT, "an honest peer still syncs", || {
+        (b.tip() == a.tip()).then_some(())
+    });
+    drop(peers);
 }

@@ -2,18 +2,17 @@
 //! node: messages before the handshake are ignored (as Core does), `getaddr` is answered in the
 //! format the peer negotiated, and `getblocks` is answered with an `inv` of the next hashes.
 
-mod common;
-mod support;
+mod harness;
 
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::{GetBlocksMessage, Inventory};
 use bitcoin::BlockHash;
-use common::{address, NodeOptions, TestNode};
+use harness::raw_peer::RawPeer;
+use harness::{address, NodeOptions, TestNode};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
-use support::raw_peer::RawPeer;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -1,9 +1,9 @@
 //! Nodes through restarts, kills and partitions: sync resumes where it stopped, dropped peers
 //! are reconnected on the backoff schedule, and losing every peer at once is a partition.
 
-mod common;
+mod harness;
 
-use common::{address, json, poll, NodeOptions, TestNode, FAST_RECONNECT};
+use harness::{address, json, poll, NodeOptions, TestNode, FAST_RECONNECT};
 use serde_json::json as j;
 use std::time::Duration;
 

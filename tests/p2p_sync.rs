@@ -1,9 +1,9 @@
 //! Several real nodes on loopback syncing from each other over P2P: initial sync through a
 //! chain of peers, new blocks following, restarts, reorgs.
 
-mod common;
+mod harness;
 
-use common::{address, poll, NodeOptions, TestNode};
+use harness::{address, poll, NodeOptions, TestNode};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! Probes keep answering while slowloris clients hold connections open with partial requests,
 //! and the node closes those connections at the header deadline.
 
-mod common;
+mod harness;
 
-use common::{NodeOptions, TestNode};
+use harness::{NodeOptions, TestNode};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ fn health_answers_every_request_under_slowloris() {
     let slow: Vec<TcpStream> = (0..SLOWLORIS)
         .map(|i| {
             let src = std::net::Ipv4Addr::new(127, 60, 0, 1 + i as u8);
-            let mut s = common::connect_from(src, node.rpc).unwrap();
+            let mut s = harness::connect_from(src, node.rpc).unwrap();
             write!(s, "GET /health HTTP/1.1\r\nHost: slow{i}\r\nX-Slow: ").unwrap();
             s
         })
@@ -47,7 +47,7 @@ fn health_answers_every_request_under_slowloris() {
                 (0..REQUESTS_PER_CLIENT)
                     .map(|_| {
                         let t = Instant::now();
-                        let (code, body) = common::http(addr, "GET", "/health", "").unwrap();
+                        let (code, body) = harness::http(addr, "GET", "/health", "").unwrap();
                         (code, body, t.elapsed())
                     })
                     .collect::<Vec<_>>()
@@ -58,7 +58,7 @@ fn health_answers_every_request_under_slowloris() {
     for w in workers {
         for (code, body, took) in w.join().unwrap() {
             assert_eq!(code, 200, "{body}");
-            assert_eq!(common::json(&body)["status"], "healthy");
+            assert_eq!(harness::json(&body)["status"], "healthy");
             latencies.push(took);
         }
     }

@@ -3,17 +3,16 @@
 //! pruned blocks answer Core's error, the prune height survives a restart, and the node tells
 //! peers it is limited.
 
-mod common;
-mod support;
+mod harness;
 
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::Inventory;
 use bitcoin::p2p::ServiceFlags;
-use common::{poll, NodeOptions, TestNode};
+use harness::raw_peer::RawPeer;
+use harness::{poll, NodeOptions, TestNode};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
-use support::raw_peer::RawPeer;
 
 const FILE: u64 = 64 * 1024;
 const THRESHOLD: u64 = 800_000;
@@ -47,7 +46,7 @@ fn start(opts: NodeOptions) -> TestNode {
 fn normal_pruning_keeps_block_files_between_target_and_threshold() {
     // About 1.6 KB of block and undo data a block: 2.4 MB in all, three times the threshold,
     // while the last 288 blocks take about 460 KB.
-    let chain = support::fanout_chain(1_500, 10);
+    let chain = harness::chain::fanout_chain(1_500, 10);
     let mut a = start(NodeOptions {
         config: Some(CONFIG.into()),
         ..NodeOptions::default()

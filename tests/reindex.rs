@@ -3,12 +3,12 @@
 //! reach the data it needs. Each keeps a verified backup of the store it replaces and ends with
 //! the same UTXO set as before.
 
-mod common;
+mod harness;
 
 use bitcoin::consensus::serialize;
 use bitcoin::hashes::Hash;
-use common::systemd::FakeSystemd;
-use common::{flip_every, json, stopped_after_mining, NodeOptions, TestNode};
+use harness::systemd::FakeSystemd;
+use harness::{flip_every, json, stopped_after_mining, NodeOptions, TestNode};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ fn backups_before_reindex(datadir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.to_string_lossy().ends_with("-before-reindex"))
         .collect();
     for dir in &kept {
-        let (code, out) = common::cli(datadir, &["backup", "verify", dir.to_str().unwrap()]);
+        let (code, out) = harness::cli(datadir, &["backup", "verify", dir.to_str().unwrap()]);
         assert_eq!(code, 0, "{out}");
     }
     kept

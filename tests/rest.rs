@@ -2,10 +2,9 @@
 //! JSON-RPC (raw block, headers, block hash, chain info), bad input gets Core's status codes,
 //! and REST is off unless `[rpc] rest = true`.
 
-mod common;
-mod support;
+mod harness;
 
-use common::{get_bytes, json, NodeOptions, TestNode};
+use harness::{get_bytes, json, NodeOptions, TestNode};
 use serde_json::json;
 
 fn hex(bytes: &[u8]) -> String {
@@ -23,7 +22,7 @@ fn rest_paths_answer_what_json_rpc_answers() {
         config: Some("[rpc]\nrest = true\n".into()),
         ..NodeOptions::default()
     });
-    let blocks = support::spend_chain(2, 20);
+    let blocks = harness::chain::spend_chain(2, 20);
     for b in &blocks {
         node.submit(b);
     }
@@ -230,7 +229,7 @@ fn rest_paths_answer_what_json_rpc_answers() {
         assert_eq!(get_bytes(node.rpc, &path).unwrap().0, status, "{path}");
     }
     let (status, _, _) =
-        common::http_full(node.rpc, "POST", "/rest/chaininfo.json", &[], "").unwrap();
+        harness::http_full(node.rpc, "POST", "/rest/chaininfo.json", &[], "").unwrap();
     assert_eq!(status, 405);
     assert_eq!(node.call("getblockcount", json!([])), tip_height);
     assert!(node.metric("bllvm_http_requests_total{path=\"/rest/block/\",status=\"200\"}") >= 4.0);

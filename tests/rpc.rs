@@ -1,13 +1,12 @@
 //! JSON-RPC against a real node: every implemented method through an independent client
 //! (bitcoincore-rpc, cookie auth), and the protocol and auth edges over raw HTTP.
 
-mod common;
-mod support;
+mod harness;
 
 use base64::Engine;
 use bitcoin::hashes::Hash;
 use bitcoincore_rpc::{Auth, Client, RpcApi};
-use common::{http_full, json, NodeOptions, TestNode};
+use harness::{http_full, json, NodeOptions, TestNode};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -388,9 +387,8 @@ fn overload_gets_503_at_once_while_probes_answer() {
     let auth = cookie_auth(&node);
     let addr = node.rpc;
     let queue_depth = |node: &TestNode| -> Option<u64> {
-        metric(node, "bllvm_channel_depth{channel=\"rpc_work_queue\"}")?
-            .parse()
-            .ok()
+        node.metric_opt("bllvm_channel_depth{channel=\"rpc_work_queue\"}")
+            .map(|v| v as u64)
     };
     // The only worker mines many blocks (real work, seconds long).
     let a = auth.clone();
@@ -401,7 +399,7 @@ fn overload_gets_503_at_once_while_probes_answer() {
         );
         let _ = http_full(addr, "POST", "/", &[("Authorization", &a)], &body);
     });
-    common::poll(
+    harness::poll(
         Duration::from_secs(10),
         "the worker to be busy mining",
         || {
@@ -422,7 +420,7 @@ fn overload_gets_503_at_once_while_probes_answer() {
             r#"{"method":"help","id":2}"#,
         );
     });
-    common::poll(Duration::from_secs(10), "a request queued", || {
+    harness::poll(Duration::from_secs(10), "a request queued", || {
         (queue_depth(&node)? == 1).then_some(())
     });
     // ...so a third is refused at once, as Core's "Work queue depth exceeded".
@@ -455,14 +453,6 @@ fn overload_gets_503_at_once_while_probes_answer() {
     );
 }
 
-fn metric(node: &TestNode, line_start: &str) -> Option<String> {
-    let (_, m) = node.get("/metrics").ok()?;
-    m.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map(str::to_owned)
-}
-
 #[test]
 fn circuit_breaker_opens_on_failures_then_half_opens_and_closes() {
     let mut node = TestNode::start_with(NodeOptions {
@@ -486,8 +476,8 @@ fn circuit_breaker_opens_on_failures_then_half_opens_and_closes() {
         assert_eq!(json(&body)["error"]["code"], -3);
     }
     assert_eq!(
-        metric(&node, "bllvm_rpc_breaker_state{method=\"getblockhash\"}").unwrap(),
-        "0"
+        node.metric("bllvm_rpc_breaker_state{method=\"getblockhash\"}"),
+        0.0
     );
     // Three internal failures open it...
     for _ in 0..3 {
@@ -504,13 +494,13 @@ fn circuit_breaker_opens_on_failures_then_half_opens_and_closes() {
         .unwrap()
         .contains("circuit breaker open"));
     assert_eq!(
-        metric(&node, "bllvm_rpc_breaker_state{method=\"getdifficulty\"}").unwrap(),
-        "1"
+        node.metric("bllvm_rpc_breaker_state{method=\"getdifficulty\"}"),
+        1.0
     );
     let d = json(&node.get("/health/detailed").unwrap().1);
     assert_eq!(d["rpc"]["breakers"]["getdifficulty"], "open");
     // After the cooldown one trial goes through; the injected fault has one failure left: reopened.
-    let failed_trial = common::poll(Duration::from_secs(10), "a half-open trial", || {
+    let failed_trial = harness::poll(Duration::from_secs(10), "a half-open trial", || {
         let (_, _, body) = post(&node, &auth, call);
         let v = json(&body);
         (v["error"]["code"] == -32603).then_some(v)
@@ -520,13 +510,13 @@ fn circuit_breaker_opens_on_failures_then_half_opens_and_closes() {
         .unwrap()
         .contains("fault injected"));
     // The next trial succeeds: closed again.
-    common::poll(Duration::from_secs(10), "the breaker to close", || {
+    harness::poll(Duration::from_secs(10), "the breaker to close", || {
         let (code, _, _) = post(&node, &auth, call);
         (code == 200).then_some(())
     });
     assert_eq!(
-        metric(&node, "bllvm_rpc_breaker_state{method=\"getdifficulty\"}").unwrap(),
-        "0"
+        node.metric("bllvm_rpc_breaker_state{method=\"getdifficulty\"}"),
+        0.0
     );
     let d = json(&node.get("/health/detailed").unwrap().1);
     assert_eq!(d["rpc"]["breakers"], serde_json::json!({}));
@@ -551,7 +541,7 @@ fn a_timed_out_call_gets_an_error_and_its_work_stops() {
         .as_str()
         .unwrap()
         .contains("timed out"));
-    common::poll(Duration::from_secs(10), "mining to stop", || {
+    harness::poll(Duration::from_secs(10), "mining to stop", || {
         node.log().contains("generate cancelled").then_some(())
     });
     let log = node.log();
@@ -577,7 +567,7 @@ fn chain_maintenance_templates_and_raw_transactions_through_the_client() {
     let mut node = TestNode::start();
     node.wait_ready(Duration::from_secs(10));
     let rpc = client(&node);
-    let w = support::Wallet::new(1);
+    let w = harness::chain::Wallet::new(1);
     let addr = bitcoin::Address::from_script(&w.p2wpkh(), bitcoin::Network::Regtest).unwrap();
     let hashes = rpc.generate_to_address(101, &addr).unwrap();
 
@@ -633,16 +623,16 @@ fn chain_maintenance_templates_and_raw_transactions_through_the_client() {
     let op = bitcoin::OutPoint::new(cb.compute_txid(), 0);
     let spend = w.spend(
         &[(op, prev.clone())],
-        vec![support::out(49 * 100_000_000, w.p2tr())],
+        vec![harness::chain::out(49 * 100_000_000, w.p2tr())],
     );
     assert_eq!(
         rpc.decode_raw_transaction(&spend, None).unwrap().txid,
         spend.compute_txid()
     );
     let forged = w.spend_with(
-        &support::Wallet::new(9),
+        &harness::chain::Wallet::new(9),
         &[(op, prev)],
-        vec![support::out(1, w.p2tr())],
+        vec![harness::chain::out(1, w.p2tr())],
     );
     let err = rpc.send_raw_transaction(&forged).unwrap_err().to_string();
     assert!(err.contains("mandatory-script-verify-flag-failed"), "{err}");
@@ -692,7 +682,7 @@ fn logging_switches_debug_categories_at_runtime() {
         serde_json::json!([1, address().to_string()]),
     )
     .unwrap();
-    common::poll(Duration::from_secs(10), "chain debug output", || {
+    harness::poll(Duration::from_secs(10), "chain debug output", || {
         node.log().contains("connected at height 1").then_some(())
     });
     assert!(!node.log().contains("chain summary"), "p2p debug stays off");
@@ -726,7 +716,7 @@ fn long_chain_reads_stop_at_their_timeout() {
         .to_string();
     assert!(err.contains("timed out"), "{err}");
     // The work itself stopped part-way instead of running on after the caller gave up.
-    common::poll(Duration::from_secs(10), "verifychain to stop", || {
+    harness::poll(Duration::from_secs(10), "verifychain to stop", || {
         node.log()
             .contains("verifychain stopped at its deadline")
             .then_some(())
@@ -743,7 +733,7 @@ fn network_methods_through_the_independent_client() {
     let rpc = client(&b);
     let target = a.p2p.to_string();
     rpc.add_node(&target).unwrap();
-    common::poll(Duration::from_secs(30), "connected", || {
+    harness::poll(Duration::from_secs(30), "connected", || {
         (rpc.get_connection_count().unwrap() == 1).then_some(())
     });
     rpc.ping().unwrap();
@@ -772,7 +762,7 @@ fn network_methods_through_the_independent_client() {
     rpc.remove_ban("127.77.0.1").unwrap();
     rpc.add_ban("127.77.0.2", 3600, false).unwrap();
     rpc.clear_banned().unwrap();
-    common::poll(Duration::from_secs(10), "bans cleared", || {
+    harness::poll(Duration::from_secs(10), "bans cleared", || {
         rpc.list_banned().unwrap().is_empty().then_some(())
     });
     assert!(!rpc.set_network_active(false).unwrap());
@@ -806,9 +796,14 @@ fn wrong_passwords_cost_the_guesser_not_the_users() {
                         break;
                     }
                     let auth = basic("bob", "guess");
-                    if let Ok((code, _, _)) =
-                        common::http_from(src, addr, "POST", "/", &[("Authorization", &auth)], call)
-                    {
+                    if let Ok((code, _, _)) = harness::http_from(
+                        src,
+                        addr,
+                        "POST",
+                        "/",
+                        &[("Authorization", &auth)],
+                        call,
+                    ) {
                         *seen.entry(code).or_insert(0u32) += 1;
                     }
                 }
@@ -888,7 +883,7 @@ fn bad_parameters_are_named_precisely() {
             "{method}: {e}"
         );
     };
-    let addr = common::address(1);
+    let addr = harness::address(1);
     expect(
         "generatetoaddress",
         serde_json::json!([4294967296u64, addr]),
@@ -1041,7 +1036,7 @@ fn node_socket(node: &TestNode, client_port: u16) -> std::os::fd::OwnedFd {
 fn keep_alive_answers_do_not_wait_for_delayed_acks() {
     let mut node = TestNode::start();
     node.wait_ready(Duration::from_secs(10));
-    let blocks = support::fanout_chain(101, 3000);
+    let blocks = harness::chain::fanout_chain(101, 3000);
     for b in &blocks {
         node.submit(b);
     }
@@ -1054,7 +1049,7 @@ fn keep_alive_answers_do_not_wait_for_delayed_acks() {
         r#"{{"method":"getblock","params":["{}",0],"id":1}}"#,
         big.block_hash()
     );
-    let mut conn = common::KeepAlive::connect(node.rpc).unwrap();
+    let mut conn = harness::KeepAlive::connect(node.rpc).unwrap();
     let auth = format!("Basic {auth}");
     let mut took = Vec::new();
     for _ in 0..50 {
@@ -1103,7 +1098,7 @@ fn tip_calls_answer_while_the_chain_thread_is_stuck() {
     });
     node.wait_ready(Duration::from_secs(10));
     let tip = node.call("getbestblockhash", serde_json::json!([]));
-    common::poll(Duration::from_secs(10), "the chain thread to stall", || {
+    harness::poll(Duration::from_secs(10), "the chain thread to stall", || {
         let d = json(&node.get("/health/detailed").ok()?.1);
         (d["components"]["chain"]["status"] == "unhealthy").then_some(())
     });
@@ -1129,7 +1124,7 @@ fn getblock_verbosities_agree_with_the_decoded_block() {
     let tmp = tempfile::tempdir().unwrap();
     let datadir = tmp.path().join("data");
     let node = TestNode::ready_on(&datadir, "");
-    let blocks = support::spend_chain(1, 40);
+    let blocks = harness::chain::spend_chain(1, 40);
     for b in &blocks {
         node.submit(b);
     }
@@ -1217,7 +1212,7 @@ fn chain_reads_skip_the_workers() {
     let addr = node.rpc;
     let tip = node.call("getbestblockhash", serde_json::json!([]));
     // Once p2p stalls, a setban waits on it for the whole timeout, holding the worker.
-    common::poll(Duration::from_secs(10), "p2p to stall", || {
+    harness::poll(Duration::from_secs(10), "p2p to stall", || {
         let d = json(&node.get("/health/detailed").ok()?.1);
         (d["components"]["p2p"]["status"] != "healthy").then_some(())
     });
@@ -1228,13 +1223,13 @@ fn chain_reads_skip_the_workers() {
         })
     };
     let _held = hold(r#"{"method":"setban","params":["127.9.9.9","add"],"id":1}"#);
-    common::poll(Duration::from_secs(10), "the worker to be held", || {
-        (metric(&node, "bllvm_rpc_in_flight")?.parse::<f64>().ok()? == 1.0).then_some(())
+    harness::poll(Duration::from_secs(10), "the worker to be held", || {
+        (node.metric_opt("bllvm_rpc_in_flight")? == 1.0).then_some(())
     });
     let _queued = hold(r#"{"method":"help","id":2}"#);
-    common::poll(Duration::from_secs(10), "a request queued", || {
-        let depth = metric(&node, "bllvm_channel_depth{channel=\"rpc_work_queue\"}")?;
-        (depth == "1").then_some(())
+    harness::poll(Duration::from_secs(10), "a request queued", || {
+        let depth = node.metric_opt("bllvm_channel_depth{channel=\"rpc_work_queue\"}")?;
+        (depth == 1.0).then_some(())
     });
     let (code, _, body) = post(&node, &auth, r#"{"method":"help","id":3}"#);
     assert_eq!(code, 503, "the workers are full: {body}");
@@ -1259,12 +1254,8 @@ fn chain_reads_skip_the_workers() {
     assert_eq!(code, 500, "{body}");
     assert_eq!(json(&body)["error"]["code"], -8, "{body}");
     assert_eq!(
-        metric(
-            &node,
-            "bllvm_rpc_requests_total{method=\"getblockheader\",outcome=\"success\"}"
-        )
-        .as_deref(),
-        Some("1")
+        node.metric("bllvm_rpc_requests_total{method=\"getblockheader\",outcome=\"success\"}"),
+        1.0
     );
 }
 

@@ -1,8 +1,8 @@
 //! Signals, the ordered shutdown and component failures on the real binary.
 
-mod common;
+mod harness;
 
-use common::{poll, NodeOptions, TestNode};
+use harness::{poll, NodeOptions, TestNode};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -131,7 +131,7 @@ fn sigterm_during_a_reindex_stops_it_and_the_next_start_resumes() {
     let node = TestNode::ready_on(&datadir, "");
     node.call(
         "generatetoaddress",
-        serde_json::json!([1500, common::address(1)]),
+        serde_json::json!([1500, harness::address(1)]),
     );
     let tip = node.tip();
     node.stop();
@@ -151,13 +151,13 @@ fn sigterm_during_a_reindex_stops_it_and_the_next_start_resumes() {
     let (code, body) = node.get("/health/ready").unwrap();
     assert_eq!(code, 503);
     assert!(
-        common::json(&body)["step"]
+        harness::json(&body)["step"]
             .as_str()
             .unwrap()
             .contains("reindex from block files"),
         "{body}"
     );
-    let (code, _, body) = common::http_full(node.rpc, "POST", "/", &[], "{}").unwrap();
+    let (code, _, body) = harness::http_full(node.rpc, "POST", "/", &[], "{}").unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("Starting up"), "{body}");
     let asked = Instant::now();

@@ -1,10 +1,10 @@
 //! Backend choice on the real binary: sled on request, and redb -> sled fallback when redb is corrupt.
 
-mod common;
+mod harness;
 
 use bllvm_node::storage::{redb_store::RedbStore, sled_store::SledStore, Store, Table, WriteBatch};
-use common::tmpfs::Tmpfs;
-use common::{json, NodeOptions, TestNode};
+use harness::tmpfs::Tmpfs;
+use harness::{json, NodeOptions, TestNode};
 use std::time::Duration;
 
 #[test]
@@ -72,7 +72,7 @@ fn fallback_after_corruption_rebuilds_the_chain_from_block_files() {
         ..NodeOptions::default()
     });
     node.wait_ready(Duration::from_secs(10));
-    common::poll(Duration::from_secs(30), "30 blocks", || {
+    harness::poll(Duration::from_secs(30), "30 blocks", || {
         let d = json(&node.get("/health/detailed").ok()?.1);
         (d["chain"]["height"].as_u64()? >= 30).then_some(())
     });
@@ -150,7 +150,7 @@ fn a_store_that_filled_its_disk_writes_again_after_reopen() {
 /// its open; that is caught and handled like any unopenable store: moved aside, sled used.
 #[test]
 fn a_truncated_redb_falls_back_instead_of_crashing() {
-    let (_tmp, datadir, _) = common::stopped_after_mining(5);
+    let (_tmp, datadir, _) = harness::stopped_after_mining(5);
     let file = datadir.join("regtest/chainstate.redb");
     let len = std::fs::metadata(&file).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();

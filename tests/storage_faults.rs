@@ -4,8 +4,7 @@
 //! of a wrong result, and the reorg goes through by itself once the data reads again. Damaged
 //! blocks are fetched again from peers, damaged coins never served, deleted files found.
 
-mod common;
-mod support;
+mod harness;
 
 use bitcoin::consensus::deserialize;
 use bitcoin::p2p::message::NetworkMessage;
@@ -15,12 +14,12 @@ use bllvm_node::chain::chainstate::ChainState;
 use bllvm_node::chain::mining::op_true_payout;
 use bllvm_node::chain::params::Params;
 use bllvm_node::config::Chain;
-use common::{flip, json, poll, stopped_after_mining, NodeOptions, TestNode};
+use harness::raw_peer::RawPeer;
+use harness::{flip, json, poll, stopped_after_mining, NodeOptions, TestNode};
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-use support::raw_peer::RawPeer;
 
 fn chain_status(n: &TestNode) -> (String, String) {
     let d = json(&n.get("/health/detailed").unwrap().1);
@@ -38,7 +37,7 @@ fn corrupt_undo_data_is_rebuilt_or_stops_a_reorg_without_blame() {
     let node = TestNode::ready_on(&datadir, "");
     node.call(
         "generatetoaddress",
-        serde_json::json!([20, common::address(1)]),
+        serde_json::json!([20, harness::address(1)]),
     );
     let (_, old_tip) = node.tip();
 
@@ -193,7 +192,7 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
     let node = TestNode::ready_on(&datadir, config);
     node.call(
         "generatetoaddress",
-        serde_json::json!([400, common::address(1)]),
+        serde_json::json!([400, harness::address(1)]),
     );
     let first = node.call("getblockhash", serde_json::json!([1]));
     node.stop();
@@ -216,7 +215,7 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
     );
     node.call(
         "generatetoaddress",
-        serde_json::json!([3, common::address(1)]),
+        serde_json::json!([3, harness::address(1)]),
     );
     let tip = node.tip();
     node.stop();
@@ -239,7 +238,7 @@ fn deleted_block_files_are_found_at_start_and_the_node_goes_on() {
     );
     node.call(
         "generatetoaddress",
-        serde_json::json!([3, common::address(1)]),
+        serde_json::json!([3, harness::address(1)]),
     );
     node.stop();
     let node = TestNode::ready_on(&datadir, config);
@@ -295,7 +294,7 @@ fn a_corrupt_block_is_fetched_again_from_a_peer() {
     let a = TestNode::ready_on(&tempfile::tempdir().unwrap().keep().join("a"), "");
     a.call(
         "generatetoaddress",
-        serde_json::json!([50, common::address(1)]),
+        serde_json::json!([50, harness::address(1)]),
     );
     let tmp = tempfile::tempdir().unwrap();
     let datadir = tmp.path().join("b");
@@ -359,11 +358,11 @@ fn a_damaged_coin_record_is_never_served_and_is_rebuilt() {
     let node = TestNode::ready_on(&datadir, "");
     let hashes = node.call(
         "generatetoaddress",
-        serde_json::json!([5, common::address(7)]),
+        serde_json::json!([5, harness::address(7)]),
     );
     node.stop();
     // The coinbase output as stored: amount (8 bytes LE) then the P2WPKH script.
-    let script = bitcoin::Address::from_str(&common::address(7))
+    let script = bitcoin::Address::from_str(&harness::address(7))
         .unwrap()
         .assume_checked()
         .script_pubkey();
@@ -431,7 +430,7 @@ fn the_background_check_finds_damage_nobody_read() {
     let node = TestNode::ready_on(&datadir, "");
     node.call(
         "generatetoaddress",
-        serde_json::json!([30, common::address(1)]),
+        serde_json::json!([30, harness::address(1)]),
     );
     let hash = node.call("getblockhash", serde_json::json!([10]));
     node.stop();

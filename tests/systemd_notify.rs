@@ -1,9 +1,9 @@
 //! The test plays systemd: it owns NOTIFY_SOCKET and checks READY, WATCHDOG and STOPPING.
 
-mod common;
+mod harness;
 
-use common::systemd::FakeSystemd;
-use common::{NodeOptions, TestNode};
+use harness::systemd::FakeSystemd;
+use harness::{NodeOptions, TestNode};
 use std::time::{Duration, Instant};
 
 fn node_under(systemd: &FakeSystemd, config: &str) -> TestNode {
@@ -45,12 +45,12 @@ fn watchdog_stops_while_a_component_is_stalled() {
     systemd.expect("READY=1", Duration::from_secs(5));
     systemd.expect("WATCHDOG=1", Duration::from_secs(5));
     // Once liveness reports the stale heartbeat, the supervisor sees it too.
-    common::poll(Duration::from_secs(10), "liveness to fail", || {
+    harness::poll(Duration::from_secs(10), "liveness to fail", || {
         matches!(node.get("/health/live"), Ok((503, _))).then_some(())
     });
     let (code, body) = node.get("/health/detailed").unwrap();
     assert_eq!(code, 503);
-    let d = common::json(&body);
+    let d = harness::json(&body);
     assert_eq!(d["components"]["chain"]["status"], "unhealthy", "{d}");
     // Drain what was sent before the supervisor noticed (bounded: a watchdog fed forever must
     // fail the check below, not hang here), then listen for 2 s (10 intervals).
@@ -86,7 +86,7 @@ fn watchdog_stops_while_a_component_is_stalled() {
 /// `EXTEND_TIMEOUT_USEC` (three notify intervals) arrives before `READY=1`, and none after.
 #[test]
 fn a_long_start_up_extends_the_start_timeout() {
-    let (_tmp, datadir, tip) = common::stopped_after_mining(300);
+    let (_tmp, datadir, tip) = harness::stopped_after_mining(300);
     let systemd = FakeSystemd::new();
     let mut node = TestNode::start_with(NodeOptions {
         env: vec![("NOTIFY_SOCKET".into(), systemd.path.clone())],

@@ -17,3 +17,4 @@ pub mod rng;
 pub mod seeds;
 pub mod send_queue;
 pub mod sync;
+pub mod view;

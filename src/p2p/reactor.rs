@@ -12,11 +12,12 @@ use super::protocol::{self, Io, Protocol};
 use super::resolver::{Lookup, Purpose, Resolved};
 use super::rng::Rng;
 use super::send_queue::Pushed;
+use super::view;
 use crate::clock::unix_now;
 use crate::lifecycle::StopSignal;
 use crate::messages::{P2pCommand, PeerEvent, PeerId};
 use crate::metrics::Metrics;
-use crate::state::{BanInfo, NetworkView, PeerInfo, Shared};
+use crate::state::{NetworkView, Shared};
 use crate::supervisor::health::{Heartbeat, Status};
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::Magic;
@@ -646,122 +647,36 @@ impl Net {
     /// Publishes the network view and gauges: on every timer turn and when the protocol says
     /// something shown changed, never per message.
     fn publish(&mut self) {
-        let now_unix = unix_now();
-        let proto = &self.proto;
-        let mut peers = Vec::with_capacity(self.conns.len());
-        let (mut ready, mut inbound, mut queued) = (0, 0, 0);
-        let mut by_dir = [0i64; 3];
-        let (mut sent, mut recv) = self.gone_traffic;
-        for c in self.conns.values() {
-            let Some(p) = proto.peer(c.id) else {
-                continue;
-            };
-            let is_ready = p.ready();
-            sent += c.traffic.bytes_sent;
-            recv += c.traffic.bytes_recv;
-            queued += c.queue.bytes();
-            if is_ready {
-                ready += 1;
-                by_dir[c.direction as usize] += 1;
-                if c.inbound() {
-                    inbound += 1;
-                }
-            }
-            let their = p.their.clone().unwrap_or_default();
-            let (inflight, best) = proto.sync().peer_state(c.id).unwrap_or((0, 0));
-            peers.push(PeerInfo {
-                id: c.id,
-                addr: Some(c.addr),
-                local: c.stream.local_addr().ok(),
-                inbound: c.inbound(),
-                connection_type: match c.direction {
-                    Direction::Inbound => "inbound",
-                    Direction::Outbound => "outbound-full-relay",
-                    Direction::Manual => "manual",
-                },
-                ready: is_ready,
-                services: their.services,
-                version: their.version,
-                subver: their.user_agent,
-                starting_height: if p.their.is_some() {
-                    their.start_height
-                } else {
-                    -1
-                },
-                synced_headers: if is_ready { i64::from(best) } else { -1 },
-                inflight,
-                conntime: c.since,
-                lastsend: c.traffic.last_send,
-                lastrecv: c.traffic.last_recv,
-                bytessent: c.traffic.bytes_sent,
-                bytesrecv: c.traffic.bytes_recv,
-                bytessent_per_msg: c
-                    .traffic
-                    .sent_per_msg
-                    .iter()
-                    .map(|(k, v)| (*k, *v))
-                    .collect(),
-                bytesrecv_per_msg: c
-                    .traffic
-                    .recv_per_msg
-                    .iter()
-                    .map(|(k, v)| (*k, *v))
-                    .collect(),
-                pingtime: p.peer.latency.map(|d| d.as_secs_f64()),
-                minping: p.peer.min_latency.map(|d| d.as_secs_f64()),
-                send_queue_bytes: c.queue.bytes(),
-                wtxid_relay: p.peer.features.wtxid_relay,
-                addr_v2: p.peer.features.addr_v2,
-                send_headers: p.peer.features.send_headers,
-            });
-        }
-        peers.sort_by_key(|p| p.id);
-        let manager = proto.manager();
-        let bans: Vec<BanInfo> = manager
-            .bans
-            .list(now_unix)
-            .into_iter()
-            .map(|(range, b)| BanInfo {
-                address: range.to_string(),
-                created: b.created,
-                until: b.until,
-                reason: b.reason.clone(),
-            })
-            .collect();
-        let added = manager
-            .added()
-            .iter()
-            .map(|a| {
-                let connected = proto.peers().any(|(_, p)| p.addr == *a && p.ready());
-                (*a, connected)
-            })
-            .collect();
+        let v = view::build(
+            self.conns.values(),
+            &self.proto,
+            self.gone_traffic,
+            unix_now(),
+        );
         let m = &self.links.metrics;
-        m.peers_connected.set(ready as i64);
+        m.peers_connected.set(v.view.peers_connected as i64);
         for (i, dir) in ["inbound", "outbound", "manual"].iter().enumerate() {
-            m.net.peers.with_label_values(&[dir]).set(by_dir[i]);
+            m.net.peers.with_label_values(&[dir]).set(v.by_direction[i]);
         }
-        m.net.bans.set(bans.len() as i64);
-        m.net.send_queue_bytes.set(queued as i64);
-        m.net.blocks_in_flight.set(proto.sync().in_flight() as i64);
-        m.net.addresses_known.set(manager.book.len() as i64);
-        let partitions = proto.partitions();
+        m.net.bans.set(v.view.bans.len() as i64);
+        m.net.send_queue_bytes.set(v.queued as i64);
+        m.net.receive_buffer_bytes.set(v.buffered as i64);
+        m.net
+            .blocks_in_flight
+            .set(self.proto.sync().in_flight() as i64);
+        m.net
+            .addresses_known
+            .set(self.proto.manager().book.len() as i64);
+        let partitions = self.proto.partitions();
         m.net
             .partitions_total
             .inc_by(partitions.saturating_sub(self.partitions_seen));
         self.partitions_seen = partitions;
-        let mut view = self.links.shared.network.write();
-        *view = NetworkView {
-            peers_connected: ready,
-            peers_inbound: inbound,
-            peers_max: view.peers_max,
-            active: proto.active(),
-            peers,
-            bytes_sent: sent,
-            bytes_recv: recv,
-            bans,
-            added,
-            local_services: proto.services().to_u64(),
+        let mut shared = self.links.shared.network.write();
+        let peers_max = shared.peers_max;
+        *shared = NetworkView {
+            peers_max,
+            ..v.view
         };
     }
 }

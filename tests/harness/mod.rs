@@ -1,7 +1,9 @@
 //! Test harness: starts the real `bllvm-node` binary on loopback with a temporary datadir.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod chain;
 pub mod electrs;
+pub mod raw_peer;
 pub mod systemd;
 pub mod tmpfs;
 
@@ -35,9 +37,9 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// The addresses a node started with port 0 bound, from its `listening.json` (or its log, when
-/// a full disk kept the file from being written); `None` when the process exits first (a test
-/// that expects it to fail at start).
+/// The addresses a node started with port 0 bound, from its `listening.json` or its log (a full
+/// disk can keep the file from being written); `None` when the process exits first (a test that
+/// expects it to fail at start).
 fn bound_addresses(
     path: &Path,
     child: &mut Child,
@@ -55,13 +57,11 @@ fn bound_addresses(
             let line = log.lines().find(|l| l.contains(needle))?;
             line.rsplit(needle).next()?.trim().parse().ok()
         };
-        if log.contains("listening.json") {
-            if let (Some(rpc), Some(p2p)) = (
-                after("http (rpc, health, metrics) listening on "),
-                after("p2p listening on "),
-            ) {
-                return Some((rpc, p2p));
-            }
+        if let (Some(rpc), Some(p2p)) = (
+            after("http (rpc, health, metrics) listening on "),
+            after("p2p listening on "),
+        ) {
+            return Some((rpc, p2p));
         }
         if child.try_wait().ok().flatten().is_some() {
             return None;
@@ -173,7 +173,8 @@ pub fn cpu_seconds(pid: i32) -> f64 {
     stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
 }
 
-/// CPU seconds the process's threads named `thread` have used (`p2p`, `chain`, ...).
+/// CPU seconds the process's threads named `thread` have used (`p2p`, `chain`, ...), to the
+/// nanosecond (`schedstat`; `stat` counts in 10 ms ticks).
 pub fn thread_cpu_seconds(pid: i32, thread: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0.0;
@@ -183,10 +184,12 @@ pub fn thread_cpu_seconds(pid: i32, thread: &str) -> f64 {
         .filter(|t| {
             std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == thread)
         })
-        .map(|t| {
-            stat_cpu_seconds(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default())
+        .filter_map(|t| {
+            let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            s.split_whitespace().next()?.parse::<f64>().ok()
         })
-        .sum()
+        .sum::<f64>()
+        / 1e9
 }
 
 /// A number from /proc/<pid>/status (`VmRSS:` in KiB, `Threads:`), 0 when missing.
@@ -664,11 +667,17 @@ impl TestNode {
     /// The value of the metric series `series` (name with labels, as exposed); panics when the
     /// node does not export it, so a renamed metric fails the test instead of reading as 0.
     pub fn metric(&self, series: &str) -> f64 {
-        let (_, text) = self.get("/metrics").expect("GET /metrics");
+        self.metric_opt(series)
+            .unwrap_or_else(|| panic!("metric {series} is not exported"))
+    }
+
+    /// The value of the metric series `series`, or `None` when the node does not export it
+    /// (yet: a labelled series appears once it is first counted).
+    pub fn metric_opt(&self, series: &str) -> Option<f64> {
+        let (_, text) = self.get("/metrics").ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("metric {series} is not exported"))
     }
 
     /// Submits a block; panics unless the node accepts it (`null`).

@@ -40,6 +40,22 @@ impl RawPeer {
         self.stream.write_all(bytes)
     }
 
+    /// Writes as much of `bytes` as the other end takes before a write blocks for `wait`;
+    /// returns how much went.
+    pub fn push_until_blocked(&mut self, bytes: &[u8], wait: Duration) -> usize {
+        self.stream.set_write_timeout(Some(wait)).unwrap();
+        let mut sent = 0;
+        while sent < bytes.len() {
+            let end = (sent + 64 * 1024).min(bytes.len());
+            match self.stream.write(&bytes[sent..end]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sent += n,
+            }
+        }
+        self.stream.set_write_timeout(None).unwrap();
+        sent
+    }
+
     /// Sends a framed message.
     pub fn send(&mut self, msg: NetworkMessage) -> std::io::Result<()> {
         let bytes = serialize(&RawNetworkMessage::new(Magic::REGTEST, msg));

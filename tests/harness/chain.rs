@@ -1,7 +1,5 @@
-//! Chain-test support: a deterministic wallet and a regtest chain driven through the library.
-#![allow(dead_code)] // each test binary uses a different part
-
-pub mod raw_peer;
+//! Chain builder: a deterministic wallet and regtest chains (realistic spends, fan-outs) built
+//! through the library.
 
 use bitcoin::hashes::Hash;
 use bitcoin::key::{Keypair, Secp256k1, TapTweak};
