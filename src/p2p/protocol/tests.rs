@@ -92,6 +92,14 @@ fn handshake(p: &mut Protocol, id: PeerId, nonce: u64, t: Instant) {
     p.received(id, NetworkMessage::Verack, t, T_UNIX);
 }
 
+/// An inbound peer past its handshake, its outbox emptied.
+fn ready_inbound(p: &mut Protocol, from: SocketAddr, t: Instant) -> PeerId {
+    let id = p.accept(from, t, T_UNIX).unwrap();
+    handshake(p, id, 1, t);
+    p.take_io();
+    id
+}
+
 fn reply() -> (
     CommandReply,
     crossbeam_channel::Receiver<Result<(), CommandError>>,
@@ -254,9 +262,7 @@ fn getaddr_is_answered_once_and_only_to_inbound_peers() {
     let mut book = AddrBook::default();
     book.add(addr(3, 3), Source::Gossip, T_UNIX);
     let mut p = protocol(1, 10, book);
-    let inbound = p.accept(addr(1, 0), t0, T_UNIX).unwrap();
-    handshake(&mut p, inbound, 1, t0);
-    p.take_io();
+    let inbound = ready_inbound(&mut p, addr(1, 0), t0);
     p.received(inbound, NetworkMessage::GetAddr, t0, T_UNIX);
     assert_eq!(
         sent_to(&p.take_io(), inbound),
@@ -318,9 +324,7 @@ fn an_oversized_inv_bans_the_address_and_closes_each_of_its_connections() {
 fn a_full_getblocks_answer_continues_when_its_last_block_is_fetched() {
     let t0 = Instant::now();
     let mut p = protocol(1, 10, AddrBook::default());
-    let id = p.accept(addr(1, 0), t0, T_UNIX).unwrap();
-    handshake(&mut p, id, 1, t0);
-    p.take_io();
+    let id = ready_inbound(&mut p, addr(1, 0), t0);
     let block = bitcoin::constants::genesis_block(bitcoin::Network::Regtest);
     let mut hashes = vec![bitcoin::BlockHash::all_zeros(); crate::chain::serve::MAX_GETBLOCKS - 1];
     hashes.push(block.block_hash());
@@ -352,9 +356,7 @@ fn a_full_getblocks_answer_continues_when_its_last_block_is_fetched() {
 fn block_requests_reach_the_chain_four_at_a_time() {
     let t0 = Instant::now();
     let mut p = protocol(1, 10, AddrBook::default());
-    let id = p.accept(addr(1, 0), t0, T_UNIX).unwrap();
-    handshake(&mut p, id, 1, t0);
-    p.take_io();
+    let id = ready_inbound(&mut p, addr(1, 0), t0);
     let items = vec![Inventory::WitnessBlock(bitcoin::BlockHash::all_zeros()); 6];
     p.received(id, NetworkMessage::GetData(items), t0, T_UNIX);
     assert!(p.busy(id));
