@@ -10,6 +10,7 @@ pub mod hex;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod mempool;
 pub mod messages;
 pub mod metrics;
 pub mod node;

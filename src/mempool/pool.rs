@@ -1,0 +1,543 @@
+//! The mempool's contents as a plain data structure: entries with their in-pool parents and
+//! children, the outpoints they spend, Core's package limits, eviction of the lowest
+//! descendant feerate when over the size budget with the rolling minimum fee it leaves
+//! behind, removal for blocks (with conflicts) and expiry. Time is passed in. Validation
+//! (scripts, policy, fees against the UTXO set) happens before `add`.
+
+use crate::chain::reject::Reject;
+use bitcoin::{OutPoint, Transaction, Txid, Wtxid};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Ancestors a transaction may have in the pool, itself included (Core's -limitancestorcount).
+pub const MAX_ANCESTORS: usize = 25;
+/// Their total virtual size (Core's -limitancestorsize, 101 kvB).
+pub const MAX_ANCESTOR_VSIZE: u64 = 101_000;
+/// Descendants any in-pool transaction may have, itself included (-limitdescendantcount).
+pub const MAX_DESCENDANTS: usize = 25;
+/// Their total virtual size (-limitdescendantsize).
+pub const MAX_DESCENDANT_VSIZE: u64 = 101_000;
+/// Core's incremental relay fee, sat/kvB: what an eviction adds to the minimum fee.
+pub const INCREMENTAL_RELAY_FEE: u64 = 1_000;
+/// Core's rolling minimum fee halves every 12 hours (faster while the pool is small).
+pub const ROLLING_FEE_HALFLIFE_SECS: i64 = 12 * 3600;
+/// Bookkeeping per entry beyond the transaction's bytes (maps, sets, the entry itself), a
+/// deliberate overestimate: `usage` must not undercount what `max_mb` bounds.
+pub const ENTRY_OVERHEAD: usize = 400;
+
+/// One transaction in the pool.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The transaction.
+    pub tx: Arc<Transaction>,
+    /// Its witness id.
+    pub wtxid: Wtxid,
+    /// Fee in satoshis.
+    pub fee: u64,
+    /// Virtual size.
+    pub vsize: u64,
+    /// Unix seconds it entered the pool.
+    pub time: i64,
+    /// Chain height when it entered.
+    pub height: u32,
+    /// In-pool transactions it spends.
+    pub parents: BTreeSet<Txid>,
+    /// In-pool transactions spending it.
+    pub children: BTreeSet<Txid>,
+    usage: usize,
+}
+
+impl Entry {
+    /// Fee rate in sat/kvB.
+    pub fn fee_rate(&self) -> u64 {
+        rate(self.fee, self.vsize)
+    }
+}
+
+fn rate(fee: u64, vsize: u64) -> u64 {
+    fee.saturating_mul(1000) / vsize.max(1)
+}
+
+/// Why entries left the pool (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Removal {
+    /// Mined in a block.
+    Block,
+    /// Conflicted with a block's transaction.
+    Conflict,
+    /// Evicted for size.
+    SizeLimit,
+    /// Older than the expiry.
+    Expiry,
+    /// Replaced (RBF).
+    Replaced,
+}
+
+impl Removal {
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Removal::Block => "block",
+            Removal::Conflict => "conflict",
+            Removal::SizeLimit => "size_limit",
+            Removal::Expiry => "expiry",
+            Removal::Replaced => "replaced",
+        }
+    }
+}
+
+/// The pool.
+#[derive(Debug, Default)]
+pub struct Pool {
+    entries: HashMap<Txid, Entry>,
+    spends: HashMap<OutPoint, Txid>,
+    vsize: u64,
+    usage: usize,
+    fees: u64,
+    /// Rolling minimum fee rate (sat/kvB) and when it was last decayed.
+    rolling: (f64, i64),
+    /// Removals not yet reported (for metrics).
+    removed: Vec<(Txid, Removal)>,
+}
+
+impl Pool {
+    /// Transactions held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Total virtual size (`getmempoolinfo.bytes`).
+    pub fn vsize(&self) -> u64 {
+        self.vsize
+    }
+
+    /// Memory accounted (`getmempoolinfo.usage`): what `max_mb` bounds.
+    pub fn usage(&self) -> usize {
+        self.usage
+    }
+
+    /// Total fees.
+    pub fn total_fee(&self) -> u64 {
+        self.fees
+    }
+
+    /// An entry.
+    pub fn get(&self, txid: &Txid) -> Option<&Entry> {
+        self.entries.get(txid)
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Txid, &Entry)> {
+        self.entries.iter()
+    }
+
+    /// The in-pool transaction spending `op`, if any.
+    pub fn spender(&self, op: &OutPoint) -> Option<Txid> {
+        self.spends.get(op).copied()
+    }
+
+    /// Removals since the last call.
+    pub fn take_removed(&mut self) -> Vec<(Txid, Removal)> {
+        std::mem::take(&mut self.removed)
+    }
+
+    /// Every in-pool ancestor of the transaction spending `parents` (not itself).
+    fn ancestors_of(&self, parents: &BTreeSet<Txid>) -> BTreeSet<Txid> {
+        let mut out = BTreeSet::new();
+        let mut todo: Vec<Txid> = parents.iter().copied().collect();
+        while let Some(t) = todo.pop() {
+            if out.insert(t) {
+                if let Some(e) = self.entries.get(&t) {
+                    todo.extend(e.parents.iter().copied());
+                }
+            }
+        }
+        out
+    }
+
+    /// Every in-pool ancestor of `txid`.
+    pub fn ancestors(&self, txid: &Txid) -> BTreeSet<Txid> {
+        self.entries
+            .get(txid)
+            .map(|e| self.ancestors_of(&e.parents))
+            .unwrap_or_default()
+    }
+
+    /// `txid` and every in-pool descendant.
+    pub fn descendants(&self, txid: &Txid) -> BTreeSet<Txid> {
+        let mut out = BTreeSet::new();
+        let mut todo = vec![*txid];
+        while let Some(t) = todo.pop() {
+            if let Some(e) = self.entries.get(&t) {
+                if out.insert(t) {
+                    todo.extend(e.children.iter().copied());
+                }
+            }
+        }
+        out
+    }
+
+    /// Fees and virtual size of `txid` with its descendants.
+    pub fn with_descendants(&self, txid: &Txid) -> (u64, u64) {
+        self.descendants(txid)
+            .iter()
+            .filter_map(|t| self.entries.get(t))
+            .fold((0, 0), |(f, v), e| (f + e.fee, v + e.vsize))
+    }
+
+    /// Adds a validated transaction paying `fee`; refuses it (Core's `too-long-mempool-chain`)
+    /// if it would break the ancestor or descendant limits, and `txn-already-in-mempool` if
+    /// held.
+    pub fn add(&mut self, tx: Transaction, fee: u64, time: i64, height: u32) -> Result<(), Reject> {
+        let txid = tx.compute_txid();
+        if self.entries.contains_key(&txid) {
+            return Err(Reject::new("txn-already-in-mempool", txid.to_string()));
+        }
+        let parents: BTreeSet<Txid> = tx
+            .input
+            .iter()
+            .map(|i| i.previous_output.txid)
+            .filter(|t| self.entries.contains_key(t))
+            .collect();
+        let vsize = tx.vsize() as u64;
+        let ancestors = self.ancestors_of(&parents);
+        let anc_vsize: u64 = ancestors
+            .iter()
+            .filter_map(|t| self.entries.get(t))
+            .map(|e| e.vsize)
+            .sum::<u64>()
+            + vsize;
+        if ancestors.len() + 1 > MAX_ANCESTORS || anc_vsize > MAX_ANCESTOR_VSIZE {
+            return Err(Reject::new(
+                "too-long-mempool-chain",
+                format!("too many unconfirmed ancestors [limit: {MAX_ANCESTORS}]"),
+            ));
+        }
+        for a in &ancestors {
+            let d = self.descendants(a);
+            let d_vsize: u64 = d
+                .iter()
+                .filter_map(|t| self.entries.get(t))
+                .map(|e| e.vsize)
+                .sum();
+            if d.len() + 1 > MAX_DESCENDANTS || d_vsize + vsize > MAX_DESCENDANT_VSIZE {
+                return Err(Reject::new(
+                    "too-long-mempool-chain",
+                    format!("exceeds descendant limits for {a}"),
+                ));
+            }
+        }
+        for p in &parents {
+            if let Some(e) = self.entries.get_mut(p) {
+                e.children.insert(txid);
+            }
+        }
+        for i in &tx.input {
+            self.spends.insert(i.previous_output, txid);
+        }
+        let usage = bitcoin::consensus::serialize(&tx).len()
+            + ENTRY_OVERHEAD
+            + 48 * (tx.input.len() + tx.output.len());
+        self.vsize += vsize;
+        self.usage += usage;
+        self.fees += fee;
+        let wtxid = tx.compute_wtxid();
+        self.entries.insert(
+            txid,
+            Entry {
+                tx: Arc::new(tx),
+                wtxid,
+                fee,
+                vsize,
+                time,
+                height,
+                parents,
+                children: BTreeSet::new(),
+                usage,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes `txid` and its descendants.
+    pub fn remove_with_descendants(&mut self, txid: &Txid, why: Removal) -> Vec<Arc<Transaction>> {
+        let all = self.descendants(txid);
+        all.iter().filter_map(|t| self.remove_one(t, why)).collect()
+    }
+
+    fn remove_one(&mut self, txid: &Txid, why: Removal) -> Option<Arc<Transaction>> {
+        let e = self.entries.remove(txid)?;
+        for p in &e.parents {
+            if let Some(pe) = self.entries.get_mut(p) {
+                pe.children.remove(txid);
+            }
+        }
+        for c in &e.children {
+            if let Some(ce) = self.entries.get_mut(c) {
+                ce.parents.remove(txid);
+            }
+        }
+        for i in &e.tx.input {
+            if self.spends.get(&i.previous_output) == Some(txid) {
+                self.spends.remove(&i.previous_output);
+            }
+        }
+        self.vsize -= e.vsize;
+        self.usage -= e.usage;
+        self.fees -= e.fee;
+        self.removed.push((*txid, why));
+        Some(e.tx)
+    }
+
+    /// A block connected: its transactions leave (their children stay, now confirmed-parented),
+    /// and whatever spent the same outputs leaves with its descendants.
+    pub fn remove_for_block(&mut self, txs: &[Transaction]) {
+        for tx in txs {
+            let txid = tx.compute_txid();
+            self.remove_one(&txid, Removal::Block);
+            for i in &tx.input {
+                if let Some(other) = self.spends.get(&i.previous_output).copied() {
+                    if other != txid {
+                        self.remove_with_descendants(&other, Removal::Conflict);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evicts the package with the lowest descendant feerate until the pool's usage is within
+    /// `max_usage`, raising the rolling minimum fee to the evicted feerate plus the
+    /// incremental relay fee. Returns how many transactions left.
+    pub fn trim(&mut self, max_usage: usize, now: i64) -> usize {
+        let mut gone = 0;
+        while self.usage > max_usage && !self.entries.is_empty() {
+            let worst = self
+                .entries
+                .keys()
+                .map(|t| {
+                    let (f, v) = self.with_descendants(t);
+                    (rate(f, v), *t)
+                })
+                .min();
+            let Some((worst_rate, txid)) = worst else {
+                break;
+            };
+            let floor = (worst_rate + INCREMENTAL_RELAY_FEE) as f64;
+            self.decay(now, max_usage);
+            if floor > self.rolling.0 {
+                self.rolling = (floor, now);
+            }
+            gone += self
+                .remove_with_descendants(&txid, Removal::SizeLimit)
+                .len();
+        }
+        gone
+    }
+
+    /// Core's rolling minimum fee (sat/kvB) at `now`: what eviction raised it to, halving every
+    /// 12 hours (every 6 while under half full, 3 under a quarter), and 0 once below half the
+    /// incremental relay fee.
+    pub fn min_fee(&mut self, now: i64, max_usage: usize) -> u64 {
+        self.decay(now, max_usage);
+        if self.rolling.0 < (INCREMENTAL_RELAY_FEE / 2) as f64 {
+            self.rolling.0 = 0.0;
+            return 0;
+        }
+        self.rolling.0 as u64
+    }
+
+    fn decay(&mut self, now: i64, max_usage: usize) {
+        let (fee, since) = self.rolling;
+        if fee == 0.0 || now <= since {
+            self.rolling.1 = self.rolling.1.max(now);
+            return;
+        }
+        let mut halflife = ROLLING_FEE_HALFLIFE_SECS as f64;
+        if self.usage < max_usage / 4 {
+            halflife /= 4.0;
+        } else if self.usage < max_usage / 2 {
+            halflife /= 2.0;
+        }
+        let elapsed = (now - since) as f64;
+        self.rolling = (fee / 2f64.powf(elapsed / halflife), now);
+    }
+
+    /// Removes transactions that entered before `cutoff` (unix seconds), with descendants.
+    pub fn expire(&mut self, cutoff: i64) -> usize {
+        let old: Vec<Txid> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.time < cutoff)
+            .map(|(t, _)| *t)
+            .collect();
+        old.iter()
+            .map(|t| self.remove_with_descendants(t, Removal::Expiry).len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash;
+    use bitcoin::{absolute, transaction, Amount, ScriptBuf, Sequence, TxIn, TxOut, Witness};
+
+    /// A transaction spending `inputs`, with `outputs` outputs; `tag` makes it unique.
+    fn tx(inputs: &[OutPoint], outputs: usize, tag: u8) -> Transaction {
+        Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: inputs
+                .iter()
+                .map(|op| TxIn {
+                    previous_output: *op,
+                    script_sig: ScriptBuf::new(),
+                    sequence: Sequence::MAX,
+                    witness: Witness::from_slice(&[vec![tag; 72], vec![2u8; 33]]),
+                })
+                .collect(),
+            output: (0..outputs)
+                .map(|_| TxOut {
+                    value: Amount::from_sat(10_000),
+                    script_pubkey: ScriptBuf::new_op_return([tag; 4]),
+                })
+                .collect(),
+        }
+    }
+
+    fn confirmed(n: u8) -> OutPoint {
+        OutPoint::new(Txid::from_byte_array([n; 32]), 0)
+    }
+
+    #[test]
+    fn a_chain_longer_than_25_is_refused() {
+        let mut pool = Pool::default();
+        let mut prev = confirmed(1);
+        for i in 0..25u8 {
+            let t = tx(&[prev], 1, i);
+            prev = OutPoint::new(t.compute_txid(), 0);
+            pool.add(t, 1_000, 0, 1).unwrap();
+        }
+        let err = pool.add(tx(&[prev], 1, 99), 1_000, 0, 1).unwrap_err();
+        assert_eq!(err.reason, "too-long-mempool-chain");
+        assert_eq!(pool.len(), 25);
+        let first = pool
+            .iter()
+            .find(|(_, e)| e.parents.is_empty())
+            .map(|(t, _)| *t)
+            .unwrap();
+        assert_eq!(pool.descendants(&first).len(), 25);
+        let again = pool.get(&first).unwrap().tx.as_ref().clone();
+        assert_eq!(
+            pool.add(again, 1, 0, 1).unwrap_err().reason,
+            "txn-already-in-mempool"
+        );
+    }
+
+    #[test]
+    fn ancestor_and_descendant_limits_each_refuse_on_their_own() {
+        let mut pool = Pool::default();
+        // 25 unrelated parents and a child of them all: 26 with itself.
+        let parents: Vec<OutPoint> = (0..25u8)
+            .map(|i| {
+                let t = tx(&[confirmed(i)], 1, i);
+                let op = OutPoint::new(t.compute_txid(), 0);
+                pool.add(t, 1_000, 0, 1).unwrap();
+                op
+            })
+            .collect();
+        let err = pool.add(tx(&parents, 1, 200), 1_000, 0, 1).unwrap_err();
+        assert!(err.detail.contains("ancestors"), "{err:?}");
+        // One parent with 25 outputs: 24 children fit, the 25th makes 26 descendants.
+        let mut pool = Pool::default();
+        let q = tx(&[confirmed(100)], 25, 100);
+        let qid = q.compute_txid();
+        pool.add(q, 1_000, 0, 1).unwrap();
+        for n in 0..24u32 {
+            pool.add(tx(&[OutPoint::new(qid, n)], 1, n as u8), 1_000, 0, 1)
+                .unwrap();
+        }
+        let err = pool
+            .add(tx(&[OutPoint::new(qid, 24)], 1, 240), 1_000, 0, 1)
+            .unwrap_err();
+        assert!(err.detail.contains("descendant"), "{err:?}");
+    }
+
+    #[test]
+    fn a_block_removes_its_transactions_and_their_conflicts() {
+        let mut pool = Pool::default();
+        let a = tx(&[confirmed(1)], 1, 1);
+        let a_child = tx(&[OutPoint::new(a.compute_txid(), 0)], 1, 2);
+        let b = tx(&[confirmed(2)], 1, 3);
+        let b_child = tx(&[OutPoint::new(b.compute_txid(), 0)], 1, 4);
+        for t in [&a, &a_child, &b, &b_child] {
+            pool.add(t.clone(), 1_000, 0, 1).unwrap();
+        }
+        // The block mines `a` and a different spend of `b`'s input.
+        let double = tx(&[confirmed(2)], 2, 5);
+        pool.remove_for_block(&[a.clone(), double]);
+        let left: Vec<Txid> = pool.iter().map(|(t, _)| *t).collect();
+        assert_eq!(left, vec![a_child.compute_txid()]);
+        assert!(pool
+            .get(&a_child.compute_txid())
+            .unwrap()
+            .parents
+            .is_empty());
+        let removed = pool.take_removed();
+        assert!(removed.contains(&(b.compute_txid(), Removal::Conflict)));
+        assert!(removed.contains(&(b_child.compute_txid(), Removal::Conflict)));
+        assert!(removed.contains(&(a.compute_txid(), Removal::Block)));
+        assert_eq!(
+            pool.vsize(),
+            pool.get(&a_child.compute_txid()).unwrap().vsize
+        );
+    }
+
+    #[test]
+    fn over_budget_the_lowest_descendant_feerate_goes_and_the_minimum_fee_rises_then_decays() {
+        let mut pool = Pool::default();
+        let cheap = tx(&[confirmed(1)], 1, 1);
+        let dear = tx(&[confirmed(2)], 1, 2);
+        // A child paying well lifts its cheap parent's package above `mid`.
+        let mid = tx(&[confirmed(3)], 1, 3);
+        pool.add(cheap.clone(), 200, 0, 1).unwrap();
+        pool.add(dear.clone(), 50_000, 0, 1).unwrap();
+        pool.add(mid.clone(), 5_000, 0, 1).unwrap();
+        let budget = pool.usage() - 1;
+        assert_eq!(pool.trim(budget, 100), 1);
+        assert!(pool.get(&cheap.compute_txid()).is_none());
+        let evicted_rate = rate(200, cheap.vsize() as u64);
+        let floor = pool.min_fee(100, budget);
+        assert_eq!(floor, evicted_rate + INCREMENTAL_RELAY_FEE);
+        // Half a half-life later (the pool is over half full): down by a factor of sqrt(2).
+        let later = pool.min_fee(100 + ROLLING_FEE_HALFLIFE_SECS / 2, budget);
+        assert!(
+            (later as f64 - floor as f64 / 2f64.sqrt()).abs() < 2.0,
+            "{later}"
+        );
+        assert_eq!(
+            pool.min_fee(100 + 30 * ROLLING_FEE_HALFLIFE_SECS, budget),
+            0
+        );
+    }
+
+    #[test]
+    fn expiry_takes_old_transactions_with_their_descendants() {
+        let mut pool = Pool::default();
+        let old = tx(&[confirmed(1)], 1, 1);
+        let young_child = tx(&[OutPoint::new(old.compute_txid(), 0)], 1, 2);
+        let young = tx(&[confirmed(2)], 1, 3);
+        pool.add(old, 1_000, 10, 1).unwrap();
+        pool.add(young_child, 1_000, 500, 1).unwrap();
+        pool.add(young.clone(), 1_000, 500, 1).unwrap();
+        assert_eq!(pool.expire(100), 2);
+        assert_eq!(pool.len(), 1);
+        assert!(pool.get(&young.compute_txid()).is_some());
+        assert_eq!(pool.total_fee(), 1_000);
+    }
+}
