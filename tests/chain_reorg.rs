@@ -53,11 +53,8 @@ fn hundred_block_reorg_and_back_matches_reference_chains() {
     assert_eq!(disconnected, 100);
     assert_eq!(node.tip(), fork.tip());
     assert_eq!(node.utxo_stats().unwrap(), fork.utxo_stats().unwrap());
-    // The spend of the disconnected branch is handed back for the mempool.
-    assert!(node
-        .disconnected_txs
-        .iter()
-        .any(|t| t.compute_txid() == spend.compute_txid()));
+    // The spend of the disconnected branch is back in the mempool, still valid on the fork.
+    assert!(node.mempool.get(&spend.compute_txid()).is_some());
     assert!(node.coin(&op).is_some(), "the spent coin is unspent again");
 
     // Main grows past the fork: back again, 101 blocks disconnected.
@@ -73,6 +70,8 @@ fn hundred_block_reorg_and_back_matches_reference_chains() {
         101
     );
     assert_eq!(node.tip(), main.tip());
+    // Main's block confirms the spend again: it leaves the mempool.
+    assert!(node.mempool.get(&spend.compute_txid()).is_none());
     assert_eq!(node.utxo_stats().unwrap(), main.utxo_stats().unwrap());
     assert!(node.coin(&op).is_none());
 

@@ -15,6 +15,7 @@ use harness::chain::{coinbase_utxo, out, regtest_chain, Wallet, NOW};
 const FLOORS: FeeFloors = FeeFloors {
     min_relay: 1_000,
     pool_min: 0,
+    max: 0,
 };
 const COIN: u64 = 100_000_000;
 

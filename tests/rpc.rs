@@ -623,7 +623,7 @@ fn chain_maintenance_templates_and_raw_transactions_through_the_client() {
     let op = bitcoin::OutPoint::new(cb.compute_txid(), 0);
     let spend = w.spend(
         &[(op, prev.clone())],
-        vec![harness::chain::out(49 * 100_000_000, w.p2tr())],
+        vec![harness::chain::out(50 * 100_000_000 - 10_000, w.p2tr())],
     );
     assert_eq!(
         rpc.decode_raw_transaction(&spend, None).unwrap().txid,
@@ -632,16 +632,19 @@ fn chain_maintenance_templates_and_raw_transactions_through_the_client() {
     let forged = w.spend_with(
         &harness::chain::Wallet::new(9),
         &[(op, prev)],
-        vec![harness::chain::out(1, w.p2tr())],
+        vec![harness::chain::out(100_000_000, w.p2tr())],
     );
     let err = rpc.send_raw_transaction(&forged).unwrap_err().to_string();
     assert!(err.contains("mandatory-script-verify-flag-failed"), "{err}");
-    let err = rpc.send_raw_transaction(&spend).unwrap_err().to_string();
-    assert!(err.contains("no mempool"), "{err}");
     let err = rpc.send_raw_transaction(cb).unwrap_err().to_string();
     assert!(err.contains("coinbase"), "{err}");
     assert_eq!(rpc.get_mempool_info().unwrap().size, 0);
-    assert!(rpc.get_raw_mempool().unwrap().is_empty());
+    assert_eq!(
+        rpc.send_raw_transaction(&spend).unwrap(),
+        spend.compute_txid()
+    );
+    assert_eq!(rpc.get_mempool_info().unwrap().size, 1);
+    assert_eq!(rpc.get_raw_mempool().unwrap(), vec![spend.compute_txid()]);
 
     // generateblock mines the given raw transaction.
     let hex = bitcoin::consensus::encode::serialize_hex(&spend);

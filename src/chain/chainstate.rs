@@ -157,8 +157,10 @@ pub struct ChainState {
     next_arrival: u64,
     /// Scripts of this block's ancestors are not checked (Core's assumevalid).
     pub assume_valid: Option<BlockHash>,
-    /// Transactions of disconnected blocks, for the mempool.
-    pub disconnected_txs: Vec<Transaction>,
+    /// Transactions of disconnected blocks, returned to the mempool once activation ends.
+    disconnected_txs: Vec<Transaction>,
+    /// The mempool: validated against this state, emptied of what blocks confirm.
+    pub mempool: crate::mempool::pool::Pool,
     source: Option<Arc<dyn BlockSource>>,
     new_blocks: Vec<BlockHash>,
     /// The storage fault that stopped block connection, until an activation succeeds again.
@@ -194,6 +196,7 @@ impl ChainState {
             next_arrival: 0,
             assume_valid: None,
             disconnected_txs: Vec::new(),
+            mempool: crate::mempool::pool::Pool::default(),
             source: None,
             new_blocks: Vec::new(),
             fault: None,
@@ -223,6 +226,7 @@ impl ChainState {
             next_arrival: 0,
             assume_valid: None,
             disconnected_txs: Vec::new(),
+            mempool: crate::mempool::pool::Pool::default(),
             source: Some(source),
             new_blocks: Vec::new(),
             fault: None,
@@ -731,7 +735,61 @@ impl ChainState {
                 }
             }
         }
+        self.return_to_mempool();
         updates
+    }
+
+    /// Transactions of blocks a reorganisation disconnected go back to the mempool if they are
+    /// still valid on the new chain (Core's MaybeUpdateMempoolForReorg).
+    fn return_to_mempool(&mut self) {
+        let txs = std::mem::take(&mut self.disconnected_txs);
+        if txs.is_empty() {
+            return;
+        }
+        let now = self
+            .tree
+            .get(&self.tip().0)
+            .map_or(0, |e| i64::from(e.header.time));
+        let back = txs
+            .into_iter()
+            .filter(|tx| self.mempool_accept(tx.clone(), 0, now).is_ok())
+            .count();
+        log::info!("{back} transactions of disconnected blocks returned to the mempool");
+    }
+
+    /// Offers `tx` to the mempool (`mempool::accept`), then trims it to its budget.
+    pub fn mempool_accept(
+        &mut self,
+        tx: Transaction,
+        max_fee_rate: u64,
+        now: i64,
+    ) -> Result<crate::mempool::accept::Accepted, Reject> {
+        use crate::mempool::{accept, pool};
+        let (tip, height) = self.tip();
+        let tree = &self.tree;
+        let active = &self.active;
+        let utxo = &self.utxo;
+        let coin = |op: &OutPoint| utxo.get(op).ok().flatten();
+        let mtp_at = |h: u32| {
+            active
+                .get(h as usize)
+                .map_or(0, |b| tree.median_time_past(b))
+        };
+        let view = accept::ChainView {
+            coin: &coin,
+            next_height: height + 1,
+            tip_mtp: tree.median_time_past(&tip),
+            mtp_at: &mtp_at,
+            flags: super::script::block_flags(tree.params(), height + 1, &BlockHash::all_zeros()),
+        };
+        let floors = accept::FeeFloors {
+            min_relay: pool::MIN_RELAY_FEE,
+            pool_min: self.mempool.min_fee(now, pool::DEFAULT_MAX_USAGE),
+            max: max_fee_rate,
+        };
+        let accepted = accept::accept(&mut self.mempool, &view, tx, floors, now)?;
+        self.mempool.trim(pool::DEFAULT_MAX_USAGE, now);
+        Ok(accepted)
     }
 
     fn connect(&mut self, hash: &BlockHash) -> Result<Update, Reject> {
@@ -770,6 +828,7 @@ impl ChainState {
         };
         let changes = connect_block(block, &ctx, &self.utxo)?;
         self.utxo.apply(&changes);
+        self.mempool.remove_for_block(&block.txdata);
         self.undo.insert(*hash, changes.clone());
         self.active.push(*hash);
         self.tree.set_valid(hash);

@@ -36,6 +36,9 @@ pub struct FeeFloors {
     pub min_relay: u64,
     /// The pool's rolling minimum (after evictions).
     pub pool_min: u64,
+    /// The caller's ceiling (`sendrawtransaction`'s `maxfeerate`), checked once the
+    /// transaction is otherwise valid, as Core does; 0 for none.
+    pub max: u64,
 }
 
 /// A transaction taken in.
@@ -182,6 +185,12 @@ pub fn accept(
     }
     let replaced = replacements(pool, &direct, fee, vsize)?;
     crate::chain::script::verify_inputs(&tx, &spent, chain.flags)?;
+    if floors.max > 0 && fee > fee_for(floors.max, vsize) {
+        return Err(reject(
+            "max-fee-exceeded",
+            format!("{fee} > {}", fee_for(floors.max, vsize)),
+        ));
+    }
     let mut removed = Vec::new();
     for t in &direct {
         removed.extend(pool.remove_with_descendants(t, Removal::Replaced));

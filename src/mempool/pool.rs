@@ -17,6 +17,12 @@ pub const MAX_ANCESTOR_VSIZE: u64 = 101_000;
 pub const MAX_DESCENDANTS: usize = 25;
 /// Their total virtual size (-limitdescendantsize).
 pub const MAX_DESCENDANT_VSIZE: u64 = 101_000;
+/// Core's default `minrelaytxfee`, sat/kvB (1 sat/vB).
+pub const MIN_RELAY_FEE: u64 = 1_000;
+/// Memory the pool may use until `[mempool] max_mb` exists: 100 MB, a third of Core's 300 MB,
+/// for the small machines this node runs on; it still holds tens of thousands of typical
+/// transactions, several blocks' worth.
+pub const DEFAULT_MAX_USAGE: usize = 100 * 1000 * 1000;
 /// Core's incremental relay fee, sat/kvB: what an eviction adds to the minimum fee.
 pub const INCREMENTAL_RELAY_FEE: u64 = 1_000;
 /// Core's rolling minimum fee halves every 12 hours (faster while the pool is small).
@@ -341,21 +347,27 @@ impl Pool {
 
     /// Core's rolling minimum fee (sat/kvB) at `now`: what eviction raised it to, halving every
     /// 12 hours (every 6 while under half full, 3 under a quarter), and 0 once below half the
-    /// incremental relay fee.
+    /// incremental relay fee. Records the decay.
     pub fn min_fee(&mut self, now: i64, max_usage: usize) -> u64 {
-        self.decay(now, max_usage);
-        if self.rolling.0 < (INCREMENTAL_RELAY_FEE / 2) as f64 {
-            self.rolling.0 = 0.0;
-            return 0;
-        }
-        self.rolling.0 as u64
+        let fee = self.decayed(now, max_usage);
+        self.rolling = (fee, now.max(self.rolling.1));
+        self.min_fee_at(now, max_usage)
     }
 
-    fn decay(&mut self, now: i64, max_usage: usize) {
+    /// The same, without recording the decay (for readers).
+    pub fn min_fee_at(&self, now: i64, max_usage: usize) -> u64 {
+        let fee = self.decayed(now, max_usage);
+        if fee < (INCREMENTAL_RELAY_FEE / 2) as f64 {
+            0
+        } else {
+            fee as u64
+        }
+    }
+
+    fn decayed(&self, now: i64, max_usage: usize) -> f64 {
         let (fee, since) = self.rolling;
         if fee == 0.0 || now <= since {
-            self.rolling.1 = self.rolling.1.max(now);
-            return;
+            return fee;
         }
         let mut halflife = ROLLING_FEE_HALFLIFE_SECS as f64;
         if self.usage < max_usage / 4 {
@@ -363,8 +375,11 @@ impl Pool {
         } else if self.usage < max_usage / 2 {
             halflife /= 2.0;
         }
-        let elapsed = (now - since) as f64;
-        self.rolling = (fee / 2f64.powf(elapsed / halflife), now);
+        fee / 2f64.powf((now - since) as f64 / halflife)
+    }
+
+    fn decay(&mut self, now: i64, max_usage: usize) {
+        self.rolling = (self.decayed(now, max_usage), now.max(self.rolling.1));
     }
 
     /// Removes transactions that entered before `cutoff` (unix seconds), with descendants.

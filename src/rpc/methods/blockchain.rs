@@ -676,34 +676,125 @@ pub fn getrawtransaction(cs: &ChainState, p: &Params) -> Result<Value, RpcError>
     Ok(v)
 }
 
-/// `sendrawtransaction hex`: validated against the UTXO set. With no mempool and no relay yet,
-/// a valid transaction cannot be broadcast, which is answered as a clear error.
-pub fn sendrawtransaction(cs: &ChainState, tx: &bitcoin::Transaction) -> Result<Value, RpcError> {
-    use crate::chain::{script, tx_check};
-    tx_check::check_transaction(tx).map_err(|r| RpcError::new(code::VERIFY_REJECTED, r.reason))?;
-    if tx.is_coinbase() {
-        return Err(RpcError::new(code::VERIFY_REJECTED, "coinbase"));
-    }
+/// `sendrawtransaction hex`: into the mempool (`ChainState::mempool_accept`), answered with
+/// Core's codes: -25 for missing inputs, -27 for a confirmed transaction, -26 with Core's reason
+/// for the rest; a transaction already held answers its txid, as Core does.
+pub fn sendrawtransaction(
+    cs: &mut ChainState,
+    tx: bitcoin::Transaction,
+    limits: SendLimits,
+    now: i64,
+) -> Result<Value, RpcError> {
     let txid = tx.compute_txid();
-    if (0..tx.output.len() as u32).any(|n| cs.coin(&OutPoint::new(txid, n)).is_some()) {
+    let burnt: u64 = tx
+        .output
+        .iter()
+        .filter(|o| o.script_pubkey.is_op_return())
+        .map(|o| o.value.to_sat())
+        .sum();
+    if burnt > limits.max_burn {
         return Err(RpcError::new(
-            code::VERIFY_ALREADY_IN_CHAIN,
-            "Transaction already in block chain",
+            code::VERIFY_ERROR,
+            "Unspendable output exceeds maximum configured by user (maxburnamount)",
         ));
     }
-    let spent: Option<Vec<_>> = tx
-        .input
-        .iter()
-        .map(|i| cs.coin(&i.previous_output).map(|c| c.output))
-        .collect();
-    let spent =
-        spent.ok_or_else(|| RpcError::new(code::VERIFY_ERROR, "bad-txns-inputs-missingorspent"))?;
-    let (tip, height) = cs.tip();
-    let flags = script::block_flags(cs.params(), height + 1, &tip);
-    script::verify_inputs(tx, &spent, flags)
-        .map_err(|r| RpcError::new(code::VERIFY_REJECTED, r.reason))?;
-    Err(RpcError::new(
-        code::MISC_ERROR,
-        format!("transaction {txid} is valid, but this node has no mempool or transaction relay yet, so it cannot be broadcast"),
-    ))
+    match cs.mempool_accept(tx, limits.max_fee_rate, now) {
+        Ok(_) => Ok(txid.to_string().into()),
+        Err(r) => Err(match r.reason.as_str() {
+            "txn-already-in-mempool" => return Ok(txid.to_string().into()),
+            "txn-already-known" => RpcError::new(
+                code::VERIFY_ALREADY_IN_CHAIN,
+                "Transaction already in block chain",
+            ),
+            "bad-txns-inputs-missingorspent" => RpcError::new(code::VERIFY_ERROR, r.reason),
+            "max-fee-exceeded" => RpcError::new(
+                code::VERIFY_ERROR,
+                "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)",
+            ),
+            _ if r.detail.is_empty() => RpcError::new(code::VERIFY_REJECTED, r.reason),
+            _ => RpcError::new(code::VERIFY_REJECTED, format!("{}, {}", r.reason, r.detail)),
+        }),
+    }
+}
+
+/// `sendrawtransaction`'s guards against mistakes, in satoshis (Core's `maxfeerate` per kvB,
+/// `maxburnamount`); a fee rate of 0 means no limit, as in Core.
+#[derive(Debug, Clone, Copy)]
+pub struct SendLimits {
+    /// Highest fee rate, sat/kvB.
+    pub max_fee_rate: u64,
+    /// Most value sent to unspendable outputs.
+    pub max_burn: u64,
+}
+
+/// BTC per kvB from sat per kvB.
+fn btc_per_kvb(sat: u64) -> f64 {
+    bitcoin::Amount::from_sat(sat).to_btc()
+}
+
+/// `getmempoolinfo`, Core's fields.
+pub fn getmempoolinfo(pool: &crate::mempool::pool::Pool, now: i64) -> Value {
+    use crate::mempool::pool::{DEFAULT_MAX_USAGE, INCREMENTAL_RELAY_FEE, MIN_RELAY_FEE};
+    let floor = pool.min_fee_at(now, DEFAULT_MAX_USAGE).max(MIN_RELAY_FEE);
+    json!({
+        "loaded": true,
+        "size": pool.len(),
+        "bytes": pool.vsize(),
+        "usage": pool.usage(),
+        "total_fee": bitcoin::Amount::from_sat(pool.total_fee()).to_btc(),
+        "maxmempool": DEFAULT_MAX_USAGE,
+        "mempoolminfee": btc_per_kvb(floor),
+        "minrelaytxfee": btc_per_kvb(MIN_RELAY_FEE),
+        "incrementalrelayfee": btc_per_kvb(INCREMENTAL_RELAY_FEE),
+        "unbroadcastcount": 0,
+        "fullrbf": true,
+    })
+}
+
+/// `getrawmempool [verbose]`: txids, or Core's entry objects by txid.
+pub fn getrawmempool(pool: &crate::mempool::pool::Pool, verbose: bool) -> Value {
+    let mut txids: Vec<_> = pool.iter().map(|(t, _)| *t).collect();
+    txids.sort();
+    if !verbose {
+        return json!(txids.iter().map(|t| t.to_string()).collect::<Vec<_>>());
+    }
+    let mut out = serde_json::Map::new();
+    for t in txids {
+        let Some(e) = pool.get(&t) else { continue };
+        let anc = pool.ancestors(&t);
+        let desc = pool.descendants(&t);
+        let sum = |set: &std::collections::BTreeSet<bitcoin::Txid>| {
+            set.iter()
+                .filter_map(|x| pool.get(x))
+                .fold((0u64, 0u64), |(f, v), x| (f + x.fee, v + x.vsize))
+        };
+        let (anc_fee, anc_vsize) = sum(&anc);
+        let (desc_fee, desc_vsize) = sum(&desc);
+        let btc = |sat: u64| bitcoin::Amount::from_sat(sat).to_btc();
+        out.insert(
+            t.to_string(),
+            json!({
+                "vsize": e.vsize,
+                "weight": e.tx.weight().to_wu(),
+                "time": e.time,
+                "height": e.height,
+                "descendantcount": desc.len(),
+                "descendantsize": desc_vsize,
+                "ancestorcount": anc.len() + 1,
+                "ancestorsize": anc_vsize + e.vsize,
+                "wtxid": e.wtxid.to_string(),
+                "fees": {
+                    "base": btc(e.fee),
+                    "modified": btc(e.fee),
+                    "ancestor": btc(anc_fee + e.fee),
+                    "descendant": btc(desc_fee),
+                },
+                "depends": e.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "spentby": e.children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                "bip125-replaceable": true,
+                "unbroadcast": false,
+            }),
+        );
+    }
+    Value::Object(out)
 }

@@ -413,21 +413,41 @@ fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcEr
                 RpcError::new(code::MISC_ERROR, "Missing required argument hexstring")
             })?;
             let tx = decode_tx(hex)?;
-            on_chain(ctx, method, move |cs| b::sendrawtransaction(cs, &tx))?
+            // Core's defaults: 0.10 BTC/kvB, and no value sent to unspendable outputs.
+            let amount = |i: usize, default: f64| -> Result<u64, RpcError> {
+                match a.get(i) {
+                    None | Some(Value::Null) => {
+                        Ok(bitcoin::Amount::from_btc(default).map_or(0, |x| x.to_sat()))
+                    }
+                    Some(v) => v
+                        .as_f64()
+                        .filter(|x| *x >= 0.0)
+                        .and_then(|x| bitcoin::Amount::from_btc(x).ok())
+                        .map(|x| x.to_sat())
+                        .ok_or_else(|| RpcError::new(code::TYPE_ERROR, "Amount out of range")),
+                }
+            };
+            let limits = b::SendLimits {
+                max_fee_rate: amount(1, 0.10)?,
+                max_burn: amount(2, 0.0)?,
+            };
+            mutate(ctx, method, move |cs| {
+                let now = crate::clock::unix_now();
+                (b::sendrawtransaction(cs, tx, limits, now), Vec::new())
+            })?
         }
         "getmempoolinfo" => {
             Args::new(params, &[])?;
-            // No mempool yet (the mempool issue): an empty, loaded one.
-            Ok(json!({
-                "loaded": true, "size": 0, "bytes": 0, "usage": 0, "total_fee": 0.0,
-                "maxmempool": 300_000_000, "mempoolminfee": 0.00001, "minrelaytxfee": 0.00001,
-                "incrementalrelayfee": 0.00001, "unbroadcastcount": 0, "fullrbf": true,
-            }))
+            on_chain(ctx, method, |cs| {
+                b::getmempoolinfo(&cs.mempool, crate::clock::unix_now())
+            })
         }
         "getrawmempool" => {
             let a = Args::new(params, &["verbose", "mempool_sequence"])?;
             let verbose = a.get(0).and_then(Value::as_bool).unwrap_or(false);
-            Ok(if verbose { json!({}) } else { json!([]) })
+            on_chain(ctx, method, move |cs| {
+                b::getrawmempool(&cs.mempool, verbose)
+            })
         }
         "generatetoaddress" => generatetoaddress(ctx, params),
         "submitblock" => submitblock(ctx, params),
@@ -635,12 +655,25 @@ fn generateblock(ctx: &Context, params: &Params) -> Result<Value, RpcError> {
         .unwrap_or_default()
     {
         let s = item.as_str().unwrap_or_default();
-        // A txid names a mempool transaction, and there is no mempool yet.
+        // A txid names a mempool transaction.
         if s.len() == 64 {
-            return Err(RpcError::new(
-                code::INVALID_ADDRESS_OR_KEY,
-                format!("Transaction {s} not in mempool."),
-            ));
+            let txid: bitcoin::Txid = s.parse().map_err(|_| {
+                RpcError::new(
+                    code::INVALID_ADDRESS_OR_KEY,
+                    format!("Transaction {s} not in mempool."),
+                )
+            })?;
+            let tx = on_chain(ctx, "generateblock", move |cs| {
+                cs.mempool.get(&txid).map(|e| e.tx.as_ref().clone())
+            })?
+            .ok_or_else(|| {
+                RpcError::new(
+                    code::INVALID_ADDRESS_OR_KEY,
+                    format!("Transaction {s} not in mempool."),
+                )
+            })?;
+            txs.push(tx);
+            continue;
         }
         txs.push(decode_tx(s).map_err(|_| {
             RpcError::new(
