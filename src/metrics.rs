@@ -81,6 +81,16 @@ pub struct Metrics {
     pub utxo_count: IntGauge,
     /// Approximate bytes of the UTXO cache.
     pub utxo_cache_bytes: IntGauge,
+    /// Transactions in the mempool.
+    pub mempool_transactions: IntGauge,
+    /// Their total virtual size.
+    pub mempool_bytes: IntGauge,
+    /// Memory the mempool accounts for (what its budget bounds).
+    pub mempool_usage_bytes: IntGauge,
+    /// The lowest fee rate the mempool takes now, sat/vB.
+    pub mempool_min_fee_rate: Gauge,
+    /// Transactions that left the mempool, by cause.
+    pub mempool_removed_total: IntCounterVec,
     /// Time of one storage commit (files, fsync, store).
     pub storage_commit_seconds: Histogram,
     /// Bytes in the block and undo files.
@@ -592,6 +602,41 @@ impl Metrics {
                 IntGauge::new(
                     "bllvm_utxo_cache_bytes",
                     "Approximate memory of the UTXO cache (bounded by dbcache_mb).",
+                )?,
+            )?,
+            mempool_transactions: reg(
+                r,
+                IntGauge::new("bllvm_mempool_transactions", "Transactions in the mempool.")?,
+            )?,
+            mempool_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_mempool_bytes",
+                    "Total virtual size of the mempool's transactions (getmempoolinfo.bytes).",
+                )?,
+            )?,
+            mempool_usage_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_mempool_usage_bytes",
+                    "Memory the mempool accounts for, what its budget bounds (getmempoolinfo.usage).",
+                )?,
+            )?,
+            mempool_min_fee_rate: reg(
+                r,
+                Gauge::new(
+                    "bllvm_mempool_min_fee_rate",
+                    "Lowest fee rate the mempool takes now, sat/vB (getmempoolinfo.mempoolminfee).",
+                )?,
+            )?,
+            mempool_removed_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_mempool_removed_total",
+                        "Transactions that left the mempool, by cause (block, conflict, size_limit, expiry, replaced).",
+                    ),
+                    &["cause"],
                 )?,
             )?,
             storage_commit_seconds: reg(

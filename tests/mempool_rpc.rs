@@ -83,6 +83,13 @@ fn a_transaction_enters_the_mempool_and_a_block_takes_it_out() {
     assert_eq!(info["bytes"].as_u64().unwrap(), tx.vsize() as u64);
     assert!(info["usage"].as_u64().unwrap() > 0);
     assert_eq!(info["total_fee"].as_f64().unwrap(), 0.00002);
+    assert_eq!(node.metric("bllvm_mempool_transactions"), 1.0);
+    assert_eq!(node.metric("bllvm_mempool_bytes"), tx.vsize() as f64);
+    assert_eq!(
+        node.metric("bllvm_mempool_usage_bytes"),
+        info["usage"].as_f64().unwrap()
+    );
+    assert_eq!(node.metric("bllvm_mempool_min_fee_rate"), 1.0);
 
     // A spend of a coin nobody has: -25.
     let missing = OutPoint::new(op.txid, 5);
@@ -97,6 +104,11 @@ fn a_transaction_enters_the_mempool_and_a_block_takes_it_out() {
     node.call("generateblock", json!([address(2), [txid.clone()]]));
     assert_eq!(node.call("getrawmempool", json!([])), json!([]));
     assert_eq!(node.call("getmempoolinfo", json!([]))["size"], 0);
+    assert_eq!(node.metric("bllvm_mempool_transactions"), 0.0);
+    assert_eq!(
+        node.metric("bllvm_mempool_removed_total{cause=\"block\"}"),
+        1.0
+    );
     let err = node
         .rpc("sendrawtransaction", json!([hex(&tx)]))
         .unwrap_err();

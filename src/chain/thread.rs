@@ -159,6 +159,7 @@ impl ChainThread {
             sent: Instant::now(),
         };
         self.publish();
+        self.publish_mempool();
         self.metrics
             .utxo_cache_bytes
             .set(self.state.utxo_cache_bytes() as i64);
@@ -539,6 +540,7 @@ impl ChainThread {
                 .connected
                 .drain(..progress.connected.len() - MAX_ANNOUNCE_HEADERS - 1);
         }
+        self.publish_mempool();
         let job = prepare(&mut self.state, updates)?;
         self.publish();
         if job.is_empty() {
@@ -692,6 +694,25 @@ impl ChainThread {
             other => self.tell_p2p(other),
         }
         Ok(())
+    }
+
+    /// The mempool's gauges, and what left it since the last call.
+    fn publish_mempool(&mut self) {
+        use crate::mempool::pool::{DEFAULT_MAX_USAGE, MIN_RELAY_FEE};
+        let m = &self.metrics;
+        let pool = &mut self.state.mempool;
+        for (_, why) in pool.take_removed() {
+            m.mempool_removed_total
+                .with_label_values(&[why.label()])
+                .inc();
+        }
+        m.mempool_transactions.set(pool.len() as i64);
+        m.mempool_bytes.set(pool.vsize() as i64);
+        m.mempool_usage_bytes.set(pool.usage() as i64);
+        let floor = pool
+            .min_fee_at(unix_now(), DEFAULT_MAX_USAGE)
+            .max(MIN_RELAY_FEE);
+        m.mempool_min_fee_rate.set(floor as f64 / 1000.0);
     }
 
     fn misbehaved(&self, peer: PeerId, reason: String) {
