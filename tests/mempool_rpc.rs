@@ -91,6 +91,38 @@ fn a_transaction_enters_the_mempool_and_a_block_takes_it_out() {
     );
     assert_eq!(node.metric("bllvm_mempool_min_fee_rate"), 1.0);
 
+    // A child of it: entry, ancestors and descendants as Core shows them.
+    let child = w.spend(
+        &[(OutPoint::new(tx.compute_txid(), 0), tx.output[0].clone())],
+        vec![out(50 * COIN - 5_000, w.p2wpkh())],
+    );
+    let child_id = child.compute_txid().to_string();
+    assert_eq!(
+        node.call("sendrawtransaction", json!([hex(&child)])),
+        json!(child_id)
+    );
+    let entry = node.call("getmempoolentry", json!([child_id]));
+    assert_eq!(entry["ancestorcount"], 2);
+    assert_eq!(entry["depends"], json!([txid]));
+    assert_eq!(entry["fees"]["ancestor"].as_f64().unwrap(), 0.00005);
+    assert_eq!(
+        node.call("getmempoolancestors", json!([child_id])),
+        json!([txid])
+    );
+    assert_eq!(
+        node.call("getmempooldescendants", json!([txid])),
+        json!([child_id])
+    );
+    let verbose = node.call("getmempooldescendants", json!([txid, true]));
+    assert_eq!(verbose[&child_id]["spentby"], json!([]));
+    assert_eq!(
+        node.call("getmempoolentry", json!([txid]))["spentby"],
+        json!([child_id])
+    );
+    let unknown = "11".repeat(32);
+    let err = node.rpc("getmempoolentry", json!([unknown])).unwrap_err();
+    assert_eq!(err["code"], -5, "{err}");
+
     // A spend of a coin nobody has: -25.
     let missing = OutPoint::new(op.txid, 5);
     let ghost = w.spend(&[(missing, prev)], vec![out(COIN, w.p2wpkh())]);
@@ -99,20 +131,28 @@ fn a_transaction_enters_the_mempool_and_a_block_takes_it_out() {
         .unwrap_err();
     assert_eq!(err["code"], -25, "{err}");
 
-    // A block with it (named by txid) confirms it: the mempool is empty again, and sending it
-    // now is -27.
-    node.call("generateblock", json!([address(2), [txid.clone()]]));
+    // A block with both (named by txid) confirms them: the mempool is empty again, and sending
+    // the child (its output unspent) now is -27. The parent's only output is spent: Core cannot
+    // tell it from a missing input either (-25).
+    node.call(
+        "generateblock",
+        json!([address(2), [txid.clone(), child_id.clone()]]),
+    );
     assert_eq!(node.call("getrawmempool", json!([])), json!([]));
     assert_eq!(node.call("getmempoolinfo", json!([]))["size"], 0);
     assert_eq!(node.metric("bllvm_mempool_transactions"), 0.0);
     assert_eq!(
         node.metric("bllvm_mempool_removed_total{cause=\"block\"}"),
-        1.0
+        2.0
     );
+    let err = node
+        .rpc("sendrawtransaction", json!([hex(&child)]))
+        .unwrap_err();
+    assert_eq!(err["code"], -27, "{err}");
     let err = node
         .rpc("sendrawtransaction", json!([hex(&tx)]))
         .unwrap_err();
-    assert_eq!(err["code"], -27, "{err}");
+    assert_eq!(err["code"], -25, "{err}");
 }
 
 /// `maxfeerate` (default 0.10 BTC/kvB; 0 for none) and `maxburnamount` (default 0) guard

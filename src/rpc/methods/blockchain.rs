@@ -751,50 +751,105 @@ pub fn getmempoolinfo(pool: &crate::mempool::pool::Pool, now: i64) -> Value {
     })
 }
 
-/// `getrawmempool [verbose]`: txids, or Core's entry objects by txid.
-pub fn getrawmempool(pool: &crate::mempool::pool::Pool, verbose: bool) -> Value {
-    let mut txids: Vec<_> = pool.iter().map(|(t, _)| *t).collect();
+/// A txid argument.
+pub fn parse_txid(s: &str) -> Result<bitcoin::Txid, RpcError> {
+    s.parse().map_err(|_| {
+        RpcError::new(
+            code::INVALID_PARAMETER,
+            format!("txid must be of length 64 (not {}, for '{s}')", s.len()),
+        )
+    })
+}
+
+/// Core's mempool entry object.
+fn entry_json(pool: &crate::mempool::pool::Pool, t: &bitcoin::Txid) -> Option<Value> {
+    let e = pool.get(t)?;
+    let anc = pool.ancestors(t);
+    let desc = pool.descendants(t);
+    let sum = |set: &std::collections::BTreeSet<bitcoin::Txid>| {
+        set.iter()
+            .filter_map(|x| pool.get(x))
+            .fold((0u64, 0u64), |(f, v), x| (f + x.fee, v + x.vsize))
+    };
+    let (anc_fee, anc_vsize) = sum(&anc);
+    let (desc_fee, desc_vsize) = sum(&desc);
+    let btc = |sat: u64| bitcoin::Amount::from_sat(sat).to_btc();
+    Some(json!({
+        "vsize": e.vsize,
+        "weight": e.tx.weight().to_wu(),
+        "time": e.time,
+        "height": e.height,
+        "descendantcount": desc.len(),
+        "descendantsize": desc_vsize,
+        "ancestorcount": anc.len() + 1,
+        "ancestorsize": anc_vsize + e.vsize,
+        "wtxid": e.wtxid.to_string(),
+        "fees": {
+            "base": btc(e.fee),
+            "modified": btc(e.fee),
+            "ancestor": btc(anc_fee + e.fee),
+            "descendant": btc(desc_fee),
+        },
+        "depends": e.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "spentby": e.children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "bip125-replaceable": true,
+        "unbroadcast": false,
+    }))
+}
+
+/// `txids` as Core lists them: an array, or entry objects by txid.
+fn txid_listing(
+    pool: &crate::mempool::pool::Pool,
+    txids: impl IntoIterator<Item = bitcoin::Txid>,
+    verbose: bool,
+) -> Value {
+    let mut txids: Vec<_> = txids.into_iter().collect();
     txids.sort();
     if !verbose {
         return json!(txids.iter().map(|t| t.to_string()).collect::<Vec<_>>());
     }
     let mut out = serde_json::Map::new();
     for t in txids {
-        let Some(e) = pool.get(&t) else { continue };
-        let anc = pool.ancestors(&t);
-        let desc = pool.descendants(&t);
-        let sum = |set: &std::collections::BTreeSet<bitcoin::Txid>| {
-            set.iter()
-                .filter_map(|x| pool.get(x))
-                .fold((0u64, 0u64), |(f, v), x| (f + x.fee, v + x.vsize))
-        };
-        let (anc_fee, anc_vsize) = sum(&anc);
-        let (desc_fee, desc_vsize) = sum(&desc);
-        let btc = |sat: u64| bitcoin::Amount::from_sat(sat).to_btc();
-        out.insert(
-            t.to_string(),
-            json!({
-                "vsize": e.vsize,
-                "weight": e.tx.weight().to_wu(),
-                "time": e.time,
-                "height": e.height,
-                "descendantcount": desc.len(),
-                "descendantsize": desc_vsize,
-                "ancestorcount": anc.len() + 1,
-                "ancestorsize": anc_vsize + e.vsize,
-                "wtxid": e.wtxid.to_string(),
-                "fees": {
-                    "base": btc(e.fee),
-                    "modified": btc(e.fee),
-                    "ancestor": btc(anc_fee + e.fee),
-                    "descendant": btc(desc_fee),
-                },
-                "depends": e.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-                "spentby": e.children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-                "bip125-replaceable": true,
-                "unbroadcast": false,
-            }),
-        );
+        if let Some(e) = entry_json(pool, &t) {
+            out.insert(t.to_string(), e);
+        }
     }
     Value::Object(out)
+}
+
+/// `getrawmempool [verbose]`: txids, or Core's entry objects by txid.
+pub fn getrawmempool(pool: &crate::mempool::pool::Pool, verbose: bool) -> Value {
+    txid_listing(pool, pool.iter().map(|(t, _)| *t), verbose)
+}
+
+fn not_in_mempool() -> RpcError {
+    RpcError::new(code::INVALID_ADDRESS_OR_KEY, "Transaction not in mempool")
+}
+
+/// `getmempoolentry txid`.
+pub fn getmempoolentry(
+    pool: &crate::mempool::pool::Pool,
+    txid: &bitcoin::Txid,
+) -> Result<Value, RpcError> {
+    entry_json(pool, txid).ok_or_else(not_in_mempool)
+}
+
+/// `getmempoolancestors` / `getmempooldescendants txid [verbose]`: the relatives, without the
+/// transaction itself.
+pub fn getmempoolrelatives(
+    pool: &crate::mempool::pool::Pool,
+    txid: &bitcoin::Txid,
+    ancestors: bool,
+    verbose: bool,
+) -> Result<Value, RpcError> {
+    if pool.get(txid).is_none() {
+        return Err(not_in_mempool());
+    }
+    let mut set = if ancestors {
+        pool.ancestors(txid)
+    } else {
+        pool.descendants(txid)
+    };
+    set.remove(txid);
+    Ok(txid_listing(pool, set, verbose))
 }

@@ -142,6 +142,9 @@ pub const METHODS: &[&str] = &[
     "sendrawtransaction",
     "getmempoolinfo",
     "getrawmempool",
+    "getmempoolentry",
+    "getmempoolancestors",
+    "getmempooldescendants",
     "ping",
     "logging",
     "addnode",
@@ -448,6 +451,22 @@ fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcEr
             on_chain(ctx, method, move |cs| {
                 b::getrawmempool(&cs.mempool, verbose)
             })
+        }
+        "getmempoolentry" => {
+            let a = Args::new(params, &["txid"])?;
+            let txid = b::parse_txid(a.required_str(0)?)?;
+            on_chain(ctx, method, move |cs| {
+                b::getmempoolentry(&cs.mempool, &txid)
+            })?
+        }
+        "getmempoolancestors" | "getmempooldescendants" => {
+            let a = Args::new(params, &["txid", "verbose"])?;
+            let txid = b::parse_txid(a.required_str(0)?)?;
+            let verbose = a.get(1).and_then(Value::as_bool).unwrap_or(false);
+            let ancestors = method == "getmempoolancestors";
+            on_chain(ctx, method, move |cs| {
+                b::getmempoolrelatives(&cs.mempool, &txid, ancestors, verbose)
+            })?
         }
         "generatetoaddress" => generatetoaddress(ctx, params),
         "submitblock" => submitblock(ctx, params),
