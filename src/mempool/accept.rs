@@ -88,6 +88,8 @@ pub fn accept(
         .iter()
         .filter_map(|i| pool.spender(&i.previous_output))
         .collect();
+    // What replacing them evicts: they and their descendants.
+    let conflicts: BTreeSet<Txid> = direct.iter().flat_map(|t| pool.descendants(t)).collect();
     // Inputs: unconfirmed parents' outputs, else the UTXO set.
     let mut spent: Vec<TxOut> = Vec::with_capacity(tx.input.len());
     let mut min_height = -1i64;
@@ -125,7 +127,8 @@ pub fn accept(
                 }
             },
         };
-        if direct.contains(&op.txid) {
+        // Spending what it replaces (or a descendant of it) would leave it without its input.
+        if conflicts.contains(&op.txid) {
             return Err(reject(
                 "bad-txns-spends-conflicting-tx",
                 op.txid.to_string(),
@@ -183,7 +186,7 @@ pub fn accept(
             format!("{fee} < {}", fee_for(floors.min_relay, vsize)),
         ));
     }
-    let replaced = replacements(pool, &direct, fee, vsize)?;
+    let replaced = replacements(pool, &direct, &conflicts, fee, vsize)?;
     crate::chain::script::verify_inputs(&tx, &spent, chain.flags)?;
     if floors.max > 0 && fee > fee_for(floors.max, vsize) {
         return Err(reject(
@@ -191,19 +194,12 @@ pub fn accept(
             format!("{fee} > {}", fee_for(floors.max, vsize)),
         ));
     }
-    let mut removed = Vec::new();
+    // Checked before anything leaves, so a refusal changes nothing.
+    pool.check_limits(&tx, &conflicts)?;
     for t in &direct {
-        removed.extend(pool.remove_with_descendants(t, Removal::Replaced));
+        pool.remove_with_descendants(t, Removal::Replaced);
     }
-    if let Err(e) = pool.add(tx, fee, now, chain.next_height - 1) {
-        // Put back what it would have replaced (their fees as they were).
-        for old in removed {
-            let old = old.as_ref().clone();
-            let fee = fee_of(&old, pool, chain);
-            let _ = pool.add(old, fee, now, chain.next_height - 1);
-        }
-        return Err(e);
-    }
+    pool.add(tx, fee, now, chain.next_height - 1)?;
     Ok(Accepted {
         txid,
         fee,
@@ -212,43 +208,23 @@ pub fn accept(
     })
 }
 
-/// The fee a transaction pays, from its inputs as the chain and the pool see them.
-fn fee_of(tx: &Transaction, pool: &Pool, chain: &ChainView) -> u64 {
-    let value_in: u64 = tx
-        .input
-        .iter()
-        .filter_map(|i| {
-            let op = i.previous_output;
-            match pool.get(&op.txid) {
-                Some(p) => p.tx.output.get(op.vout as usize).map(|o| o.value.to_sat()),
-                None => (chain.coin)(&op).map(|c| c.output.value.to_sat()),
-            }
-        })
-        .sum();
-    let value_out: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
-    value_in.saturating_sub(value_out)
-}
-
 /// Core's replacement rules (BIP125 as full-RBF applies them): at most 100 evicted, a higher
 /// feerate than each transaction replaced directly, at least their fees, and enough more to pay
 /// for its own relay.
 fn replacements(
     pool: &Pool,
     direct: &BTreeSet<Txid>,
+    conflicts: &BTreeSet<Txid>,
     fee: u64,
     vsize: u64,
 ) -> Result<Vec<Txid>, Reject> {
     if direct.is_empty() {
         return Ok(Vec::new());
     }
-    let mut all = BTreeSet::new();
-    for t in direct {
-        all.extend(pool.descendants(t));
-    }
-    if all.len() > MAX_REPLACEMENTS {
+    if conflicts.len() > MAX_REPLACEMENTS {
         return Err(reject(
             "too many potential replacements",
-            format!("{} > {MAX_REPLACEMENTS}", all.len()),
+            format!("{} > {MAX_REPLACEMENTS}", conflicts.len()),
         ));
     }
     let new_rate = fee.saturating_mul(1000) / vsize.max(1);
@@ -265,7 +241,11 @@ fn replacements(
             }
         }
     }
-    let old_fees: u64 = all.iter().filter_map(|t| pool.get(t)).map(|e| e.fee).sum();
+    let old_fees: u64 = conflicts
+        .iter()
+        .filter_map(|t| pool.get(t))
+        .map(|e| e.fee)
+        .sum();
     if fee < old_fees {
         return Err(reject(
             "insufficient fee",
@@ -278,5 +258,5 @@ fn replacements(
             "not enough additional fees to relay",
         ));
     }
-    Ok(all.into_iter().collect())
+    Ok(conflicts.iter().copied().collect())
 }

@@ -196,22 +196,24 @@ impl Pool {
             .fold((0, 0), |(f, v), e| (f + e.fee, v + e.vsize))
     }
 
-    /// Adds a validated transaction paying `fee`; refuses it (Core's `too-long-mempool-chain`)
-    /// if it would break the ancestor or descendant limits, and `txn-already-in-mempool` if
-    /// held.
-    pub fn add(&mut self, tx: Transaction, fee: u64, time: i64, height: u32) -> Result<(), Reject> {
-        let txid = tx.compute_txid();
-        if self.entries.contains_key(&txid) {
-            return Err(Reject::new("txn-already-in-mempool", txid.to_string()));
-        }
-        let parents: BTreeSet<Txid> = tx
-            .input
+    /// The in-pool transactions `tx` spends.
+    fn parents_of(&self, tx: &Transaction) -> BTreeSet<Txid> {
+        tx.input
             .iter()
             .map(|i| i.previous_output.txid)
             .filter(|t| self.entries.contains_key(t))
-            .collect();
+            .collect()
+    }
+
+    /// Whether `tx` keeps within Core's ancestor and descendant limits (`too-long-mempool-chain`)
+    /// once the transactions in `gone` (what it replaces) have left.
+    pub fn check_limits(&self, tx: &Transaction, gone: &BTreeSet<Txid>) -> Result<(), Reject> {
         let vsize = tx.vsize() as u64;
-        let ancestors = self.ancestors_of(&parents);
+        let ancestors: BTreeSet<Txid> = self
+            .ancestors_of(&self.parents_of(tx))
+            .difference(gone)
+            .copied()
+            .collect();
         let anc_vsize: u64 = ancestors
             .iter()
             .filter_map(|t| self.entries.get(t))
@@ -225,12 +227,12 @@ impl Pool {
             ));
         }
         for a in &ancestors {
-            let d = self.descendants(a);
-            let d_vsize: u64 = d
-                .iter()
+            let d: Vec<&Entry> = self
+                .descendants(a)
+                .difference(gone)
                 .filter_map(|t| self.entries.get(t))
-                .map(|e| e.vsize)
-                .sum();
+                .collect();
+            let d_vsize: u64 = d.iter().map(|e| e.vsize).sum();
             if d.len() + 1 > MAX_DESCENDANTS || d_vsize + vsize > MAX_DESCENDANT_VSIZE {
                 return Err(Reject::new(
                     "too-long-mempool-chain",
@@ -238,6 +240,19 @@ impl Pool {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Adds a validated transaction paying `fee`; refuses it if it would break the package
+    /// limits (`check_limits`), and `txn-already-in-mempool` if held.
+    pub fn add(&mut self, tx: Transaction, fee: u64, time: i64, height: u32) -> Result<(), Reject> {
+        let txid = tx.compute_txid();
+        if self.entries.contains_key(&txid) {
+            return Err(Reject::new("txn-already-in-mempool", txid.to_string()));
+        }
+        self.check_limits(&tx, &BTreeSet::new())?;
+        let parents = self.parents_of(&tx);
+        let vsize = tx.vsize() as u64;
         for p in &parents {
             if let Some(e) = self.entries.get_mut(p) {
                 e.children.insert(txid);
@@ -349,8 +364,7 @@ impl Pool {
     /// 12 hours (every 6 while under half full, 3 under a quarter), and 0 once below half the
     /// incremental relay fee. Records the decay.
     pub fn min_fee(&mut self, now: i64, max_usage: usize) -> u64 {
-        let fee = self.decayed(now, max_usage);
-        self.rolling = (fee, now.max(self.rolling.1));
+        self.decay(now, max_usage);
         self.min_fee_at(now, max_usage)
     }
 
@@ -362,6 +376,12 @@ impl Pool {
         } else {
             fee as u64
         }
+    }
+
+    /// What a transaction must pay now, sat/kvB: the rolling minimum, but never below
+    /// `minrelaytxfee` (`getmempoolinfo.mempoolminfee`).
+    pub fn floor(&self, now: i64, max_usage: usize) -> u64 {
+        self.min_fee_at(now, max_usage).max(MIN_RELAY_FEE)
     }
 
     fn decayed(&self, now: i64, max_usage: usize) -> f64 {
