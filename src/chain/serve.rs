@@ -34,32 +34,27 @@ fn active_after<'a>(
 /// The height of the first locator hash on the active chain: the peer that sent the locator has
 /// our chain up to there (0 when none of it is ours).
 pub fn fork_height(cs: &ChainState, locator: &[BlockHash]) -> u32 {
-    let active = cs.active();
     locator
         .iter()
-        .find_map(|h| {
-            cs.tree()
-                .get(h)
-                .filter(|e| active.get(e.height as usize) == Some(h))
-                .map(|e| e.height)
-        })
+        .find_map(|h| active_height(cs, h))
         .unwrap_or(0)
+}
+
+/// The height of `hash` if it is on the active chain.
+fn active_height(cs: &ChainState, hash: &BlockHash) -> Option<u32> {
+    cs.tree()
+        .get(hash)
+        .filter(|e| cs.active().get(e.height as usize) == Some(hash))
+        .map(|e| e.height)
 }
 
 /// The highest active-chain block a `getdata` names: the peer has its header.
 pub fn requested_height(cs: &ChainState, items: &[Inventory]) -> Option<u32> {
-    let active = cs.active();
     items
         .iter()
         .filter_map(|i| match i {
-            Inventory::Block(h) | Inventory::WitnessBlock(h) => Some(h),
+            Inventory::Block(h) | Inventory::WitnessBlock(h) => active_height(cs, h),
             _ => None,
-        })
-        .filter_map(|h| {
-            cs.tree()
-                .get(h)
-                .filter(|e| active.get(e.height as usize) == Some(h))
-                .map(|e| e.height)
         })
         .max()
 }

@@ -698,7 +698,7 @@ impl ChainThread {
 
     /// The mempool's gauges, and what left it since the last call.
     fn publish_mempool(&mut self) {
-        use crate::mempool::pool::{DEFAULT_MAX_USAGE, MIN_RELAY_FEE};
+        use crate::mempool::pool::DEFAULT_MAX_USAGE;
         let m = &self.metrics;
         let pool = &mut self.state.mempool;
         for (_, why) in pool.take_removed() {
@@ -709,9 +709,7 @@ impl ChainThread {
         m.mempool_transactions.set(pool.len() as i64);
         m.mempool_bytes.set(pool.vsize() as i64);
         m.mempool_usage_bytes.set(pool.usage() as i64);
-        let floor = pool
-            .min_fee_at(unix_now(), DEFAULT_MAX_USAGE)
-            .max(MIN_RELAY_FEE);
+        let floor = pool.floor(unix_now(), DEFAULT_MAX_USAGE);
         m.mempool_min_fee_rate.set(floor as f64 / 1000.0);
     }
 

@@ -337,10 +337,14 @@ impl Protocol {
             self.sync.set_send_headers(id);
         }
         let pong = matches!(msg, NetworkMessage::Pong(_));
-        let addr = self.peers[&id].addr;
-        let ours = self.version_message(addr, now_unix);
+        let (addr, inbound) = (self.peers[&id].addr, self.peers[&id].inbound());
+        // Only an inbound peer's `version` is answered with ours (a nonce from the RNG).
+        let ours = (inbound && matches!(msg, NetworkMessage::Version(_)))
+            .then(|| self.version_message(addr, now_unix));
         let p = self.peers.get_mut(&id).expect("checked above");
-        let actions = p.peer.on_message(now, msg, || ours);
+        let actions = p.peer.on_message(now, msg, || {
+            ours.expect("built for an inbound peer's version")
+        });
         if let (true, Some(rtt)) = (pong, p.peer.min_latency) {
             self.manager.book.record_ping(&addr, rtt);
         }

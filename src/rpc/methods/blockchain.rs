@@ -735,7 +735,7 @@ fn btc_per_kvb(sat: u64) -> f64 {
 /// `getmempoolinfo`, Core's fields.
 pub fn getmempoolinfo(pool: &crate::mempool::pool::Pool, now: i64) -> Value {
     use crate::mempool::pool::{DEFAULT_MAX_USAGE, INCREMENTAL_RELAY_FEE, MIN_RELAY_FEE};
-    let floor = pool.min_fee_at(now, DEFAULT_MAX_USAGE).max(MIN_RELAY_FEE);
+    let floor = pool.floor(now, DEFAULT_MAX_USAGE);
     json!({
         "loaded": true,
         "size": pool.len(),
