@@ -202,6 +202,27 @@ pub fn proc_field(pid: i32, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `config` with the disk marks moved to 99 % / 100 % unless it sets them: the datadirs share the
+/// host's disk, and a host past the default 80 % would otherwise degrade health and refuse backups
+/// in tests that are about neither. Text that is not TOML is left for the node to refuse.
+pub fn with_disk_marks(config: &str) -> String {
+    let Ok(mut table) = config.parse::<toml::Table>() else {
+        return config.to_owned();
+    };
+    let storage = table
+        .entry("storage")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(storage) = storage.as_table_mut() else {
+        return config.to_owned();
+    };
+    if !storage.contains_key("disk_warn_percent") && !storage.contains_key("disk_critical_percent")
+    {
+        storage.insert("disk_warn_percent".into(), 99.0.into());
+        storage.insert("disk_critical_percent".into(), 100.0.into());
+    }
+    toml::to_string(&table).expect("a parsed table serialises")
+}
+
 impl TestNode {
     /// Starts a regtest node with a fresh datadir and OS-chosen ports.
     pub fn start() -> TestNode {
@@ -258,11 +279,9 @@ impl TestNode {
                 opts.stderr
                     .unwrap_or_else(|| File::create(&log_path).unwrap().into()),
             );
-        if let Some(text) = opts.config {
-            let path = unique(&log_dir, "node", "toml");
-            std::fs::write(&path, text).unwrap();
-            cmd.arg("--config").arg(path);
-        }
+        let path = unique(&log_dir, "node", "toml");
+        std::fs::write(&path, with_disk_marks(opts.config.as_deref().unwrap_or(""))).unwrap();
+        cmd.arg("--config").arg(path);
         if let Some(n) = opts.nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
