@@ -59,6 +59,50 @@ pub enum PeerEvent {
         /// Block items only.
         items: Vec<Inventory>,
     },
+    /// A transaction a peer relayed, for the mempool to judge.
+    Tx {
+        /// From whom.
+        peer: PeerId,
+        /// The transaction.
+        tx: Box<bitcoin::Transaction>,
+    },
+}
+
+/// A transaction the mempool took in, as relay needs it.
+#[derive(Debug, Clone)]
+pub struct RelayTx {
+    /// The transaction (shared with the pool's entry).
+    pub tx: std::sync::Arc<bitcoin::Transaction>,
+    /// Its id.
+    pub txid: bitcoin::Txid,
+    /// Its witness id.
+    pub wtxid: bitcoin::Wtxid,
+    /// Its own fee rate, sat/kvB: what a peer's `feefilter` is compared with.
+    pub fee_rate: u64,
+    /// Its in-pool ancestors: parents are announced before their children.
+    pub ancestors: usize,
+}
+
+/// One change of the mempool's contents.
+#[derive(Debug, Clone)]
+pub enum MempoolChange {
+    /// Entered (from a peer, RPC, a reorganisation or the orphan pool).
+    Added(RelayTx),
+    /// Left (mined, conflicted, evicted, expired, replaced).
+    Removed(bitcoin::Txid),
+}
+
+/// What the mempool did since it last told p2p, in order.
+#[derive(Debug, Clone, Default)]
+pub struct MempoolDelta {
+    /// Entries and exits.
+    pub changes: Vec<MempoolChange>,
+    /// Relayed transactions refused: not asked for again until the tip changes.
+    pub rejected: Vec<(bitcoin::Txid, bitcoin::Wtxid)>,
+    /// Orphans' missing parents, to ask of the peer that sent the orphan.
+    pub fetch: Vec<(PeerId, Vec<bitcoin::Txid>)>,
+    /// The pool's fee floor, sat/kvB (sent to peers as `feefilter`).
+    pub floor: u64,
 }
 
 /// What the chain knows that block download needs, sent to p2p after every change.
@@ -209,6 +253,8 @@ pub enum P2pCommand {
     SetActive(bool),
     /// `ping`: ping every peer now.
     PingAll,
+    /// The mempool changed: announce, forget, stop asking.
+    Mempool(Box<MempoolDelta>),
 }
 
 /// How other threads reach the p2p thread: its bounded command queue, and the waker that gets

@@ -91,6 +91,14 @@ pub struct Metrics {
     pub mempool_min_fee_rate: Gauge,
     /// Transactions that left the mempool, by cause.
     pub mempool_removed_total: IntCounterVec,
+    /// Transactions taken into the mempool (from peers, RPC, reorganisations, orphans).
+    pub mempool_accepted_total: IntCounter,
+    /// Transactions refused, by Core's reason.
+    pub mempool_rejected_total: IntCounterVec,
+    /// Relayed transactions waiting for their parents.
+    pub mempool_orphans: IntGauge,
+    /// Memory the orphan pool accounts for.
+    pub mempool_orphan_bytes: IntGauge,
     /// Time of one storage commit (files, fsync, store).
     pub storage_commit_seconds: Histogram,
     /// Bytes in the block and undo files.
@@ -637,6 +645,37 @@ impl Metrics {
                         "Transactions that left the mempool, by cause (block, conflict, size_limit, expiry, replaced).",
                     ),
                     &["cause"],
+                )?,
+            )?,
+            mempool_accepted_total: reg(
+                r,
+                IntCounter::new(
+                    "bllvm_mempool_accepted_total",
+                    "Transactions taken into the mempool (from peers, RPC, reorganisations, orphans).",
+                )?,
+            )?,
+            mempool_rejected_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_mempool_rejected_total",
+                        "Transactions refused by the mempool, by Core's reject reason.",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
+            mempool_orphans: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_mempool_orphans",
+                    "Relayed transactions waiting for their parents (at most 100).",
+                )?,
+            )?,
+            mempool_orphan_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_mempool_orphan_bytes",
+                    "Memory the orphan pool accounts for.",
                 )?,
             )?,
             storage_commit_seconds: reg(

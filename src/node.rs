@@ -326,6 +326,7 @@ fn p2p_setup(config: &Config, store: &dyn Store) -> Result<P2pSetup, StartError>
         send_queue_limit: crate::p2p::send_queue::DEFAULT_LIMIT,
         book,
         bans,
+        mempool_requests_from: config.mempool.mempool_requests_from(),
     })
 }
 
@@ -578,6 +579,10 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
     let utxo_budget = config.storage.dbcache_mb as usize * 1024 * 1024;
     chain_state.set_utxo_budget(utxo_budget);
     chain_state.assume_valid = config.validation.assume_valid(config.chain);
+    chain_state.mempool = crate::mempool::pool::Pool::with_limits(
+        config.mempool.max_usage(),
+        config.mempool.expiry_hours.saturating_mul(3600) as i64,
+    );
     if let Some(h) = chain_state.assume_valid {
         log::info!("assumevalid {h}: scripts of it and its ancestors are not verified");
     }
@@ -630,6 +635,7 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
         tick,
         mine_every: config.debug.mine_every_secs.map(Duration::from_secs_f64),
         p2p: P2pHandle::new(cmd_tx.clone(), Some(p2p_waker.clone())),
+        told_floor: 0,
         reindex_on_damage: (config.storage.on_corruption == OnCorruption::Repair)
             .then(|| (dir.clone(), sig_tx.clone())),
     };

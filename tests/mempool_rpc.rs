@@ -4,32 +4,13 @@
 
 mod harness;
 
-use bitcoin::{OutPoint, Transaction, TxOut};
+use bitcoin::{OutPoint, Transaction};
 use harness::chain::{out, Wallet};
 use harness::{address, NodeOptions, TestNode};
 use serde_json::json;
 use std::time::Duration;
 
 const COIN: u64 = 100_000_000;
-
-/// The coinbase output of the node's block at `height`.
-fn coinbase(node: &TestNode, height: u64) -> (OutPoint, TxOut) {
-    let hash = node.call("getblockhash", json!([height]));
-    let block = node.call("getblock", json!([hash, 2]));
-    let cb = &block["tx"][0];
-    let txid = cb["txid"].as_str().unwrap().parse().unwrap();
-    let vout = &cb["vout"][0];
-    let sat = (vout["value"].as_f64().unwrap() * 1e8).round() as u64;
-    let script =
-        bitcoin::ScriptBuf::from_hex(vout["scriptPubKey"]["hex"].as_str().unwrap()).unwrap();
-    (
-        OutPoint::new(txid, 0),
-        TxOut {
-            value: bitcoin::Amount::from_sat(sat),
-            script_pubkey: script,
-        },
-    )
-}
 
 fn hex(tx: &Transaction) -> String {
     bitcoin::consensus::encode::serialize_hex(tx)
@@ -42,7 +23,7 @@ fn a_transaction_enters_the_mempool_and_a_block_takes_it_out() {
     let w = Wallet::new(1);
     // address(1) is Wallet::new(1)'s P2WPKH: 101 blocks make coinbase 1 spendable.
     node.call("generatetoaddress", json!([101, address(1)]));
-    let (op, prev) = coinbase(&node, 1);
+    let (op, prev) = node.coinbase(1);
     assert_eq!(prev.script_pubkey, w.p2wpkh());
 
     let cheap = w.spend(&[(op, prev.clone())], vec![out(50 * COIN - 50, w.p2tr())]);
@@ -164,7 +145,7 @@ fn maxfeerate_and_maxburnamount_guard_sendrawtransaction() {
     let w = Wallet::new(1);
     node.call("generatetoaddress", json!([102, address(1)]));
     // A whole coin of fee: far past 0.10 BTC/kvB.
-    let (op, prev) = coinbase(&node, 1);
+    let (op, prev) = node.coinbase(1);
     let costly = w.spend(&[(op, prev)], vec![out(49 * COIN, w.p2wpkh())]);
     let err = node
         .rpc("sendrawtransaction", json!([hex(&costly)]))
@@ -180,7 +161,7 @@ fn maxfeerate_and_maxburnamount_guard_sendrawtransaction() {
         json!(txid)
     );
     // 1,000 sat into an OP_RETURN.
-    let (op, prev) = coinbase(&node, 2);
+    let (op, prev) = node.coinbase(2);
     let burn = w.spend(
         &[(op, prev)],
         vec![

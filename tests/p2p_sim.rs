@@ -42,6 +42,34 @@ fn fifty_nodes_sync_a_thousand_blocks() {
     );
 }
 
+/// A transaction sent to one of 50 nodes reaches every mempool by trickled `inv`, `getdata` and
+/// `tx` (each hop a Poisson delay of 2 s outbound, 5 s inbound on average).
+#[test]
+fn a_transaction_reaches_all_fifty_mempools() {
+    let mut sim = Sim::new(31, NetConfig::default(), 50, 10);
+    sim.run_for(Duration::from_secs(30));
+    sim.mine(0, 101);
+    let tip = sim.tip(0).0;
+    assert!(sim.run_until(Duration::from_secs(600), |s| all_at(s, tip)));
+    let (op, value) = sim.coinbase(0, 1);
+    let tx = bllvm_node::chain::mining::spend_op_true(op, value);
+    let txid = tx.compute_txid();
+    let sent_at = sim.elapsed();
+    sim.send_tx(0, tx);
+    let everywhere = |s: &Sim| (0..s.len()).all(|i| s.has_tx(i, &txid));
+    assert!(
+        sim.run_until(Duration::from_secs(300), everywhere),
+        "missing from {:?}",
+        (0..sim.len())
+            .filter(|i| !sim.has_tx(*i, &txid))
+            .collect::<Vec<_>>()
+    );
+    eprintln!(
+        "a transaction reached 50 mempools in {:.1} simulated s",
+        (sim.elapsed() - sent_at).as_secs_f64()
+    );
+}
+
 /// Two halves mine apart for ten minutes; once the cut heals every node ends on the side with
 /// more work (the stale-tip rule finds a peer across).
 #[test]

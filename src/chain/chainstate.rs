@@ -11,6 +11,7 @@ use super::pow::next_work_required;
 use super::reject::{Reject, RejectKind, StorageFault};
 use super::utxo::{connect_block, BlockChanges, Coin, ConnectContext};
 use super::utxo_cache::{CoinSource, UtxoCache};
+use crate::messages::{MempoolDelta, PeerId};
 use bitcoin::hashes::{sha256d, Hash, HashEngine};
 use bitcoin::{Block, BlockHash, OutPoint, ScriptBuf, Transaction, Txid, Work};
 use std::cmp::Reverse;
@@ -161,6 +162,10 @@ pub struct ChainState {
     disconnected_txs: Vec<Transaction>,
     /// The mempool: validated against this state, emptied of what blocks confirm.
     pub mempool: crate::mempool::pool::Pool,
+    /// Relayed transactions waiting for their parents.
+    pub orphans: crate::mempool::orphans::Orphans,
+    /// Reasons of mempool refusals not yet counted (a metric label each).
+    pub mempool_refusals: Vec<&'static str>,
     source: Option<Arc<dyn BlockSource>>,
     new_blocks: Vec<BlockHash>,
     /// The storage fault that stopped block connection, until an activation succeeds again.
@@ -197,6 +202,8 @@ impl ChainState {
             assume_valid: None,
             disconnected_txs: Vec::new(),
             mempool: crate::mempool::pool::Pool::default(),
+            orphans: Default::default(),
+            mempool_refusals: Vec::new(),
             source: None,
             new_blocks: Vec::new(),
             fault: None,
@@ -227,6 +234,8 @@ impl ChainState {
             assume_valid: None,
             disconnected_txs: Vec::new(),
             mempool: crate::mempool::pool::Pool::default(),
+            orphans: Default::default(),
+            mempool_refusals: Vec::new(),
             source: Some(source),
             new_blocks: Vec::new(),
             fault: None,
@@ -784,12 +793,62 @@ impl ChainState {
         };
         let floors = accept::FeeFloors {
             min_relay: pool::MIN_RELAY_FEE,
-            pool_min: self.mempool.min_fee(now, pool::DEFAULT_MAX_USAGE),
+            pool_min: self.mempool.min_fee(now),
             max: max_fee_rate,
         };
-        let accepted = accept::accept(&mut self.mempool, &view, tx, floors, now)?;
-        self.mempool.trim(pool::DEFAULT_MAX_USAGE, now);
+        self.mempool.expire(now);
+        let accepted =
+            accept::accept(&mut self.mempool, &view, tx, floors, now).inspect_err(|r| {
+                self.mempool_refusals
+                    .push(crate::mempool::reason_label(&r.reason))
+            })?;
+        self.mempool.trim(now);
         Ok(accepted)
+    }
+
+    /// A transaction a peer relayed: into the pool, or the orphanage when parents are missing
+    /// (the report says which to ask the peer for); orphans whose parents it supplies are tried
+    /// again. Refusals are reported so relay does not fetch them again.
+    pub fn offer_relayed(
+        &mut self,
+        tx: Transaction,
+        from: PeerId,
+        now: i64,
+        report: &mut MempoolDelta,
+    ) {
+        let mut work = vec![(Arc::new(tx), from)];
+        while let Some((tx, from)) = work.pop() {
+            let (txid, wtxid) = (tx.compute_txid(), tx.compute_wtxid());
+            match self.mempool_accept((*tx).clone(), 0, now) {
+                Ok(_) => work.extend(self.orphans.children_of(&txid)),
+                Err(r) if r.reason == "bad-txns-inputs-missingorspent" => {
+                    let missing: Vec<Txid> = tx
+                        .input
+                        .iter()
+                        .filter(|i| {
+                            self.mempool.get(&i.previous_output.txid).is_none()
+                                && self.coin(&i.previous_output).is_none()
+                        })
+                        .map(|i| i.previous_output.txid)
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    if !missing.is_empty() && self.orphans.add((*tx).clone(), from, &missing, now) {
+                        log::debug!(
+                            "orphan {txid} from peer {from}: {} parents missing",
+                            missing.len()
+                        );
+                        report.fetch.push((from, missing));
+                    } else {
+                        report.rejected.push((txid, wtxid));
+                    }
+                }
+                Err(r) => {
+                    log::debug!("transaction {txid} from peer {from} refused: {r}");
+                    report.rejected.push((txid, wtxid));
+                }
+            }
+        }
     }
 
     fn connect(&mut self, hash: &BlockHash) -> Result<Update, Reject> {
@@ -829,6 +888,8 @@ impl ChainState {
         let changes = connect_block(block, &ctx, &self.utxo)?;
         self.utxo.apply(&changes);
         self.mempool.remove_for_block(&block.txdata);
+        self.orphans
+            .sweep(i64::from(block.header.time), &block.txdata);
         self.undo.insert(*hash, changes.clone());
         self.active.push(*hash);
         self.tree.set_valid(hash);

@@ -2,7 +2,7 @@
 //! locator, the blocks a `getdata` names, and the download window the p2p thread fills.
 
 use super::chainstate::ChainState;
-use crate::messages::{ChainSummary, P2pCommand, PeerId};
+use crate::messages::{ChainSummary, MempoolChange, MempoolDelta, P2pCommand, PeerId, RelayTx};
 use bitcoin::block::Header;
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::Inventory;
@@ -231,6 +231,35 @@ pub fn summary(cs: &ChainState, connected: &[Header], pruned: bool, now: i64) ->
         ibd: i64::from(tip_time) + MAX_TIP_AGE_SECS < now,
         pruned,
     }
+}
+
+/// What the mempool did since the last call, into `report` for relay (entries that came and went
+/// in between are left out), with the pool's floor at `now_unix`; the events, for metrics.
+pub fn mempool_delta(
+    cs: &mut ChainState,
+    report: &mut MempoolDelta,
+    now_unix: i64,
+) -> Vec<crate::mempool::pool::Event> {
+    use crate::mempool::pool::Event;
+    let events = cs.mempool.take_events();
+    for e in &events {
+        match *e {
+            Event::Added(txid) => {
+                if let Some(entry) = cs.mempool.get(&txid) {
+                    report.changes.push(MempoolChange::Added(RelayTx {
+                        tx: entry.tx.clone(),
+                        txid,
+                        wtxid: entry.wtxid,
+                        fee_rate: entry.fee_rate(),
+                        ancestors: entry.parents.len(),
+                    }));
+                }
+            }
+            Event::Removed(txid, _) => report.changes.push(MempoolChange::Removed(txid)),
+        }
+    }
+    report.floor = cs.mempool.floor(now_unix);
+    events
 }
 
 #[cfg(test)]

@@ -7,12 +7,12 @@ use super::mining::{op_true_payout, spend_op_true};
 use super::persist::{prepare, PersistError, PersistJob};
 use super::reject::Reject;
 use super::serve::{
-    blocks_after, blocks_for, fork_height, headers_after, requested_height, summary, take_headers,
-    MAX_ANNOUNCE_HEADERS,
+    blocks_after, blocks_for, fork_height, headers_after, mempool_delta, requested_height, summary,
+    take_headers, MAX_ANNOUNCE_HEADERS,
 };
 use crate::clock::unix_now;
 use crate::lifecycle::StopSignal;
-use crate::messages::{P2pCommand, P2pHandle, PeerEvent, PeerId};
+use crate::messages::{MempoolDelta, P2pCommand, P2pHandle, PeerEvent, PeerId};
 use crate::metrics::Metrics;
 use crate::state::{ChainView, Shared};
 use crate::storage::writer::Sequenced;
@@ -109,6 +109,8 @@ pub struct ChainThread {
     pub mine_every: Option<Duration>,
     /// Answers and chain summaries to the p2p thread.
     pub p2p: P2pHandle,
+    /// The mempool floor relay last heard of (sat/kvB).
+    pub told_floor: u64,
     /// Set (`storage.on_corruption = "repair"`): damage a repair in place cannot reach leaves
     /// the reindex marker in this network directory and asks the supervisor for a restart.
     pub reindex_on_damage: Option<(std::path::PathBuf, Sender<Signal>)>,
@@ -135,6 +137,8 @@ struct Progress {
     dirty: bool,
     /// When the last summary went out.
     sent: Instant,
+    /// When the mempool's expiry is next applied.
+    expire_at: Instant,
 }
 
 /// How far back a damaged record's data is looked for in the blocks (beyond: a reindex).
@@ -157,9 +161,10 @@ impl ChainThread {
             connected: Vec::new(),
             dirty: false,
             sent: Instant::now(),
+            expire_at: Instant::now(),
         };
         self.publish();
-        self.publish_mempool();
+        self.publish_mempool(MempoolDelta::default());
         self.metrics
             .utxo_cache_bytes
             .set(self.state.utxo_cache_bytes() as i64);
@@ -218,6 +223,14 @@ impl ChainThread {
             }
             self.retry_after_fault(&mut progress)?;
             self.check_integrity(&mut progress);
+            if Instant::now() >= progress.expire_at {
+                // Acceptance expires old entries too; this covers a pool nothing enters.
+                progress.expire_at = Instant::now() + Duration::from_secs(60);
+                let now = unix_now();
+                if self.state.mempool.expire(now) > 0 || self.state.orphans.sweep(now, &[]) > 0 {
+                    self.publish_mempool(MempoolDelta::default());
+                }
+            }
             if progress.dirty
                 && (self.peer_events.is_empty() || progress.sent.elapsed() >= SUMMARY_EVERY)
             {
@@ -540,7 +553,7 @@ impl ChainThread {
                 .connected
                 .drain(..progress.connected.len() - MAX_ANNOUNCE_HEADERS - 1);
         }
-        self.publish_mempool();
+        self.publish_mempool(MempoolDelta::default());
         let job = prepare(&mut self.state, updates)?;
         self.publish();
         if job.is_empty() {
@@ -666,6 +679,11 @@ impl ChainThread {
                 let hashes = blocks_after(&self.state, &locator, &stop);
                 self.tell_p2p(P2pCommand::BlocksAfter { peer, hashes });
             }
+            PeerEvent::Tx { peer, tx } => {
+                let mut report = MempoolDelta::default();
+                self.state.offer_relayed(*tx, peer, unix_now(), &mut report);
+                self.publish_mempool(report);
+            }
             PeerEvent::GetData { peer, items } => {
                 if let Some(height) = requested_height(&self.state, &items) {
                     self.tell_p2p(P2pCommand::PeerHas { peer, height });
@@ -696,21 +714,44 @@ impl ChainThread {
         Ok(())
     }
 
-    /// The mempool's gauges, and what left it since the last call.
-    fn publish_mempool(&mut self) {
-        use crate::mempool::pool::DEFAULT_MAX_USAGE;
+    /// The mempool's gauges; what entered and left it since the last call (with `report`'s
+    /// refusals and orphans' parents) goes to relay.
+    fn publish_mempool(&mut self, mut report: MempoolDelta) {
+        use crate::mempool::pool::Event;
         let m = &self.metrics;
-        let pool = &mut self.state.mempool;
-        for (_, why) in pool.take_removed() {
-            m.mempool_removed_total
-                .with_label_values(&[why.label()])
-                .inc();
+        for e in mempool_delta(&mut self.state, &mut report, unix_now()) {
+            match e {
+                Event::Added(_) => m.mempool_accepted_total.inc(),
+                Event::Removed(_, why) => m
+                    .mempool_removed_total
+                    .with_label_values(&[why.label()])
+                    .inc(),
+            }
         }
+        let pool = &self.state.mempool;
         m.mempool_transactions.set(pool.len() as i64);
         m.mempool_bytes.set(pool.vsize() as i64);
         m.mempool_usage_bytes.set(pool.usage() as i64);
-        let floor = pool.floor(unix_now(), DEFAULT_MAX_USAGE);
-        m.mempool_min_fee_rate.set(floor as f64 / 1000.0);
+        m.mempool_min_fee_rate.set(report.floor as f64 / 1000.0);
+        m.mempool_orphans.set(self.state.orphans.len() as i64);
+        m.mempool_orphan_bytes
+            .set(self.state.orphans.usage() as i64);
+        let unchanged = report.changes.is_empty()
+            && report.rejected.is_empty()
+            && report.fetch.is_empty()
+            && report.floor == self.told_floor;
+        if !unchanged {
+            self.told_floor = report.floor;
+            self.tell_p2p(P2pCommand::Mempool(Box::new(report)));
+        }
+        // Counted once relay has been told: whoever sees a refusal counted knows relay
+        // has it queued.
+        for reason in self.state.mempool_refusals.drain(..) {
+            self.metrics
+                .mempool_rejected_total
+                .with_label_values(&[reason])
+                .inc();
+        }
     }
 
     fn misbehaved(&self, peer: PeerId, reason: String) {

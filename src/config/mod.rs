@@ -38,6 +38,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// Block validation.
     pub validation: ValidationConfig,
+    /// Unconfirmed transactions.
+    pub mempool: MempoolConfig,
     /// Capacities of the bounded channels between threads.
     pub channels: ChannelConfig,
     /// Fault injection for tests; never set in production.
@@ -403,6 +405,70 @@ impl ValidationConfig {
     }
 }
 
+/// `[mempool]`: the pool of unconfirmed transactions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Memory the pool may use, MB (Core's -maxmempool). Default 100: a third of Core's 300,
+    /// for small machines; still tens of thousands of transactions, several blocks' worth.
+    pub max_mb: u64,
+    /// Transactions unconfirmed this long leave the pool (Core's -mempoolexpiry).
+    pub expiry_hours: u64,
+    /// IP ranges whose peers' BIP35 `mempool` requests are answered; other peers sending one
+    /// are disconnected (Core's `mempool` permission).
+    pub allow_mempool_requests_from: Vec<String>,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_mb: 100,
+            expiry_hours: 336,
+            allow_mempool_requests_from: Vec::new(),
+        }
+    }
+}
+
+/// The smallest `max_mb`: a full package of descendants (101 kvB) forty times over, as Core
+/// requires of -maxmempool.
+pub const MIN_MEMPOOL_MB: u64 = 5;
+
+impl MempoolConfig {
+    /// The memory budget in bytes.
+    pub fn max_usage(&self) -> usize {
+        usize::try_from(self.max_mb.saturating_mul(1_000_000)).unwrap_or(usize::MAX)
+    }
+
+    /// The ranges allowed to send `mempool` (checked at start).
+    pub fn mempool_requests_from(&self) -> Vec<crate::subnet::Subnet> {
+        self.allow_mempool_requests_from
+            .iter()
+            .filter_map(|r| r.parse().ok())
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.max_mb < MIN_MEMPOOL_MB {
+            return Err((
+                "mempool.max_mb".into(),
+                format!("must be at least {MIN_MEMPOOL_MB}, got {}", self.max_mb),
+            ));
+        }
+        if self.expiry_hours == 0 {
+            return Err(("mempool.expiry_hours".into(), "must be at least 1".into()));
+        }
+        for r in &self.allow_mempool_requests_from {
+            r.parse::<crate::subnet::Subnet>().map_err(|b| {
+                (
+                    "mempool.allow_mempool_requests_from".to_string(),
+                    b.to_string(),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// `[channels]`: capacity of each bounded channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -491,6 +557,7 @@ impl Default for Config {
             rpc: RpcConfig::default(),
             logging: LoggingConfig::default(),
             validation: ValidationConfig::default(),
+            mempool: MempoolConfig::default(),
             channels: ChannelConfig::default(),
             debug: DebugConfig::default(),
         }
@@ -796,6 +863,7 @@ impl Config {
                 ),
             ));
         }
+        self.mempool.validate()?;
         at_least_one("rpc.threads", self.rpc.threads)?;
         at_least_one("rpc.rest_threads", self.rpc.rest_threads)?;
         at_least_one("rpc.rest_work_queue", self.rpc.rest_work_queue)?;
@@ -1055,6 +1123,15 @@ mod tests {
         assert_eq!(
             refused(&|c| c.storage.disk_warn_percent = 95.0),
             "storage.disk_warn_percent"
+        );
+        assert_eq!(refused(&|c| c.mempool.max_mb = 4), "mempool.max_mb");
+        assert_eq!(
+            refused(&|c| c.mempool.expiry_hours = 0),
+            "mempool.expiry_hours"
+        );
+        assert_eq!(
+            refused(&|c| c.mempool.allow_mempool_requests_from = vec!["10.0.0.0/33".into()]),
+            "mempool.allow_mempool_requests_from"
         );
         assert_eq!(
             refused(&|c| c.storage.disk_critical_percent = 101.0),

@@ -19,10 +19,12 @@ pub const MAX_DESCENDANTS: usize = 25;
 pub const MAX_DESCENDANT_VSIZE: u64 = 101_000;
 /// Core's default `minrelaytxfee`, sat/kvB (1 sat/vB).
 pub const MIN_RELAY_FEE: u64 = 1_000;
-/// Memory the pool may use until `[mempool] max_mb` exists: 100 MB, a third of Core's 300 MB,
+/// Memory the pool may use by default (`[mempool] max_mb` = 100): a third of Core's 300 MB,
 /// for the small machines this node runs on; it still holds tens of thousands of typical
 /// transactions, several blocks' worth.
 pub const DEFAULT_MAX_USAGE: usize = 100 * 1000 * 1000;
+/// Transactions leave after two weeks unconfirmed (Core's -mempoolexpiry, 336 hours).
+pub const DEFAULT_EXPIRY_SECS: i64 = 336 * 3600;
 /// Core's incremental relay fee, sat/kvB: what an eviction adds to the minimum fee.
 pub const INCREMENTAL_RELAY_FEE: u64 = 1_000;
 /// Core's rolling minimum fee halves every 12 hours (faster while the pool is small).
@@ -92,8 +94,17 @@ impl Removal {
     }
 }
 
+/// A change of the pool's contents, in the order it happened (for metrics and relay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Entered.
+    Added(Txid),
+    /// Left, and why.
+    Removed(Txid, Removal),
+}
+
 /// The pool.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pool {
     entries: HashMap<Txid, Entry>,
     spends: HashMap<OutPoint, Txid>,
@@ -102,11 +113,39 @@ pub struct Pool {
     fees: u64,
     /// Rolling minimum fee rate (sat/kvB) and when it was last decayed.
     rolling: (f64, i64),
-    /// Removals not yet reported (for metrics).
-    removed: Vec<(Txid, Removal)>,
+    /// Changes not yet reported.
+    events: Vec<Event>,
+    max_usage: usize,
+    expiry_secs: i64,
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool::with_limits(DEFAULT_MAX_USAGE, DEFAULT_EXPIRY_SECS)
+    }
 }
 
 impl Pool {
+    /// An empty pool bounded to `max_usage` bytes whose entries expire after `expiry_secs`.
+    pub fn with_limits(max_usage: usize, expiry_secs: i64) -> Pool {
+        Pool {
+            entries: HashMap::new(),
+            spends: HashMap::new(),
+            vsize: 0,
+            usage: 0,
+            fees: 0,
+            rolling: (0.0, 0),
+            events: Vec::new(),
+            max_usage,
+            expiry_secs,
+        }
+    }
+
+    /// The memory budget (`getmempoolinfo.maxmempool`).
+    pub fn max_usage(&self) -> usize {
+        self.max_usage
+    }
+
     /// Transactions held.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -147,9 +186,9 @@ impl Pool {
         self.spends.get(op).copied()
     }
 
-    /// Removals since the last call.
-    pub fn take_removed(&mut self) -> Vec<(Txid, Removal)> {
-        std::mem::take(&mut self.removed)
+    /// Changes since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// Every in-pool ancestor of the transaction spending `parents` (not itself).
@@ -268,6 +307,7 @@ impl Pool {
         self.usage += usage;
         self.fees += fee;
         let wtxid = tx.compute_wtxid();
+        self.events.push(Event::Added(txid));
         self.entries.insert(
             txid,
             Entry {
@@ -311,7 +351,7 @@ impl Pool {
         self.vsize -= e.vsize;
         self.usage -= e.usage;
         self.fees -= e.fee;
-        self.removed.push((*txid, why));
+        self.events.push(Event::Removed(*txid, why));
         Some(e.tx)
     }
 
@@ -332,11 +372,11 @@ impl Pool {
     }
 
     /// Evicts the package with the lowest descendant feerate until the pool's usage is within
-    /// `max_usage`, raising the rolling minimum fee to the evicted feerate plus the
+    /// the budget, raising the rolling minimum fee to the evicted feerate plus the
     /// incremental relay fee. Returns how many transactions left.
-    pub fn trim(&mut self, max_usage: usize, now: i64) -> usize {
+    pub fn trim(&mut self, now: i64) -> usize {
         let mut gone = 0;
-        while self.usage > max_usage && !self.entries.is_empty() {
+        while self.usage > self.max_usage && !self.entries.is_empty() {
             let worst = self
                 .entries
                 .keys()
@@ -349,7 +389,7 @@ impl Pool {
                 break;
             };
             let floor = (worst_rate + INCREMENTAL_RELAY_FEE) as f64;
-            self.decay(now, max_usage);
+            self.decay(now);
             if floor > self.rolling.0 {
                 self.rolling = (floor, now);
             }
@@ -363,14 +403,14 @@ impl Pool {
     /// Core's rolling minimum fee (sat/kvB) at `now`: what eviction raised it to, halving every
     /// 12 hours (every 6 while under half full, 3 under a quarter), and 0 once below half the
     /// incremental relay fee. Records the decay.
-    pub fn min_fee(&mut self, now: i64, max_usage: usize) -> u64 {
-        self.decay(now, max_usage);
-        self.min_fee_at(now, max_usage)
+    pub fn min_fee(&mut self, now: i64) -> u64 {
+        self.decay(now);
+        self.min_fee_at(now)
     }
 
     /// The same, without recording the decay (for readers).
-    pub fn min_fee_at(&self, now: i64, max_usage: usize) -> u64 {
-        let fee = self.decayed(now, max_usage);
+    pub fn min_fee_at(&self, now: i64) -> u64 {
+        let fee = self.decayed(now);
         if fee < (INCREMENTAL_RELAY_FEE / 2) as f64 {
             0
         } else {
@@ -380,30 +420,31 @@ impl Pool {
 
     /// What a transaction must pay now, sat/kvB: the rolling minimum, but never below
     /// `minrelaytxfee` (`getmempoolinfo.mempoolminfee`).
-    pub fn floor(&self, now: i64, max_usage: usize) -> u64 {
-        self.min_fee_at(now, max_usage).max(MIN_RELAY_FEE)
+    pub fn floor(&self, now: i64) -> u64 {
+        self.min_fee_at(now).max(MIN_RELAY_FEE)
     }
 
-    fn decayed(&self, now: i64, max_usage: usize) -> f64 {
+    fn decayed(&self, now: i64) -> f64 {
         let (fee, since) = self.rolling;
         if fee == 0.0 || now <= since {
             return fee;
         }
         let mut halflife = ROLLING_FEE_HALFLIFE_SECS as f64;
-        if self.usage < max_usage / 4 {
+        if self.usage < self.max_usage / 4 {
             halflife /= 4.0;
-        } else if self.usage < max_usage / 2 {
+        } else if self.usage < self.max_usage / 2 {
             halflife /= 2.0;
         }
         fee / 2f64.powf((now - since) as f64 / halflife)
     }
 
-    fn decay(&mut self, now: i64, max_usage: usize) {
-        self.rolling = (self.decayed(now, max_usage), now.max(self.rolling.1));
+    fn decay(&mut self, now: i64) {
+        self.rolling = (self.decayed(now), now.max(self.rolling.1));
     }
 
-    /// Removes transactions that entered before `cutoff` (unix seconds), with descendants.
-    pub fn expire(&mut self, cutoff: i64) -> usize {
+    /// Removes transactions older than the expiry at `now` (unix seconds), with descendants.
+    pub fn expire(&mut self, now: i64) -> usize {
+        let cutoff = now.saturating_sub(self.expiry_secs);
         let old: Vec<Txid> = self
             .entries
             .iter()
@@ -523,10 +564,18 @@ mod tests {
             .unwrap()
             .parents
             .is_empty());
-        let removed = pool.take_removed();
-        assert!(removed.contains(&(b.compute_txid(), Removal::Conflict)));
-        assert!(removed.contains(&(b_child.compute_txid(), Removal::Conflict)));
-        assert!(removed.contains(&(a.compute_txid(), Removal::Block)));
+        let events = pool.take_events();
+        assert!(events.contains(&Event::Removed(b.compute_txid(), Removal::Conflict)));
+        assert!(events.contains(&Event::Removed(b_child.compute_txid(), Removal::Conflict)));
+        assert!(events.contains(&Event::Removed(a.compute_txid(), Removal::Block)));
+        // In order: every entry before its exit.
+        let added = events
+            .iter()
+            .position(|e| *e == Event::Added(a.compute_txid()));
+        let mined = events
+            .iter()
+            .position(|e| *e == Event::Removed(a.compute_txid(), Removal::Block));
+        assert!(added < mined, "{events:?}");
         assert_eq!(
             pool.vsize(),
             pool.get(&a_child.compute_txid()).unwrap().vsize
@@ -543,34 +592,31 @@ mod tests {
         pool.add(cheap.clone(), 200, 0, 1).unwrap();
         pool.add(dear.clone(), 50_000, 0, 1).unwrap();
         pool.add(mid.clone(), 5_000, 0, 1).unwrap();
-        let budget = pool.usage() - 1;
-        assert_eq!(pool.trim(budget, 100), 1);
+        pool.max_usage = pool.usage() - 1;
+        assert_eq!(pool.trim(100), 1);
         assert!(pool.get(&cheap.compute_txid()).is_none());
         let evicted_rate = rate(200, cheap.vsize() as u64);
-        let floor = pool.min_fee(100, budget);
+        let floor = pool.min_fee(100);
         assert_eq!(floor, evicted_rate + INCREMENTAL_RELAY_FEE);
         // Half a half-life later (the pool is over half full): down by a factor of sqrt(2).
-        let later = pool.min_fee(100 + ROLLING_FEE_HALFLIFE_SECS / 2, budget);
+        let later = pool.min_fee(100 + ROLLING_FEE_HALFLIFE_SECS / 2);
         assert!(
             (later as f64 - floor as f64 / 2f64.sqrt()).abs() < 2.0,
             "{later}"
         );
-        assert_eq!(
-            pool.min_fee(100 + 30 * ROLLING_FEE_HALFLIFE_SECS, budget),
-            0
-        );
+        assert_eq!(pool.min_fee(100 + 30 * ROLLING_FEE_HALFLIFE_SECS), 0);
     }
 
     #[test]
     fn expiry_takes_old_transactions_with_their_descendants() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::with_limits(DEFAULT_MAX_USAGE, 1000);
         let old = tx(&[confirmed(1)], 1, 1);
         let young_child = tx(&[OutPoint::new(old.compute_txid(), 0)], 1, 2);
         let young = tx(&[confirmed(2)], 1, 3);
         pool.add(old, 1_000, 10, 1).unwrap();
         pool.add(young_child, 1_000, 500, 1).unwrap();
         pool.add(young.clone(), 1_000, 500, 1).unwrap();
-        assert_eq!(pool.expire(100), 2);
+        assert_eq!(pool.expire(1100), 2);
         assert_eq!(pool.len(), 1);
         assert!(pool.get(&young.compute_txid()).is_some());
         assert_eq!(pool.total_fee(), 1_000);

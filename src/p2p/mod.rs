@@ -12,6 +12,7 @@ pub mod peer;
 pub mod peer_manager;
 pub mod protocol;
 pub mod reactor;
+pub mod relay;
 pub mod resolver;
 pub mod rng;
 pub mod seeds;

@@ -23,8 +23,6 @@ pub const ADDRV2_VERSION: u32 = 70_016;
 pub const FEEFILTER_VERSION: u32 = 70_013;
 /// Peers at or above this version understand `sendcmpct` (BIP152).
 pub const SHORT_IDS_VERSION: u32 = 70_014;
-/// This node relays no transactions yet (the mempool issue): nothing about them is sent.
-pub const RELAYS_TRANSACTIONS: bool = false;
 
 /// How a connection was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +145,11 @@ impl Peer {
         }
     }
 
+    /// Its `version` relay flag: false asks for no transaction announcements (BIP37).
+    pub fn relays(&self) -> bool {
+        self.their_relay
+    }
+
     /// Whether the peer serves blocks (`NODE_NETWORK` or `NODE_NETWORK_LIMITED`): only then is
     /// it asked for headers or blocks. Indexers and light clients offer neither, and stop on
     /// requests they cannot serve.
@@ -162,7 +165,7 @@ impl Peer {
     pub fn may_send(&self, msg: &NetworkMessage) -> bool {
         use bitcoin::p2p::message_blockdata::Inventory;
         let v = self.their_version;
-        let txs = RELAYS_TRANSACTIONS && self.their_relay;
+        let txs = self.their_relay;
         match msg {
             NetworkMessage::SendHeaders => v >= SENDHEADERS_VERSION,
             NetworkMessage::FeeFilter(_) => v >= FEEFILTER_VERSION && txs,
@@ -470,7 +473,7 @@ mod tests {
         for m in [NetworkMessage::Inv(vec![block]), NetworkMessage::Ping(1)] {
             assert!(p.may_send(&m), "{}", m.cmd());
         }
-        // A current full node we dialled: everything but transaction traffic (no mempool yet).
+        // A current full node we dialled: everything, transaction traffic included.
         let (mut p, _) = Peer::outbound(t0, ours());
         let mut v = ours();
         v.version = 70_016;
@@ -487,9 +490,6 @@ mod tests {
         ] {
             assert!(p.may_send(&m), "{}", m.cmd());
         }
-        assert_eq!(
-            p.may_send(&NetworkMessage::FeeFilter(1000)),
-            RELAYS_TRANSACTIONS
-        );
+        assert!(p.may_send(&NetworkMessage::FeeFilter(1000)), "it relays");
     }
 }

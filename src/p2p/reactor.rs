@@ -106,6 +106,8 @@ pub struct P2pSetup {
     pub book: AddrBook,
     /// Saved bans.
     pub bans: BanList,
+    /// Peers whose BIP35 `mempool` requests are answered.
+    pub mempool_requests_from: Vec<crate::subnet::Subnet>,
 }
 
 /// The channels and handles the running loop needs.
@@ -162,6 +164,7 @@ impl Reactor {
             chain: setup.chain,
             manager: setup.manager,
             default_port: setup.default_port,
+            mempool_requests_from: setup.mempool_requests_from,
         };
         let mut proto = Protocol::new(settings, setup.book, setup.bans, Rng::from_os(), unix_now());
         proto.start(setup.names);

@@ -699,6 +699,24 @@ impl TestNode {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// The coinbase output of the node's block at `height`.
+    pub fn coinbase(&self, height: u64) -> (bitcoin::OutPoint, bitcoin::TxOut) {
+        let hash = self.call("getblockhash", serde_json::json!([height]));
+        let block = self.call("getblock", serde_json::json!([hash, 2]));
+        let cb = &block["tx"][0];
+        let txid = cb["txid"].as_str().unwrap().parse().unwrap();
+        let vout = &cb["vout"][0];
+        let sat = (vout["value"].as_f64().unwrap() * 1e8).round() as u64;
+        let script = vout["scriptPubKey"]["hex"].as_str().unwrap();
+        (
+            bitcoin::OutPoint::new(txid, 0),
+            bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(sat),
+                script_pubkey: bitcoin::ScriptBuf::from_hex(script).unwrap(),
+            },
+        )
+    }
+
     /// Submits a block; panics unless the node accepts it (`null`).
     pub fn submit(&self, block: &bitcoin::Block) {
         let hex = bitcoin::consensus::encode::serialize_hex(block);

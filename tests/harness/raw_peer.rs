@@ -90,6 +90,16 @@ impl RawPeer {
 
     /// Completes the version handshake, sending `features` (e.g. `sendaddrv2`) before `verack`.
     pub fn handshake_with(&mut self, features: &[NetworkMessage]) {
+        self.handshake_as(false, features)
+    }
+
+    /// The handshake of a peer that wants transactions (version relay flag set), announcing
+    /// and fetching them by wtxid (BIP339).
+    pub fn handshake_relaying(&mut self) {
+        self.handshake_as(true, &[NetworkMessage::WtxidRelay])
+    }
+
+    fn handshake_as(&mut self, relay: bool, features: &[NetworkMessage]) {
         let addr = Address::new(&"127.0.0.1:0".parse().unwrap(), ServiceFlags::NONE);
         let mut v = VersionMessage::new(
             ServiceFlags::NETWORK | ServiceFlags::WITNESS,
@@ -101,6 +111,7 @@ impl RawPeer {
             0,
         );
         v.version = 70016;
+        v.relay = relay;
         self.send(NetworkMessage::Version(v)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut got_verack = false;

@@ -13,7 +13,7 @@ use bllvm_node::chain::mining::op_true_payout;
 use bllvm_node::chain::params::Params;
 use bllvm_node::chain::serve;
 use bllvm_node::config::Chain;
-use bllvm_node::messages::{P2pCommand, PeerEvent, PeerId};
+use bllvm_node::messages::{MempoolDelta, P2pCommand, PeerEvent, PeerId};
 use bllvm_node::p2p::addrbook::{AddrBook, Source};
 use bllvm_node::p2p::backoff::Policy;
 use bllvm_node::p2p::bans::BanList;
@@ -204,6 +204,7 @@ impl Sim {
         let settings = Settings {
             chain: Chain::Regtest,
             default_port: 18444,
+            mempool_requests_from: vec![],
             manager: ManagerSettings {
                 target_outbound: self.cfg.target_outbound,
                 max_connections: self.cfg.max_connections,
@@ -325,6 +326,35 @@ impl Sim {
             note_connected(node, &updates);
         }
         self.summarise(i);
+    }
+
+    /// Offers `tx` to node `i`'s mempool as `sendrawtransaction` does; relay is told.
+    pub fn send_tx(&mut self, i: usize, tx: bitcoin::Transaction) {
+        let now = self.now_unix();
+        let node = &mut self.nodes[i];
+        node.chain
+            .mempool_accept(tx, 0, now)
+            .expect("the mempool takes it");
+        let mut delta = MempoolDelta::default();
+        serve::mempool_delta(&mut node.chain, &mut delta, now);
+        let cmd = P2pCommand::Mempool(Box::new(delta));
+        self.schedule(Duration::ZERO, Event::Chain { node: i, cmd });
+    }
+
+    /// The coinbase output of node `i`'s block at `height`, and its value.
+    pub fn coinbase(&self, i: usize, height: u32) -> (bitcoin::OutPoint, u64) {
+        let chain = &self.nodes[i].chain;
+        let hash = chain.hash_at(height).expect("a block at that height");
+        let cb = &chain.block(&hash).expect("its data").txdata[0];
+        (
+            bitcoin::OutPoint::new(cb.compute_txid(), 0),
+            cb.output[0].value.to_sat(),
+        )
+    }
+
+    /// Whether node `i`'s mempool holds `txid`.
+    pub fn has_tx(&self, i: usize, txid: &bitcoin::Txid) -> bool {
+        self.nodes[i].chain.mempool.get(txid).is_some()
     }
 
     /// Cuts the network in two: links across the cut close, connections across are refused.
@@ -642,6 +672,12 @@ impl Sim {
             } => {
                 let hashes = serve::blocks_after(&node.chain, &locator, &stop);
                 out.push(P2pCommand::BlocksAfter { peer, hashes });
+            }
+            PeerEvent::Tx { peer, tx } => {
+                let mut delta = MempoolDelta::default();
+                node.chain.offer_relayed(*tx, peer, now_unix, &mut delta);
+                serve::mempool_delta(&mut node.chain, &mut delta, now_unix);
+                out.push(P2pCommand::Mempool(Box::new(delta)));
             }
             PeerEvent::GetData { peer, items } => {
                 if let Some(height) = serve::requested_height(&node.chain, &items) {

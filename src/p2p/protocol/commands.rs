@@ -48,6 +48,10 @@ impl Protocol {
                 }
             }
             P2pCommand::Chain(summary) => self.chain_changed(*summary, now, now_unix),
+            P2pCommand::Mempool(delta) => {
+                let a = self.relay.mempool_changed(*delta, now);
+                self.relay_actions(a);
+            }
             P2pCommand::HeadersDone {
                 peer,
                 last,
@@ -183,6 +187,7 @@ impl Protocol {
         let pruned = summary.pruned != self.sync.chain().pruned;
         if self.tip_since.is_none_or(|(tip, _)| tip != summary.tip.0) {
             self.tip_since = Some((summary.tip.0, now));
+            self.relay.tip_changed(summary.ibd);
         }
         let a = self.sync.chain_changed(summary, now);
         self.sync_actions(a, now_unix);

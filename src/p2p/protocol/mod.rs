@@ -15,6 +15,7 @@ use super::netgroup::netgroup;
 use super::partition::{PartitionDetector, Verdict};
 use super::peer::{Action as PeerAction, Direction, Peer, Phase};
 use super::peer_manager::{Command, PeerManager, Refusal, Settings as ManagerSettings};
+use super::relay::{Action as RelayAction, Relay};
 use super::resolver::{Lookup, Purpose, Resolved};
 use super::rng::Rng;
 use super::sync::{Action as SyncAction, Sync};
@@ -72,6 +73,9 @@ pub struct Settings {
     pub manager: ManagerSettings,
     /// The network's default P2P port (DNS seeds' answers use it).
     pub default_port: u16,
+    /// Peers whose BIP35 `mempool` requests are answered (others are disconnected, as Core
+    /// does for peers without the `mempool` permission).
+    pub mempool_requests_from: Vec<crate::subnet::Subnet>,
 }
 
 /// What the peer said of itself in its `version`.
@@ -135,6 +139,8 @@ pub struct Protocol {
     next_id: PeerId,
     manager: PeerManager,
     sync: Sync,
+    relay: Relay,
+    mempool_requests_from: Vec<crate::subnet::Subnet>,
     partition: PartitionDetector,
     rng: Rng,
     eviction_key: u64,
@@ -177,6 +183,8 @@ impl Protocol {
             next_id: 0,
             manager: PeerManager::new(settings.manager, book, bans, now_unix).salted(salt),
             sync: Sync::default(),
+            relay: Relay::default(),
+            mempool_requests_from: settings.mempool_requests_from,
             partition: PartitionDetector::default(),
             rng,
             eviction_key,
@@ -380,6 +388,9 @@ impl Protocol {
             }
         }
         if was_ready {
+            self.relay.peer_gone(id);
+            let a = self.relay.tick(now, &mut self.rng);
+            self.relay_actions(a);
             let a = self.sync.peer_gone(id, now);
             self.sync_actions(a, now_unix);
         }
@@ -422,6 +433,8 @@ impl Protocol {
         self.tick_peers(now, now_unix);
         let a = self.sync.tick(now);
         self.sync_actions(a, now_unix);
+        let a = self.relay.tick(now, &mut self.rng);
+        self.relay_actions(a);
         if self.manager.bans.sweep(now_unix) > 0 {
             self.changed = true;
         }
@@ -634,6 +647,7 @@ impl Protocol {
             return;
         };
         let (addr, direction, serves) = (p.addr, p.direction, p.peer.serves_blocks());
+        let (wtxid, relays) = (p.peer.features.wtxid_relay, p.peer.relays());
         log::info!(peer = id; "peer {addr} connected ({direction:?}, height {start_height})");
         self.changed = true;
         if direction != Direction::Inbound {
@@ -643,10 +657,25 @@ impl Protocol {
             }
             self.send(id, NetworkMessage::GetAddr);
         }
-        // Withheld by `send` while no transactions are relayed, and from peers before 70013.
-        self.send(id, NetworkMessage::FeeFilter(vocabulary::FEEFILTER as i64));
+        let inbound = direction == Direction::Inbound;
+        self.relay
+            .peer_ready(id, inbound, wtxid, relays, now, &mut self.rng);
+        // The first `feefilter` goes now (`send` withholds it from peers before 70013).
+        let a = self.relay.tick(now, &mut self.rng);
+        self.relay_actions(a);
         let a = self.sync.peer_ready(id, start_height, serves, now);
         self.sync_actions(a, now_unix);
+    }
+
+    fn relay_actions(&mut self, actions: Vec<RelayAction>) {
+        for a in actions {
+            match a {
+                RelayAction::Send(id, m) => self.send(id, m),
+                RelayAction::Validate(peer, tx) => {
+                    self.out.push(Io::Chain(PeerEvent::Tx { peer, tx }))
+                }
+            }
+        }
     }
 
     fn sync_actions(&mut self, actions: Vec<SyncAction>, now_unix: i64) {

@@ -12,6 +12,7 @@ fn settings(target: usize, max: usize) -> Settings {
     Settings {
         chain: Chain::Regtest,
         default_port: 18444,
+        mempool_requests_from: vec!["127.9.0.0/16".parse().unwrap()],
         manager: ManagerSettings {
             target_outbound: target,
             max_connections: max,
@@ -55,6 +56,7 @@ fn their_version(nonce: u64) -> VersionMessage {
         0,
     );
     v.version = PROTOCOL_VERSION;
+    v.relay = true;
     v
 }
 
@@ -283,18 +285,6 @@ fn getaddr_is_answered_once_and_only_to_inbound_peers() {
     );
 }
 
-/// No transaction relay yet: `feefilter` reaches no peer, whatever its version.
-#[test]
-fn feefilter_is_sent_to_nobody_while_transactions_are_not_relayed() {
-    let t0 = Instant::now();
-    let mut p = protocol(1, 10, AddrBook::default());
-    let id = p.accept(addr(1, 0), t0, T_UNIX).unwrap();
-    handshake(&mut p, id, 1, t0);
-    let sent = sent_to(&p.take_io(), id);
-    assert!(sent.contains(&"verack".to_string()));
-    assert!(!sent.contains(&"feefilter".to_string()), "{sent:?}");
-}
-
 #[test]
 fn an_oversized_inv_bans_the_address_and_closes_each_of_its_connections() {
     let t0 = Instant::now();
@@ -402,4 +392,376 @@ fn the_same_seed_gives_the_same_io() {
         all
     };
     assert_eq!(run(), run());
+}
+
+// ---- transaction relay ----
+
+/// A transaction with a witness, distinct per `n`.
+fn wtx(n: u8) -> bitcoin::Transaction {
+    use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, TxIn, TxOut, Witness};
+    bitcoin::Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::new(bitcoin::Txid::from_byte_array([n; 32]), 0),
+            witness: Witness::from_slice(&[vec![n; 72]]),
+            ..Default::default()
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(10_000),
+            script_pubkey: ScriptBuf::new(),
+        }],
+    }
+}
+
+fn relayed(tx: &bitcoin::Transaction, fee_rate: u64) -> crate::messages::MempoolChange {
+    crate::messages::MempoolChange::Added(crate::messages::RelayTx {
+        tx: std::sync::Arc::new(tx.clone()),
+        txid: tx.compute_txid(),
+        wtxid: tx.compute_wtxid(),
+        fee_rate,
+        ancestors: 0,
+    })
+}
+
+fn mempool(p: &mut Protocol, delta: crate::messages::MempoolDelta, t: Instant) {
+    p.command(P2pCommand::Mempool(Box::new(delta)), t, T_UNIX);
+}
+
+/// Out of initial block download, at a new tip.
+fn current(p: &mut Protocol, t: Instant) {
+    let mut s = crate::messages::ChainSummary::default();
+    s.tip.0 = bitcoin::BlockHash::from_byte_array([9; 32]);
+    s.ibd = false;
+    p.command(P2pCommand::Chain(Box::new(s)), t, T_UNIX);
+}
+
+/// A peer past its handshake; `wtxid`: it negotiated BIP339 (else it speaks 70015).
+fn relay_peer(p: &mut Protocol, from: SocketAddr, wtxid: bool, t: Instant) -> PeerId {
+    let id = p.accept(from, t, T_UNIX).unwrap();
+    let mut v = their_version(u64::from(from.ip().to_string().len() as u8));
+    if !wtxid {
+        v.version = 70_015;
+    }
+    p.received(id, NetworkMessage::Version(v), t, T_UNIX);
+    if wtxid {
+        p.received(id, NetworkMessage::WtxidRelay, t, T_UNIX);
+    }
+    p.received(id, NetworkMessage::Verack, t, T_UNIX);
+    p.take_io();
+    id
+}
+
+/// Messages of one kind sent to `id`.
+fn sent<'a>(io: &'a [Io], id: PeerId, cmd: &str) -> Vec<&'a NetworkMessage> {
+    io.iter()
+        .filter_map(|x| match x {
+            Io::Send(to, m) if *to == id && m.cmd() == cmd => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Steps time a minute at a time from `from` to `to`, the peer pinging and answering pings as a
+/// live peer does; everything sent to it.
+fn live(p: &mut Protocol, id: PeerId, from: Instant, to: Instant) -> Vec<NetworkMessage> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while t < to {
+        t += Duration::from_secs(60);
+        p.received(id, NetworkMessage::Ping(1), t, T_UNIX);
+        p.tick(t, T_UNIX);
+        for x in p.take_io() {
+            if let Io::Send(to, m) = x {
+                if to == id {
+                    if let NetworkMessage::Ping(n) = m {
+                        p.received(id, NetworkMessage::Pong(n), t, T_UNIX);
+                    }
+                    out.push(m);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn feefilters(msgs: &[NetworkMessage]) -> Vec<i64> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            NetworkMessage::FeeFilter(f) => Some(*f),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn feefilter_says_nothing_is_wanted_during_ibd_then_follows_the_pool_floor() {
+    let t0 = Instant::now();
+    let mut p = protocol(1, 10, AddrBook::default());
+    let id = p.accept(addr(1, 0), t0, T_UNIX).unwrap();
+    handshake(&mut p, id, 1, t0);
+    let io = p.take_io();
+    let ibd = crate::p2p::relay::IBD_FEEFILTER as i64;
+    assert_eq!(
+        sent(&io, id, "feefilter"),
+        [&NetworkMessage::FeeFilter(ibd)]
+    );
+    current(&mut p, t0);
+    // The next update comes after a random (Poisson) delay, capped at ten times its mean.
+    let later = t0 + Duration::from_secs(2 * 3600);
+    assert_eq!(feefilters(&live(&mut p, id, t0, later)), [1000]);
+    let delta = crate::messages::MempoolDelta {
+        floor: 5000,
+        ..Default::default()
+    };
+    mempool(&mut p, delta, later);
+    // A large change goes out within the change delay (five minutes).
+    let soon = later + Duration::from_secs(300);
+    assert_eq!(feefilters(&live(&mut p, id, later, soon)), [5000]);
+    // An old client (before BIP133) is sent none.
+    let old = p.accept(addr(2, 0), t0, T_UNIX).unwrap();
+    let mut v = their_version(2);
+    v.version = 70_012;
+    p.received(old, NetworkMessage::Version(v), soon, T_UNIX);
+    p.received(old, NetworkMessage::Verack, soon, T_UNIX);
+    let end = soon + Duration::from_secs(2 * 3600);
+    assert!(feefilters(&live(&mut p, old, soon, end)).is_empty());
+}
+
+#[test]
+fn a_relayed_transaction_is_fetched_once_judged_by_the_chain_and_announced_to_the_rest() {
+    let t0 = Instant::now();
+    let mut p = protocol(1, 10, AddrBook::default());
+    current(&mut p, t0);
+    let a = relay_peer(&mut p, addr(1, 0), true, t0);
+    let b = relay_peer(&mut p, addr(2, 0), true, t0);
+    let c = relay_peer(&mut p, addr(3, 0), false, t0);
+    let d = relay_peer(&mut p, addr(4, 0), true, t0);
+    let tx = wtx(1);
+    let (txid, wtxid) = (tx.compute_txid(), tx.compute_wtxid());
+    p.received(
+        a,
+        NetworkMessage::Inv(vec![Inventory::WTx(wtxid)]),
+        t0,
+        T_UNIX,
+    );
+    let io = p.take_io();
+    assert_eq!(
+        sent(&io, a, "getdata"),
+        [&NetworkMessage::GetData(vec![Inventory::WTx(wtxid)])]
+    );
+    // A second announcer is not asked while the first may still deliver.
+    p.received(
+        b,
+        NetworkMessage::Inv(vec![Inventory::WTx(wtxid)]),
+        t0,
+        T_UNIX,
+    );
+    assert!(sent(&p.take_io(), b, "getdata").is_empty());
+    p.received(a, NetworkMessage::Tx(tx.clone()), t0, T_UNIX);
+    let io = p.take_io();
+    assert!(
+        matches!(&io[..], [Io::Chain(PeerEvent::Tx { peer, tx: t })] if *peer == a && t.compute_txid() == txid),
+        "{io:?}"
+    );
+    // The same transaction again (from b) is not judged twice.
+    p.received(b, NetworkMessage::Tx(tx.clone()), t0, T_UNIX);
+    assert!(p.take_io().is_empty());
+    let delta = crate::messages::MempoolDelta {
+        changes: vec![relayed(&tx, 2000)],
+        floor: 1000,
+        ..Default::default()
+    };
+    mempool(&mut p, delta, t0);
+    let later = t0 + Duration::from_secs(600);
+    p.tick(later, T_UNIX);
+    let io = p.take_io();
+    assert!(sent(&io, a, "inv").is_empty(), "it came from a");
+    assert!(sent(&io, b, "inv").is_empty(), "b announced it");
+    assert_eq!(
+        sent(&io, c, "inv"),
+        [&NetworkMessage::Inv(vec![Inventory::Transaction(txid)])]
+    );
+    assert_eq!(
+        sent(&io, d, "inv"),
+        [&NetworkMessage::Inv(vec![Inventory::WTx(wtxid)])]
+    );
+    // c asks without witness (MSG_TX) and gets it stripped; d by wtxid gets it whole.
+    p.received(
+        c,
+        NetworkMessage::GetData(vec![Inventory::Transaction(txid)]),
+        later,
+        T_UNIX,
+    );
+    p.received(
+        d,
+        NetworkMessage::GetData(vec![Inventory::WTx(wtxid)]),
+        later,
+        T_UNIX,
+    );
+    let io = p.take_io();
+    let stripped = match sent(&io, c, "tx")[..] {
+        [NetworkMessage::Tx(t)] => t.clone(),
+        _ => panic!("{io:?}"),
+    };
+    assert_eq!(stripped.compute_txid(), txid);
+    assert!(stripped.input[0].witness.is_empty());
+    assert_eq!(sent(&io, d, "tx"), [&NetworkMessage::Tx(tx.clone())]);
+    // A peer it was never announced to cannot probe for it.
+    let e = relay_peer(&mut p, addr(5, 0), true, later);
+    p.received(
+        e,
+        NetworkMessage::GetData(vec![Inventory::WTx(wtxid)]),
+        later,
+        T_UNIX,
+    );
+    assert_eq!(
+        sent(&p.take_io(), e, "notfound"),
+        [&NetworkMessage::NotFound(vec![Inventory::WTx(wtxid)])]
+    );
+}
+
+#[test]
+fn a_refused_transaction_is_not_fetched_again_until_the_tip_changes() {
+    let t0 = Instant::now();
+    let mut p = protocol(1, 10, AddrBook::default());
+    current(&mut p, t0);
+    let a = relay_peer(&mut p, addr(1, 0), true, t0);
+    let b = relay_peer(&mut p, addr(2, 0), true, t0);
+    let tx = wtx(2);
+    let inv = NetworkMessage::Inv(vec![Inventory::WTx(tx.compute_wtxid())]);
+    p.received(a, inv.clone(), t0, T_UNIX);
+    p.received(a, NetworkMessage::Tx(tx.clone()), t0, T_UNIX);
+    p.take_io();
+    let delta = crate::messages::MempoolDelta {
+        rejected: vec![(tx.compute_txid(), tx.compute_wtxid())],
+        floor: 1000,
+        ..Default::default()
+    };
+    mempool(&mut p, delta, t0);
+    p.received(b, inv.clone(), t0, T_UNIX);
+    assert!(
+        sent(&p.take_io(), b, "getdata").is_empty(),
+        "refused recently"
+    );
+    p.received(b, NetworkMessage::Tx(tx.clone()), t0, T_UNIX);
+    assert!(p.take_io().is_empty(), "not judged again");
+    // A new block may make it valid: it is fetched again.
+    let mut s = crate::messages::ChainSummary::default();
+    s.tip.0 = bitcoin::BlockHash::from_byte_array([10; 32]);
+    s.ibd = false;
+    p.command(P2pCommand::Chain(Box::new(s)), t0, T_UNIX);
+    p.take_io();
+    p.received(b, inv, t0, T_UNIX);
+    assert_eq!(sent(&p.take_io(), b, "getdata").len(), 1);
+}
+
+#[test]
+fn a_request_unanswered_for_a_minute_or_not_found_goes_to_the_next_announcer() {
+    let t0 = Instant::now();
+    let mut p = protocol(1, 10, AddrBook::default());
+    current(&mut p, t0);
+    let a = relay_peer(&mut p, addr(1, 0), true, t0);
+    let b = relay_peer(&mut p, addr(2, 0), true, t0);
+    let c = relay_peer(&mut p, addr(3, 0), true, t0);
+    let w = wtx(3).compute_wtxid();
+    let inv = NetworkMessage::Inv(vec![Inventory::WTx(w)]);
+    for id in [a, b, c] {
+        p.received(id, inv.clone(), t0, T_UNIX);
+    }
+    assert_eq!(sent(&p.take_io(), a, "getdata").len(), 1);
+    p.tick(t0 + Duration::from_secs(59), T_UNIX);
+    assert!(
+        sent(&p.take_io(), b, "getdata").is_empty(),
+        "a still has time"
+    );
+    p.tick(t0 + Duration::from_secs(61), T_UNIX);
+    assert_eq!(sent(&p.take_io(), b, "getdata").len(), 1, "a timed out");
+    p.received(
+        b,
+        NetworkMessage::NotFound(vec![Inventory::WTx(w)]),
+        t0,
+        T_UNIX,
+    );
+    assert_eq!(
+        sent(&p.take_io(), c, "getdata").len(),
+        1,
+        "b did not have it"
+    );
+    // The last announcer leaves: nobody is asked, nothing is left behind.
+    p.disconnected(c, t0, T_UNIX);
+    assert!(p
+        .take_io()
+        .iter()
+        .all(|x| !matches!(x, Io::Send(_, NetworkMessage::GetData(_)))));
+}
+
+#[test]
+fn announcements_honour_the_peers_feefilter_and_its_relay_flag() {
+    let t0 = Instant::now();
+    let mut p = protocol(1, 10, AddrBook::default());
+    current(&mut p, t0);
+    let picky = relay_peer(&mut p, addr(1, 0), true, t0);
+    p.received(picky, NetworkMessage::FeeFilter(5000), t0, T_UNIX);
+    let quiet = p.accept(addr(2, 0), t0, T_UNIX).unwrap();
+    let mut v = their_version(3);
+    v.relay = false;
+    p.received(quiet, NetworkMessage::Version(v), t0, T_UNIX);
+    p.received(quiet, NetworkMessage::Verack, t0, T_UNIX);
+    let (cheap, dear) = (wtx(4), wtx(5));
+    let delta = crate::messages::MempoolDelta {
+        changes: vec![relayed(&cheap, 2000), relayed(&dear, 6000)],
+        floor: 1000,
+        ..Default::default()
+    };
+    mempool(&mut p, delta, t0);
+    p.tick(t0 + Duration::from_secs(600), T_UNIX);
+    let io = p.take_io();
+    assert_eq!(
+        sent(&io, picky, "inv"),
+        [&NetworkMessage::Inv(vec![Inventory::WTx(
+            dear.compute_wtxid()
+        )])]
+    );
+    assert!(sent(&io, quiet, "inv").is_empty(), "relay flag off");
+}
+
+#[test]
+fn a_mempool_request_is_answered_only_where_allowed() {
+    let t0 = Instant::now();
+    let mut p = protocol(1, 10, AddrBook::default());
+    current(&mut p, t0);
+    let tx = wtx(6);
+    let delta = crate::messages::MempoolDelta {
+        changes: vec![relayed(&tx, 2000)],
+        floor: 1000,
+        ..Default::default()
+    };
+    mempool(&mut p, delta, t0);
+    let allowed = relay_peer(&mut p, addr(9, 1), true, t0);
+    let other = relay_peer(&mut p, addr(8, 1), true, t0);
+    p.received(allowed, NetworkMessage::MemPool, t0, T_UNIX);
+    p.received(other, NetworkMessage::MemPool, t0, T_UNIX);
+    assert_eq!(disconnects(&p.take_io()), [(other, "mempool-request")]);
+    p.tick(t0 + Duration::from_secs(600), T_UNIX);
+    assert_eq!(
+        sent(&p.take_io(), allowed, "inv"),
+        [&NetworkMessage::Inv(vec![Inventory::WTx(
+            tx.compute_wtxid()
+        )])]
+    );
+}
+
+#[test]
+fn transaction_announcements_are_ignored_during_initial_block_download() {
+    let t0 = Instant::now();
+    let mut p = protocol(1, 10, AddrBook::default());
+    let a = relay_peer(&mut p, addr(1, 0), true, t0);
+    p.received(
+        a,
+        NetworkMessage::Inv(vec![Inventory::WTx(wtx(7).compute_wtxid())]),
+        t0,
+        T_UNIX,
+    );
+    assert!(sent(&p.take_io(), a, "getdata").is_empty());
 }

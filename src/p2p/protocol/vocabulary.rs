@@ -16,8 +16,6 @@ pub const MAX_INV: usize = 50_000;
 pub const MAX_ADDR: usize = 1000;
 /// Locator entries accepted (Core's MAX_LOCATOR_SZ).
 pub const MAX_LOCATOR: usize = 101;
-/// Minimum relay fee announced with `feefilter`, sat/kvB.
-pub const FEEFILTER: u64 = 1000;
 
 /// The block hashes an `inv` or `notfound` names.
 fn block_hashes(items: &[Inventory]) -> Vec<bitcoin::BlockHash> {
@@ -72,6 +70,11 @@ impl Protocol {
                 if items.len() > MAX_INV {
                     return self.misbehaved(id, "oversized-inv", "inv too large", now_unix);
                 }
+                let a = self.relay.on_inv(id, &items, now);
+                self.relay_actions(a);
+                let Some(p) = self.peers.get_mut(&id) else {
+                    return;
+                };
                 let blocks = block_hashes(&items);
                 if !blocks.is_empty() {
                     let a = self.sync.on_inv(id, &blocks, now);
@@ -106,19 +109,22 @@ impl Protocol {
                 if items.len() > MAX_INV || p.getdata.len() + items.len() > MAX_INV {
                     return self.misbehaved(id, "oversized-getdata", "getdata too large", now_unix);
                 }
-                let mut missing = Vec::new();
+                let mut txs = Vec::new();
                 for i in items {
                     match i {
                         Inventory::Block(_) | Inventory::WitnessBlock(_) => p.getdata.push_back(i),
-                        // No mempool: every transaction is "not found".
-                        other => missing.push(other),
+                        other => txs.push(other),
                     }
                 }
+                let (sent, missing) = self.relay.on_getdata(id, txs);
+                self.relay_actions(sent);
                 if !missing.is_empty() {
                     self.send(id, NetworkMessage::NotFound(missing));
                 }
             }
             NetworkMessage::NotFound(items) => {
+                let a = self.relay.on_notfound(id, &items, now);
+                self.relay_actions(a);
                 let blocks = block_hashes(&items);
                 let a = self.sync.not_found(id, &blocks, now);
                 self.sync_actions(a, now_unix);
@@ -150,8 +156,22 @@ impl Protocol {
                     }
                 }
             }
-            // No mempool yet: transactions and their announcements are not relayed. `reject`,
-            // `feefilter`, `sendcmpct` and unknown commands are ignored, as Core does.
+            NetworkMessage::Tx(tx) => {
+                let a = self.relay.on_tx(id, tx, now);
+                self.relay_actions(a);
+            }
+            NetworkMessage::FeeFilter(rate) => self.relay.on_feefilter(id, rate),
+            // BIP35: answered only where allowed; Core disconnects peers without permission.
+            NetworkMessage::MemPool => {
+                let ip = p.addr.ip();
+                if self.mempool_requests_from.iter().any(|s| s.contains(&ip)) {
+                    self.relay.on_mempool_request(id);
+                } else {
+                    log::info!(peer = id; "mempool request from {ip} without permission");
+                    self.close(id, "mempool-request");
+                }
+            }
+            // `reject`, `sendcmpct` and unknown commands are ignored, as Core does.
             _ => {}
         }
     }

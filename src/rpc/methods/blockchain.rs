@@ -734,15 +734,15 @@ fn btc_per_kvb(sat: u64) -> f64 {
 
 /// `getmempoolinfo`, Core's fields.
 pub fn getmempoolinfo(pool: &crate::mempool::pool::Pool, now: i64) -> Value {
-    use crate::mempool::pool::{DEFAULT_MAX_USAGE, INCREMENTAL_RELAY_FEE, MIN_RELAY_FEE};
-    let floor = pool.floor(now, DEFAULT_MAX_USAGE);
+    use crate::mempool::pool::{INCREMENTAL_RELAY_FEE, MIN_RELAY_FEE};
+    let floor = pool.floor(now);
     json!({
         "loaded": true,
         "size": pool.len(),
         "bytes": pool.vsize(),
         "usage": pool.usage(),
         "total_fee": bitcoin::Amount::from_sat(pool.total_fee()).to_btc(),
-        "maxmempool": DEFAULT_MAX_USAGE,
+        "maxmempool": pool.max_usage(),
         "mempoolminfee": btc_per_kvb(floor),
         "minrelaytxfee": btc_per_kvb(MIN_RELAY_FEE),
         "incrementalrelayfee": btc_per_kvb(INCREMENTAL_RELAY_FEE),
