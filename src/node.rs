@@ -636,6 +636,10 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
         mine_every: config.debug.mine_every_secs.map(Duration::from_secs_f64),
         p2p: P2pHandle::new(cmd_tx.clone(), Some(p2p_waker.clone())),
         told_floor: 0,
+        mempool_file: config
+            .mempool
+            .persist_mempool
+            .then(|| dir.join("mempool.dat")),
         reindex_on_damage: (config.storage.on_corruption == OnCorruption::Repair)
             .then(|| (dir.clone(), sig_tx.clone())),
     };
@@ -698,6 +702,7 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
             prunes: prune_tx,
             backups: backup_tx,
             pruning: PruneSettings::from_config(&config.storage),
+            mempool_file: dir.join("mempool.dat"),
             fault: config.debug.fail_rpc_method.clone().map(|m| {
                 (
                     m,

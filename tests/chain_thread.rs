@@ -83,6 +83,7 @@ fn generate_and_submit_through_the_threads_then_reopen() {
         mine_every: None,
         p2p: bllvm_node::messages::P2pHandle::new(p2p_tx, None),
         told_floor: 0,
+        mempool_file: None,
         reindex_on_damage: None,
     };
     let w = std::thread::spawn(move || writer.run().unwrap());

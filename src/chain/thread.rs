@@ -111,6 +111,8 @@ pub struct ChainThread {
     pub p2p: P2pHandle,
     /// The mempool floor relay last heard of (sat/kvB).
     pub told_floor: u64,
+    /// `mempool.dat`: loaded at start and written at stop (`persist_mempool`), else `None`.
+    pub mempool_file: Option<std::path::PathBuf>,
     /// Set (`storage.on_corruption = "repair"`): damage a repair in place cannot reach leaves
     /// the reindex marker in this network directory and asks the supervisor for a restart.
     pub reindex_on_damage: Option<(std::path::PathBuf, Sender<Signal>)>,
@@ -139,7 +141,12 @@ struct Progress {
     sent: Instant,
     /// When the mempool's expiry is next applied.
     expire_at: Instant,
+    /// `mempool.dat` entries still to be offered to the pool.
+    to_load: VecDeque<crate::mempool::dump::Dumped>,
 }
+
+/// `mempool.dat` entries offered per turn of the loop, so requests are served while it loads.
+const LOAD_BATCH: usize = 100;
 
 /// How far back a damaged record's data is looked for in the blocks (beyond: a reindex).
 const REPAIR_SCAN_BLOCKS: u32 = 10_000;
@@ -162,6 +169,7 @@ impl ChainThread {
             dirty: false,
             sent: Instant::now(),
             expire_at: Instant::now(),
+            to_load: self.read_mempool_file(),
         };
         self.publish();
         self.publish_mempool(MempoolDelta::default());
@@ -202,6 +210,9 @@ impl ChainThread {
             if self.integrity_check.is_some() {
                 wait = wait.min(progress.check_at.saturating_duration_since(Instant::now()));
             }
+            if !progress.to_load.is_empty() {
+                wait = Duration::ZERO;
+            }
             select! {
                 recv(self.requests) -> req => match req {
                     Ok(req) => self.handle(req, &mut progress)?,
@@ -223,6 +234,7 @@ impl ChainThread {
             }
             self.retry_after_fault(&mut progress)?;
             self.check_integrity(&mut progress);
+            self.load_mempool_batch(&mut progress.to_load);
             if Instant::now() >= progress.expire_at {
                 // Acceptance expires old entries too; this covers a pool nothing enters.
                 progress.expire_at = Instant::now() + Duration::from_secs(60);
@@ -251,6 +263,7 @@ impl ChainThread {
             }
         }
         let drained = self.peer_events.try_iter().count();
+        self.write_mempool_file(&progress.to_load);
         // The writer stops after this stage and commits what it was handed; what it cannot take
         // within a second is lost, as in a crash (the store stays consistent).
         while let Some(job) = progress.unsent.pop_front() {
@@ -264,6 +277,74 @@ impl ChainThread {
         }
         log::info!(drained = drained; "chain stopped");
         Ok(())
+    }
+
+    /// The entries of `mempool.dat`, if persistence is on and the file reads; a missing file is
+    /// an empty pool, a corrupt one is logged and left alone (never fatal).
+    fn read_mempool_file(&mut self) -> VecDeque<crate::mempool::dump::Dumped> {
+        let Some(path) = &self.mempool_file else {
+            return VecDeque::new();
+        };
+        if !path.exists() {
+            return VecDeque::new();
+        }
+        match crate::mempool::dump::read(path) {
+            Ok(dump) => {
+                log::info!(
+                    "loading {} transactions from {}",
+                    dump.txs.len(),
+                    path.display()
+                );
+                self.state.mempool.set_loaded(dump.txs.is_empty());
+                dump.txs.into()
+            }
+            Err(e) => {
+                log::warn!("mempool not loaded, starting empty: {e}");
+                VecDeque::new()
+            }
+        }
+    }
+
+    /// Offers the next batch of loaded entries to the pool (revalidated like any transaction;
+    /// expired ones are skipped).
+    fn load_mempool_batch(&mut self, to_load: &mut VecDeque<crate::mempool::dump::Dumped>) {
+        if to_load.is_empty() {
+            return;
+        }
+        let now = unix_now();
+        let cutoff = now.saturating_sub(self.state.mempool.expiry_secs());
+        for d in to_load.drain(..LOAD_BATCH.min(to_load.len())) {
+            if d.time >= cutoff {
+                let _ = self.state.mempool_accept(d.tx, 0, d.time.min(now));
+            }
+        }
+        // Refusals of stale entries are not the mempool's news.
+        self.state.mempool_refusals.clear();
+        if to_load.is_empty() {
+            self.state.mempool.set_loaded(true);
+            log::info!(
+                transactions = self.state.mempool.len();
+                "mempool loaded"
+            );
+        }
+        self.publish_mempool(MempoolDelta::default());
+    }
+
+    /// Writes the pool (and what was not loaded yet) to `mempool.dat`, if persistence is on.
+    fn write_mempool_file(&self, unloaded: &VecDeque<crate::mempool::dump::Dumped>) {
+        let Some(path) = &self.mempool_file else {
+            return;
+        };
+        let mut dump = crate::mempool::dump::of_pool(&self.state.mempool);
+        dump.txs.extend(unloaded.iter().cloned());
+        match crate::mempool::dump::write(path, &dump) {
+            Ok(()) => log::info!(
+                "{} transactions written to {}",
+                dump.txs.len(),
+                path.display()
+            ),
+            Err(e) => log::error!("mempool not saved: {e}"),
+        }
     }
 
     /// The background integrity check: reads back one active block and its undo data (a fault

@@ -417,6 +417,9 @@ pub struct MempoolConfig {
     /// IP ranges whose peers' BIP35 `mempool` requests are answered; other peers sending one
     /// are disconnected (Core's `mempool` permission).
     pub allow_mempool_requests_from: Vec<String>,
+    /// Write the pool to `mempool.dat` at shutdown and load it at start (Core's
+    /// -persistmempool).
+    pub persist_mempool: bool,
 }
 
 impl Default for MempoolConfig {
@@ -425,6 +428,7 @@ impl Default for MempoolConfig {
             max_mb: 100,
             expiry_hours: 336,
             allow_mempool_requests_from: Vec::new(),
+            persist_mempool: true,
         }
     }
 }

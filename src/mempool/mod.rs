@@ -2,6 +2,7 @@
 //! time passed in. Owned by the chain thread, next to the UTXO view it validates against.
 
 pub mod accept;
+pub mod dump;
 pub mod orphans;
 pub mod policy;
 pub mod pool;

@@ -117,6 +117,8 @@ pub struct Pool {
     events: Vec<Event>,
     max_usage: usize,
     expiry_secs: i64,
+    /// False while `mempool.dat` is being loaded (`getmempoolinfo.loaded`).
+    loaded: bool,
 }
 
 impl Default for Pool {
@@ -138,7 +140,35 @@ impl Pool {
             events: Vec::new(),
             max_usage,
             expiry_secs,
+            loaded: true,
         }
+    }
+
+    /// Whether loading `mempool.dat` has finished (or there was nothing to load).
+    pub fn loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Marks loading as started (false) or finished (true).
+    pub fn set_loaded(&mut self, loaded: bool) {
+        self.loaded = loaded;
+    }
+
+    /// How long entries stay before they expire, seconds.
+    pub fn expiry_secs(&self) -> i64 {
+        self.expiry_secs
+    }
+
+    /// Every entry, parents before their children (what `mempool.dat` holds, in the order
+    /// it can be loaded back).
+    pub fn in_dependency_order(&self) -> Vec<&Entry> {
+        let mut all: Vec<(usize, &Txid, &Entry)> = self
+            .entries
+            .iter()
+            .map(|(t, e)| (self.ancestors(t).len(), t, e))
+            .collect();
+        all.sort_by_key(|(depth, t, _)| (*depth, **t));
+        all.into_iter().map(|(_, _, e)| e).collect()
     }
 
     /// The memory budget (`getmempoolinfo.maxmempool`).

@@ -737,7 +737,7 @@ pub fn getmempoolinfo(pool: &crate::mempool::pool::Pool, now: i64) -> Value {
     use crate::mempool::pool::{INCREMENTAL_RELAY_FEE, MIN_RELAY_FEE};
     let floor = pool.floor(now);
     json!({
-        "loaded": true,
+        "loaded": pool.loaded(),
         "size": pool.len(),
         "bytes": pool.vsize(),
         "usage": pool.usage(),

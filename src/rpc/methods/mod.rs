@@ -41,6 +41,8 @@ pub struct Context {
     pub backups: Sender<crate::storage::BackupReply>,
     /// How block files are pruned (`getblockchaininfo`).
     pub pruning: crate::pruning::policy::PruneSettings,
+    /// Where `savemempool` writes (`<datadir>/<network>/mempool.dat`).
+    pub mempool_file: std::path::PathBuf,
 }
 
 impl Context {
@@ -145,6 +147,7 @@ pub const METHODS: &[&str] = &[
     "getmempoolentry",
     "getmempoolancestors",
     "getmempooldescendants",
+    "savemempool",
     "ping",
     "logging",
     "addnode",
@@ -457,6 +460,24 @@ fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcEr
             let txid = b::parse_txid(a.required_str(0)?)?;
             on_chain(ctx, method, move |cs| {
                 b::getmempoolentry(&cs.mempool, &txid)
+            })?
+        }
+        "savemempool" => {
+            Args::new(params, &[])?;
+            let path = ctx.mempool_file.clone();
+            on_chain(ctx, method, move |cs| {
+                if !cs.mempool.loaded() {
+                    return Err(RpcError::new(
+                        code::MISC_ERROR,
+                        "The mempool was not loaded yet.",
+                    ));
+                }
+                let dump = crate::mempool::dump::of_pool(&cs.mempool);
+                crate::mempool::dump::write(&path, &dump).map_err(|e| {
+                    log::error!("savemempool: {e}");
+                    RpcError::new(code::MISC_ERROR, "Unable to dump mempool to disk")
+                })?;
+                Ok(json!({ "filename": path.display().to_string() }))
             })?
         }
         "getmempoolancestors" | "getmempooldescendants" => {
