@@ -982,6 +982,17 @@ impl ChainState {
         }
     }
 
+    /// The mempool transactions the next block takes (Core's ancestor-feerate selection),
+    /// final at its height and the tip's median time past.
+    pub fn block_from_mempool(&self) -> crate::mempool::select::Selected {
+        use crate::mempool::select::{select, MAX_BLOCK_SIGOPS, MAX_BLOCK_WEIGHT};
+        let (tip, height) = self.tip();
+        let mtp = self.tree.median_time_past(&tip);
+        select(&self.mempool, MAX_BLOCK_WEIGHT, MAX_BLOCK_SIGOPS, |tx| {
+            super::block_check::is_final(tx, height + 1, mtp)
+        })
+    }
+
     /// Fees `txs` pay when spending the current UTXO set (and each other, in order).
     pub fn fees_of(&self, txs: &[Transaction]) -> Result<u64, Reject> {
         let mut created: HashMap<OutPoint, u64> = HashMap::new();

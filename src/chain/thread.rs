@@ -512,7 +512,15 @@ impl ChainThread {
                     }
                     self.heartbeat.beat();
                     let started = Instant::now();
-                    match self.state.mine(payout.clone(), Vec::new(), unix_now()) {
+                    // What the mempool pays best for, as Core's generatetoaddress takes.
+                    let txs = self
+                        .state
+                        .block_from_mempool()
+                        .txs
+                        .into_iter()
+                        .map(|t| (*t).clone())
+                        .collect();
+                    match self.state.mine(payout.clone(), txs, unix_now()) {
                         Ok((block, updates)) => {
                             self.after_change(&updates, started, progress)?;
                             hashes.push(block.block_hash());

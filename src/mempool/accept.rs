@@ -199,7 +199,7 @@ pub fn accept(
     for t in &direct {
         pool.remove_with_descendants(t, Removal::Replaced);
     }
-    pool.add(tx, fee, now, chain.next_height - 1)?;
+    pool.add(tx, fee, sigops, now, chain.next_height - 1)?;
     Ok(Accepted {
         txid,
         fee,

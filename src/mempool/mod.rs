@@ -6,6 +6,7 @@ pub mod dump;
 pub mod orphans;
 pub mod policy;
 pub mod pool;
+pub mod select;
 
 /// Core's reject reasons the mempool gives, as metric labels.
 const REASONS: &[&str] = &[

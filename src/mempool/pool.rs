@@ -48,6 +48,8 @@ pub struct Entry {
     pub time: i64,
     /// Chain height when it entered.
     pub height: u32,
+    /// Signature operation cost (what a block's 80,000 limit counts).
+    pub sigops: u64,
     /// In-pool transactions it spends.
     pub parents: BTreeSet<Txid>,
     /// In-pool transactions spending it.
@@ -314,7 +316,14 @@ impl Pool {
 
     /// Adds a validated transaction paying `fee`; refuses it if it would break the package
     /// limits (`check_limits`), and `txn-already-in-mempool` if held.
-    pub fn add(&mut self, tx: Transaction, fee: u64, time: i64, height: u32) -> Result<(), Reject> {
+    pub fn add(
+        &mut self,
+        tx: Transaction,
+        fee: u64,
+        sigops: u64,
+        time: i64,
+        height: u32,
+    ) -> Result<(), Reject> {
         let txid = tx.compute_txid();
         if self.entries.contains_key(&txid) {
             return Err(Reject::new("txn-already-in-mempool", txid.to_string()));
@@ -347,6 +356,7 @@ impl Pool {
                 vsize,
                 time,
                 height,
+                sigops,
                 parents,
                 children: BTreeSet::new(),
                 usage,
@@ -527,9 +537,9 @@ mod tests {
         for i in 0..25u8 {
             let t = tx(&[prev], 1, i);
             prev = OutPoint::new(t.compute_txid(), 0);
-            pool.add(t, 1_000, 0, 1).unwrap();
+            pool.add(t, 1_000, 0, 0, 1).unwrap();
         }
-        let err = pool.add(tx(&[prev], 1, 99), 1_000, 0, 1).unwrap_err();
+        let err = pool.add(tx(&[prev], 1, 99), 1_000, 0, 0, 1).unwrap_err();
         assert_eq!(err.reason, "too-long-mempool-chain");
         assert_eq!(pool.len(), 25);
         let first = pool
@@ -540,7 +550,7 @@ mod tests {
         assert_eq!(pool.descendants(&first).len(), 25);
         let again = pool.get(&first).unwrap().tx.as_ref().clone();
         assert_eq!(
-            pool.add(again, 1, 0, 1).unwrap_err().reason,
+            pool.add(again, 1, 0, 0, 1).unwrap_err().reason,
             "txn-already-in-mempool"
         );
     }
@@ -553,23 +563,23 @@ mod tests {
             .map(|i| {
                 let t = tx(&[confirmed(i)], 1, i);
                 let op = OutPoint::new(t.compute_txid(), 0);
-                pool.add(t, 1_000, 0, 1).unwrap();
+                pool.add(t, 1_000, 0, 0, 1).unwrap();
                 op
             })
             .collect();
-        let err = pool.add(tx(&parents, 1, 200), 1_000, 0, 1).unwrap_err();
+        let err = pool.add(tx(&parents, 1, 200), 1_000, 0, 0, 1).unwrap_err();
         assert!(err.detail.contains("ancestors"), "{err:?}");
         // One parent with 25 outputs: 24 children fit, the 25th makes 26 descendants.
         let mut pool = Pool::default();
         let q = tx(&[confirmed(100)], 25, 100);
         let qid = q.compute_txid();
-        pool.add(q, 1_000, 0, 1).unwrap();
+        pool.add(q, 1_000, 0, 0, 1).unwrap();
         for n in 0..24u32 {
-            pool.add(tx(&[OutPoint::new(qid, n)], 1, n as u8), 1_000, 0, 1)
+            pool.add(tx(&[OutPoint::new(qid, n)], 1, n as u8), 1_000, 0, 0, 1)
                 .unwrap();
         }
         let err = pool
-            .add(tx(&[OutPoint::new(qid, 24)], 1, 240), 1_000, 0, 1)
+            .add(tx(&[OutPoint::new(qid, 24)], 1, 240), 1_000, 0, 0, 1)
             .unwrap_err();
         assert!(err.detail.contains("descendant"), "{err:?}");
     }
@@ -582,7 +592,7 @@ mod tests {
         let b = tx(&[confirmed(2)], 1, 3);
         let b_child = tx(&[OutPoint::new(b.compute_txid(), 0)], 1, 4);
         for t in [&a, &a_child, &b, &b_child] {
-            pool.add(t.clone(), 1_000, 0, 1).unwrap();
+            pool.add(t.clone(), 1_000, 0, 0, 1).unwrap();
         }
         // The block mines `a` and a different spend of `b`'s input.
         let double = tx(&[confirmed(2)], 2, 5);
@@ -619,9 +629,9 @@ mod tests {
         let dear = tx(&[confirmed(2)], 1, 2);
         // A child paying well lifts its cheap parent's package above `mid`.
         let mid = tx(&[confirmed(3)], 1, 3);
-        pool.add(cheap.clone(), 200, 0, 1).unwrap();
-        pool.add(dear.clone(), 50_000, 0, 1).unwrap();
-        pool.add(mid.clone(), 5_000, 0, 1).unwrap();
+        pool.add(cheap.clone(), 200, 0, 0, 1).unwrap();
+        pool.add(dear.clone(), 50_000, 0, 0, 1).unwrap();
+        pool.add(mid.clone(), 5_000, 0, 0, 1).unwrap();
         pool.max_usage = pool.usage() - 1;
         assert_eq!(pool.trim(100), 1);
         assert!(pool.get(&cheap.compute_txid()).is_none());
@@ -643,9 +653,9 @@ mod tests {
         let old = tx(&[confirmed(1)], 1, 1);
         let young_child = tx(&[OutPoint::new(old.compute_txid(), 0)], 1, 2);
         let young = tx(&[confirmed(2)], 1, 3);
-        pool.add(old, 1_000, 10, 1).unwrap();
-        pool.add(young_child, 1_000, 500, 1).unwrap();
-        pool.add(young.clone(), 1_000, 500, 1).unwrap();
+        pool.add(old, 1_000, 0, 10, 1).unwrap();
+        pool.add(young_child, 1_000, 0, 500, 1).unwrap();
+        pool.add(young.clone(), 1_000, 0, 500, 1).unwrap();
         assert_eq!(pool.expire(1100), 2);
         assert_eq!(pool.len(), 1);
         assert!(pool.get(&young.compute_txid()).is_some());

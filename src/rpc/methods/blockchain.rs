@@ -584,16 +584,49 @@ pub fn getblocktemplate(cs: &ChainState, p: &Params) -> Result<Value, RpcError> 
         ));
     }
     let now = crate::clock::unix_now();
-    let t = cs.template(now, 0);
+    let selected = cs.block_from_mempool();
+    let t = cs.template(now, selected.fees);
     let mtp = cs.tree().median_time_past(&t.prev);
-    let empty =
-        crate::chain::mining::build_block(cs.params(), &t, bitcoin::ScriptBuf::new(), vec![]);
+    let txs: Vec<bitcoin::Transaction> = selected.txs.iter().map(|t| (**t).clone()).collect();
+    let block = crate::chain::mining::build_block(cs.params(), &t, bitcoin::ScriptBuf::new(), txs);
     let commitment =
-        crate::chain::block_check::witness_commitment_index(&empty.txdata[0]).map(|i| {
+        crate::chain::block_check::witness_commitment_index(&block.txdata[0]).map(|i| {
             bitcoin::hex::DisplayHex::to_lower_hex_string(
-                empty.txdata[0].output[i].script_pubkey.as_bytes(),
+                block.txdata[0].output[i].script_pubkey.as_bytes(),
             )
         });
+    // BIP22: each transaction with the 1-based positions of the template's transactions it
+    // spends.
+    let position: std::collections::HashMap<Txid, usize> = selected
+        .txs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.compute_txid(), i + 1))
+        .collect();
+    let transactions: Vec<Value> = selected
+        .txs
+        .iter()
+        .map(|tx| {
+            let txid = tx.compute_txid();
+            let entry = cs.mempool.get(&txid);
+            let mut depends: Vec<usize> = tx
+                .input
+                .iter()
+                .filter_map(|i| position.get(&i.previous_output.txid).copied())
+                .collect();
+            depends.sort_unstable();
+            depends.dedup();
+            json!({
+                "data": bitcoin::consensus::encode::serialize_hex(&**tx),
+                "txid": txid.to_string(),
+                "hash": tx.compute_wtxid().to_string(),
+                "depends": depends,
+                "fee": entry.map_or(0, |e| e.fee),
+                "sigops": entry.map_or(0, |e| e.sigops),
+                "weight": tx.weight().to_wu(),
+            })
+        })
+        .collect();
     let target = bitcoin::Target::from_compact(t.bits).to_be_bytes();
     let mut m = json!({
         "capabilities": ["proposal"],
@@ -602,9 +635,9 @@ pub fn getblocktemplate(cs: &ChainState, p: &Params) -> Result<Value, RpcError> 
         "vbavailable": {},
         "vbrequired": 0,
         "previousblockhash": t.prev.to_string(),
-        "transactions": [],
+        "transactions": transactions,
         "coinbaseaux": {},
-        "coinbasevalue": cs.params().subsidy(t.height),
+        "coinbasevalue": cs.params().subsidy(t.height) + selected.fees,
         "longpollid": format!("{}{}", t.prev, 0),
         "target": bitcoin::hex::DisplayHex::to_lower_hex_string(&target[..]),
         "mintime": mtp + 1,
