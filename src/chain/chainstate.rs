@@ -773,6 +773,26 @@ impl ChainState {
         max_fee_rate: u64,
         now: i64,
     ) -> Result<crate::mempool::accept::Accepted, Reject> {
+        self.mempool.expire(now);
+        let accepted = self
+            .mempool_offer(tx, max_fee_rate, now, true)
+            .inspect_err(|r| {
+                self.mempool_refusals
+                    .push(crate::mempool::reason_label(&r.reason))
+            })?;
+        self.mempool.trim(now);
+        Ok(accepted)
+    }
+
+    /// Offers `tx` to the pool as it stands (no expiry, no trimming, nothing counted), with the
+    /// fee floors on or off (a package's parents may pay through their child).
+    pub fn mempool_offer(
+        &mut self,
+        tx: Transaction,
+        max_fee_rate: u64,
+        now: i64,
+        fee_floors: bool,
+    ) -> Result<crate::mempool::accept::Accepted, Reject> {
         use crate::mempool::{accept, pool};
         let (tip, height) = self.tip();
         let tree = &self.tree;
@@ -791,19 +811,20 @@ impl ChainState {
             mtp_at: &mtp_at,
             flags: super::script::block_flags(tree.params(), height + 1, &BlockHash::all_zeros()),
         };
-        let floors = accept::FeeFloors {
-            min_relay: pool::MIN_RELAY_FEE,
-            pool_min: self.mempool.min_fee(now),
-            max: max_fee_rate,
+        let floors = if fee_floors {
+            accept::FeeFloors {
+                min_relay: pool::MIN_RELAY_FEE,
+                pool_min: self.mempool.min_fee(now),
+                max: max_fee_rate,
+            }
+        } else {
+            accept::FeeFloors {
+                min_relay: 0,
+                pool_min: 0,
+                max: max_fee_rate,
+            }
         };
-        self.mempool.expire(now);
-        let accepted =
-            accept::accept(&mut self.mempool, &view, tx, floors, now).inspect_err(|r| {
-                self.mempool_refusals
-                    .push(crate::mempool::reason_label(&r.reason))
-            })?;
-        self.mempool.trim(now);
-        Ok(accepted)
+        accept::accept(&mut self.mempool, &view, tx, floors, now)
     }
 
     /// A transaction a peer relayed: into the pool, or the orphanage when parents are missing

@@ -295,6 +295,14 @@ impl ChainThread {
                     dump.txs.len(),
                     path.display()
                 );
+                for (txid, delta) in dump.deltas.iter().copied().chain(
+                    dump.txs
+                        .iter()
+                        .filter(|d| d.fee_delta != 0)
+                        .map(|d| (d.tx.compute_txid(), d.fee_delta)),
+                ) {
+                    self.state.mempool.prioritise(txid, delta);
+                }
                 self.state.mempool.set_loaded(dump.txs.is_empty());
                 dump.txs.into()
             }

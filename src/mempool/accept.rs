@@ -169,24 +169,26 @@ pub fn accept(
         ));
     }
     let fee = value_in - value_out;
+    // Fee floors and replacement rules see `prioritisetransaction`'s delta, as in Core.
+    let modified = pool.modified_fee(&txid, fee);
     let vsize = tx.vsize() as u64;
     let sigops = crate::chain::sigops::sigop_cost(&tx, &spent);
     if sigops > MAX_STANDARD_TX_SIGOPS_COST {
         return Err(reject("bad-txns-too-many-sigops", sigops.to_string()));
     }
-    if fee < fee_for(floors.pool_min, vsize) {
+    if modified < fee_for(floors.pool_min, vsize) {
         return Err(reject(
             "mempool min fee not met",
-            format!("{fee} < {}", fee_for(floors.pool_min, vsize)),
+            format!("{modified} < {}", fee_for(floors.pool_min, vsize)),
         ));
     }
-    if fee < fee_for(floors.min_relay, vsize) {
+    if modified < fee_for(floors.min_relay, vsize) {
         return Err(reject(
             "min relay fee not met",
-            format!("{fee} < {}", fee_for(floors.min_relay, vsize)),
+            format!("{modified} < {}", fee_for(floors.min_relay, vsize)),
         ));
     }
-    let replaced = replacements(pool, &direct, &conflicts, fee, vsize)?;
+    let replaced = replacements(pool, &direct, &conflicts, modified, vsize)?;
     crate::chain::script::verify_inputs(&tx, &spent, chain.flags)?;
     if floors.max > 0 && fee > fee_for(floors.max, vsize) {
         return Err(reject(
@@ -230,12 +232,12 @@ fn replacements(
     let new_rate = fee.saturating_mul(1000) / vsize.max(1);
     for t in direct {
         if let Some(e) = pool.get(t) {
-            if new_rate <= e.fee_rate() {
+            let old_rate = e.modified.saturating_mul(1000) / e.vsize.max(1);
+            if new_rate <= old_rate {
                 return Err(reject(
                     "insufficient fee",
                     format!(
-                        "rejecting replacement {t}; new feerate {new_rate} <= old feerate {}",
-                        e.fee_rate()
+                        "rejecting replacement {t}; new feerate {new_rate} <= old feerate {old_rate}"
                     ),
                 ));
             }
@@ -244,7 +246,7 @@ fn replacements(
     let old_fees: u64 = conflicts
         .iter()
         .filter_map(|t| pool.get(t))
-        .map(|e| e.fee)
+        .map(|e| e.modified)
         .sum();
     if fee < old_fees {
         return Err(reject(

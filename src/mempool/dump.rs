@@ -109,6 +109,7 @@ fn decode_body<R: bitcoin::io::BufRead + ?Sized>(r: &mut R) -> Result<Dump, enco
 
 /// What `pool` holds, parents first, as a dump.
 pub fn of_pool(pool: &super::pool::Pool) -> Dump {
+    let delta = |t: &Txid| pool.deltas().find(|(d, _)| *d == t).map_or(0, |(_, v)| *v);
     Dump {
         txs: pool
             .in_dependency_order()
@@ -116,8 +117,13 @@ pub fn of_pool(pool: &super::pool::Pool) -> Dump {
             .map(|e| Dumped {
                 tx: (*e.tx).clone(),
                 time: e.time,
-                fee_delta: 0,
+                fee_delta: delta(&e.tx.compute_txid()),
             })
+            .collect(),
+        deltas: pool
+            .deltas()
+            .filter(|(t, _)| pool.get(t).is_none())
+            .map(|(t, d)| (*t, *d))
             .collect(),
         ..Dump::default()
     }

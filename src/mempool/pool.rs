@@ -42,6 +42,8 @@ pub struct Entry {
     pub wtxid: Wtxid,
     /// Fee in satoshis.
     pub fee: u64,
+    /// The fee with its `prioritisetransaction` delta: what mining and eviction rank by.
+    pub modified: u64,
     /// Virtual size.
     pub vsize: u64,
     /// Unix seconds it entered the pool.
@@ -121,6 +123,17 @@ pub struct Pool {
     expiry_secs: i64,
     /// False while `mempool.dat` is being loaded (`getmempoolinfo.loaded`).
     loaded: bool,
+    /// `prioritisetransaction` deltas, for held transactions and ones yet to come.
+    deltas: HashMap<Txid, i64>,
+    /// During a trial (`checkpoint`): entries removed since, to put back on `rollback`.
+    undo: Option<Vec<Entry>>,
+}
+
+/// Where a trial started: `Pool::rollback` returns the pool to it.
+#[derive(Debug)]
+pub struct Checkpoint {
+    events: usize,
+    rolling: (f64, i64),
 }
 
 impl Default for Pool {
@@ -143,7 +156,88 @@ impl Pool {
             max_usage,
             expiry_secs,
             loaded: true,
+            deltas: HashMap::new(),
+            undo: None,
         }
+    }
+
+    /// `fee` with `txid`'s `prioritisetransaction` delta (never below zero).
+    pub fn modified_fee(&self, txid: &Txid, fee: u64) -> u64 {
+        let delta = self.deltas.get(txid).copied().unwrap_or(0);
+        u64::try_from(i128::from(fee) + i128::from(delta)).unwrap_or(0)
+    }
+
+    /// Adds `delta` satoshis to what `txid` is ranked as paying, held now or later.
+    pub fn prioritise(&mut self, txid: Txid, delta: i64) {
+        let d = self.deltas.entry(txid).or_insert(0);
+        *d = d.saturating_add(delta);
+        if *d == 0 {
+            self.deltas.remove(&txid);
+        }
+        if let Some(fee) = self.entries.get(&txid).map(|e| e.fee) {
+            let modified = self.modified_fee(&txid, fee);
+            if let Some(e) = self.entries.get_mut(&txid) {
+                e.modified = modified;
+            }
+        }
+    }
+
+    /// Every delta, held or not (`mempool.dat` keeps them).
+    pub fn deltas(&self) -> impl Iterator<Item = (&Txid, &i64)> {
+        self.deltas.iter()
+    }
+
+    /// Starts a trial: what is added and removed from here on can be undone by `rollback`,
+    /// events included (`testmempoolaccept`, a package that fails as a whole).
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        self.undo = Some(Vec::new());
+        Checkpoint {
+            events: self.events.len(),
+            rolling: self.rolling,
+        }
+    }
+
+    /// Ends a trial keeping its changes.
+    pub fn commit(&mut self) {
+        self.undo = None;
+    }
+
+    /// Ends a trial returning the pool to its checkpoint: what entered leaves, what left comes
+    /// back (parents first), and no event of the trial remains.
+    pub fn rollback(&mut self, cp: Checkpoint) {
+        let removed = self.undo.take().unwrap_or_default();
+        let trial = self.events.split_off(cp.events.min(self.events.len()));
+        let added: BTreeSet<Txid> = trial
+            .iter()
+            .filter_map(|e| match e {
+                Event::Added(t) => Some(*t),
+                Event::Removed(..) => None,
+            })
+            .collect();
+        for t in &added {
+            self.remove_one(t, Removal::Replaced);
+        }
+        let mut left: Vec<Entry> = removed
+            .into_iter()
+            .filter(|e| !added.contains(&e.tx.compute_txid()))
+            .collect();
+        while !left.is_empty() {
+            let waiting: BTreeSet<Txid> = left.iter().map(|e| e.tx.compute_txid()).collect();
+            let (ready, rest): (Vec<Entry>, Vec<Entry>) = left.into_iter().partition(|e| {
+                e.tx.input
+                    .iter()
+                    .all(|i| !waiting.contains(&i.previous_output.txid))
+            });
+            if ready.is_empty() {
+                break;
+            }
+            for e in ready {
+                let _ = self.add((*e.tx).clone(), e.fee, e.sigops, e.time, e.height);
+            }
+            left = rest;
+        }
+        self.events.truncate(cp.events);
+        self.rolling = cp.rolling;
     }
 
     /// Whether loading `mempool.dat` has finished (or there was nothing to load).
@@ -264,7 +358,7 @@ impl Pool {
         self.descendants(txid)
             .iter()
             .filter_map(|t| self.entries.get(t))
-            .fold((0, 0), |(f, v), e| (f + e.fee, v + e.vsize))
+            .fold((0, 0), |(f, v), e| (f + e.modified, v + e.vsize))
     }
 
     /// The in-pool transactions `tx` spends.
@@ -347,12 +441,14 @@ impl Pool {
         self.fees += fee;
         let wtxid = tx.compute_wtxid();
         self.events.push(Event::Added(txid));
+        let modified = self.modified_fee(&txid, fee);
         self.entries.insert(
             txid,
             Entry {
                 tx: Arc::new(tx),
                 wtxid,
                 fee,
+                modified,
                 vsize,
                 time,
                 height,
@@ -392,7 +488,11 @@ impl Pool {
         self.usage -= e.usage;
         self.fees -= e.fee;
         self.events.push(Event::Removed(*txid, why));
-        Some(e.tx)
+        let tx = e.tx.clone();
+        if let Some(undo) = self.undo.as_mut() {
+            undo.push(e);
+        }
+        Some(tx)
     }
 
     /// A block connected: its transactions leave (their children stay, now confirmed-parented),
@@ -660,5 +760,60 @@ mod tests {
         assert_eq!(pool.len(), 1);
         assert!(pool.get(&young.compute_txid()).is_some());
         assert_eq!(pool.total_fee(), 1_000);
+    }
+
+    #[test]
+    fn a_rolled_back_trial_leaves_the_pool_and_its_events_as_they_were() {
+        let mut pool = Pool::default();
+        let a = tx(&[confirmed(1)], 1, 1);
+        let b = tx(&[OutPoint::new(a.compute_txid(), 0)], 1, 2);
+        pool.add(a.clone(), 1_000, 0, 0, 1).unwrap();
+        pool.add(b.clone(), 2_000, 0, 0, 1).unwrap();
+        pool.take_events();
+        let (vsize, usage, fees) = (pool.vsize(), pool.usage(), pool.total_fee());
+        let cp = pool.checkpoint();
+        // A replacement of a (and so of b), and another transaction.
+        pool.remove_with_descendants(&a.compute_txid(), Removal::Replaced);
+        let x = tx(&[confirmed(1)], 2, 3);
+        pool.add(x.clone(), 9_000, 0, 0, 1).unwrap();
+        pool.rollback(cp);
+        assert!(pool.get(&x.compute_txid()).is_none());
+        let b_entry = pool.get(&b.compute_txid()).expect("b is back");
+        assert!(
+            b_entry.parents.contains(&a.compute_txid()),
+            "linked to its parent again"
+        );
+        assert!(pool
+            .get(&a.compute_txid())
+            .unwrap()
+            .children
+            .contains(&b.compute_txid()));
+        assert_eq!(
+            (pool.vsize(), pool.usage(), pool.total_fee()),
+            (vsize, usage, fees)
+        );
+        assert!(
+            pool.take_events().is_empty(),
+            "nothing of the trial is reported"
+        );
+        assert_eq!(pool.spender(&confirmed(1)), Some(a.compute_txid()));
+    }
+
+    #[test]
+    fn prioritised_fees_rank_entries_held_now_and_later() {
+        let mut pool = Pool::default();
+        let a = tx(&[confirmed(1)], 1, 1);
+        let later = tx(&[confirmed(2)], 1, 2);
+        pool.add(a.clone(), 1_000, 0, 0, 1).unwrap();
+        pool.prioritise(a.compute_txid(), 5_000);
+        pool.prioritise(later.compute_txid(), -400);
+        assert_eq!(pool.get(&a.compute_txid()).unwrap().modified, 6_000);
+        pool.add(later.clone(), 1_000, 0, 0, 1).unwrap();
+        assert_eq!(pool.get(&later.compute_txid()).unwrap().modified, 600);
+        assert_eq!(pool.with_descendants(&a.compute_txid()).0, 6_000);
+        // Never below zero.
+        pool.prioritise(later.compute_txid(), -10_000);
+        assert_eq!(pool.get(&later.compute_txid()).unwrap().modified, 0);
+        assert_eq!(pool.deltas().count(), 2);
     }
 }

@@ -76,7 +76,7 @@ fn package(pool: &Pool, txid: &Txid, taken: &HashSet<Txid>) -> Package {
     };
     for (_, t) in members {
         if let Some(e) = pool.get(&t) {
-            p.score.fee += e.fee;
+            p.score.fee += e.modified;
             p.score.vsize += e.vsize;
             p.weight += e.tx.weight().to_wu();
             p.sigops += e.sigops;

@@ -485,9 +485,11 @@ impl Relay {
                     keys.iter().for_each(|k| {
                         self.validating.remove(k);
                     });
+                    // The peer's fee filter is applied when the trickle goes, as Core does: a
+                    // filter that changes meanwhile (a peer leaving IBD) is the one that counts.
                     for p in self.peers.values_mut() {
                         let known = if p.wtxid { keys[1] } else { keys[0] };
-                        if p.relays && r.fee_rate >= p.fee_filter && !p.known.contains(known) {
+                        if p.relays && !p.known.contains(known) {
                             p.queue.push(r.txid);
                         }
                     }

@@ -668,10 +668,18 @@ pub fn getrawtransaction(cs: &ChainState, p: &Params) -> Result<Value, RpcError>
         Some(v) => v.as_i64().unwrap_or(0) > 0,
     };
     let Some(hash) = a.get(2) else {
-        return Err(RpcError::new(
-            code::INVALID_ADDRESS_OR_KEY,
-            "No such mempool transaction. Use -txindex or provide a block hash to enable blockchain transaction queries. Use gettransaction for wallet transactions.",
-        ));
+        // Without a block hash: the mempool (Core's answer without -txindex).
+        let held = cs.mempool.get(&txid).ok_or_else(|| {
+            RpcError::new(
+                code::INVALID_ADDRESS_OR_KEY,
+                "No such mempool transaction. Use -txindex or provide a block hash to enable blockchain transaction queries. Use gettransaction for wallet transactions.",
+            )
+        })?;
+        return Ok(if verbose {
+            tx_json(&held.tx, cs.params().chain)
+        } else {
+            serialize_hex(&*held.tx).into()
+        });
     };
     let hash = parse_hash(hash, "blockhash")?;
     let e = cs
@@ -802,7 +810,7 @@ fn entry_json(pool: &crate::mempool::pool::Pool, t: &bitcoin::Txid) -> Option<Va
     let sum = |set: &std::collections::BTreeSet<bitcoin::Txid>| {
         set.iter()
             .filter_map(|x| pool.get(x))
-            .fold((0u64, 0u64), |(f, v), x| (f + x.fee, v + x.vsize))
+            .fold((0u64, 0u64), |(f, v), x| (f + x.modified, v + x.vsize))
     };
     let (anc_fee, anc_vsize) = sum(&anc);
     let (desc_fee, desc_vsize) = sum(&desc);
@@ -819,8 +827,8 @@ fn entry_json(pool: &crate::mempool::pool::Pool, t: &bitcoin::Txid) -> Option<Va
         "wtxid": e.wtxid.to_string(),
         "fees": {
             "base": btc(e.fee),
-            "modified": btc(e.fee),
-            "ancestor": btc(anc_fee + e.fee),
+            "modified": btc(e.modified),
+            "ancestor": btc(anc_fee + e.modified),
             "descendant": btc(desc_fee),
         },
         "depends": e.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>(),

@@ -3,6 +3,7 @@
 
 pub mod blockchain;
 pub mod format;
+pub mod mempool;
 pub mod network;
 
 use super::protocol::{code, Answer, Args, Params, RpcError};
@@ -142,6 +143,9 @@ pub const METHODS: &[&str] = &[
     "getrawtransaction",
     "decoderawtransaction",
     "sendrawtransaction",
+    "testmempoolaccept",
+    "submitpackage",
+    "prioritisetransaction",
     "getmempoolinfo",
     "getrawmempool",
     "getmempoolentry",
@@ -238,6 +242,21 @@ fn mutate<T: Send + 'static>(
 fn block_hash_param(params: &Params) -> Result<bitcoin::BlockHash, RpcError> {
     let a = Args::new(params, &["blockhash"])?;
     blockchain::parse_hash(a.required(0)?, "blockhash")
+}
+
+/// An amount in BTC (a fee rate per kvB, or a value), in satoshis; `default` when absent.
+fn amount_arg(v: Option<&Value>, default: f64) -> Result<u64, RpcError> {
+    match v {
+        None | Some(Value::Null) => {
+            Ok(bitcoin::Amount::from_btc(default).map_or(0, |x| x.to_sat()))
+        }
+        Some(v) => v
+            .as_f64()
+            .filter(|x| *x >= 0.0)
+            .and_then(|x| bitcoin::Amount::from_btc(x).ok())
+            .map(|x| x.to_sat())
+            .ok_or_else(|| RpcError::new(code::TYPE_ERROR, "Amount out of range")),
+    }
 }
 
 fn decode_tx(hex: &str) -> Result<bitcoin::Transaction, RpcError> {
@@ -420,26 +439,81 @@ fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcEr
             })?;
             let tx = decode_tx(hex)?;
             // Core's defaults: 0.10 BTC/kvB, and no value sent to unspendable outputs.
-            let amount = |i: usize, default: f64| -> Result<u64, RpcError> {
-                match a.get(i) {
-                    None | Some(Value::Null) => {
-                        Ok(bitcoin::Amount::from_btc(default).map_or(0, |x| x.to_sat()))
-                    }
-                    Some(v) => v
-                        .as_f64()
-                        .filter(|x| *x >= 0.0)
-                        .and_then(|x| bitcoin::Amount::from_btc(x).ok())
-                        .map(|x| x.to_sat())
-                        .ok_or_else(|| RpcError::new(code::TYPE_ERROR, "Amount out of range")),
-                }
-            };
             let limits = b::SendLimits {
-                max_fee_rate: amount(1, 0.10)?,
-                max_burn: amount(2, 0.0)?,
+                max_fee_rate: amount_arg(a.get(1), 0.10)?,
+                max_burn: amount_arg(a.get(2), 0.0)?,
             };
             mutate(ctx, method, move |cs| {
                 let now = crate::clock::unix_now();
                 (b::sendrawtransaction(cs, tx, limits, now), Vec::new())
+            })?
+        }
+        "testmempoolaccept" | "submitpackage" => {
+            let names: &[&str] = if method == "submitpackage" {
+                &["package", "maxfeerate", "maxburnamount"]
+            } else {
+                &["rawtxs", "maxfeerate"]
+            };
+            let a = Args::new(params, names)?;
+            let raw = a.get(0).and_then(Value::as_array).ok_or_else(|| {
+                RpcError::new(
+                    code::TYPE_ERROR,
+                    format!("Expected type array for {}", names[0]),
+                )
+            })?;
+            mempool::check_count(raw.len())?;
+            let txs = raw
+                .iter()
+                .map(|v| decode_tx(v.as_str().unwrap_or("")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let max_fee_rate = amount_arg(a.get(1), 0.10)?;
+            if method == "testmempoolaccept" {
+                mutate(ctx, method, move |cs| {
+                    let now = crate::clock::unix_now();
+                    (
+                        Ok::<_, RpcError>(mempool::testmempoolaccept(cs, txs, max_fee_rate, now)),
+                        Vec::new(),
+                    )
+                })?
+            } else {
+                let max_burn = amount_arg(a.get(2), 0.0)?;
+                let burnt = txs
+                    .iter()
+                    .flat_map(|t| t.output.iter())
+                    .filter(|o| o.script_pubkey.is_op_return())
+                    .any(|o| o.value.to_sat() > max_burn);
+                if burnt {
+                    return Err(RpcError::new(
+                        code::VERIFY_ERROR,
+                        "Unspendable output exceeds maximum configured by user (maxburnamount)",
+                    ));
+                }
+                mutate(ctx, method, move |cs| {
+                    let now = crate::clock::unix_now();
+                    (
+                        mempool::submitpackage(cs, txs, max_fee_rate, now),
+                        Vec::new(),
+                    )
+                })?
+            }
+        }
+        "prioritisetransaction" => {
+            let a = Args::new(params, &["txid", "dummy", "fee_delta"])?;
+            let txid = b::parse_txid(a.required_str(0)?)?;
+            if !matches!(a.get(1), None | Some(Value::Null))
+                && a.get(1).and_then(Value::as_f64) != Some(0.0)
+            {
+                return Err(RpcError::new(
+                    code::INVALID_PARAMETER,
+                    "Priority is no longer supported, dummy argument to prioritisetransaction must be 0.",
+                ));
+            }
+            let delta = a.get(2).and_then(Value::as_i64).ok_or_else(|| {
+                RpcError::new(code::TYPE_ERROR, "Missing required argument fee_delta")
+            })?;
+            mutate(ctx, method, move |cs| {
+                cs.mempool.prioritise(txid, delta);
+                (Ok::<_, RpcError>(Value::Bool(true)), Vec::new())
             })?
         }
         "getmempoolinfo" => {

@@ -176,8 +176,9 @@ fn getnetworkinfo(ctx: &Context) -> Value {
         "connections_in": net.peers_inbound,
         "connections_out": net.peers_connected - net.peers_inbound,
         "networks": networks,
-        "relayfee": 0.00001,
-        "incrementalfee": 0.00001,
+        "relayfee": bitcoin::Amount::from_sat(crate::mempool::pool::MIN_RELAY_FEE).to_btc(),
+        "incrementalfee": bitcoin::Amount::from_sat(crate::mempool::pool::INCREMENTAL_RELAY_FEE)
+            .to_btc(),
         "localaddresses": [],
         "warnings": [],
     })
