@@ -219,3 +219,43 @@ fn prioritisetransaction_changes_what_a_transaction_counts_as_paying() {
     assert_eq!(net["relayfee"].as_f64().unwrap(), 0.00001);
     assert_eq!(net["incrementalfee"].as_f64().unwrap(), 0.00001);
 }
+
+#[test]
+fn estimatesmartfee_learns_from_what_this_node_saw_confirm() {
+    let node = TestNode::ready_with(NodeOptions::default());
+    // Coinbases 1 to 25 spendable in the next block.
+    node.call("generatetoaddress", json!([125, address(1)]));
+    let w = Wallet::new(1);
+    let none = node.call("estimatesmartfee", json!([1]));
+    assert_eq!(
+        none,
+        json!({"errors": ["Insufficient data or no feerate found"], "blocks": 0})
+    );
+    // Twelve at 20 sat/vB confirm in the next block; twelve at 3 sat/vB wait one block more.
+    // (The estimator wants ten samples at a rate; a block's decay takes a little off.)
+    let fast: Vec<Transaction> = (1..=12).map(|h| pay(&node, &w, h, 20 * 110)).collect();
+    let slow: Vec<Transaction> = (13..=24).map(|h| pay(&node, &w, h, 3 * 110)).collect();
+    for t in fast.iter().chain(&slow) {
+        node.call("sendrawtransaction", json!([hex(t)]));
+    }
+    let fast_ids: Vec<String> = fast.iter().map(|t| t.compute_txid().to_string()).collect();
+    node.call("generateblock", json!([address(2), fast_ids]));
+    node.call("generatetoaddress", json!([1, address(2)]));
+    assert_eq!(pool(&node), 0);
+
+    let sat_per_vb = |v: &serde_json::Value| v["feerate"].as_f64().unwrap() * 1e8 / 1000.0;
+    let next = node.call("estimatesmartfee", json!([1]));
+    assert_eq!(next["blocks"], 1, "{next}");
+    assert!((19.0..=20.0).contains(&sat_per_vb(&next)), "{next}");
+    let two = node.call("estimatesmartfee", json!([2, "economical"]));
+    assert_eq!(two["blocks"], 2, "{two}");
+    assert!((2.8..=3.0).contains(&sat_per_vb(&two)), "{two}");
+    let far = node.call("estimatesmartfee", json!([500, "CONSERVATIVE"]));
+    assert_eq!(far["blocks"], 48, "the longest target tracked: {far}");
+    let err = node.rpc("estimatesmartfee", json!([0])).unwrap_err();
+    assert_eq!(err["code"], -8, "{err}");
+    let err = node
+        .rpc("estimatesmartfee", json!([2, "fast"]))
+        .unwrap_err();
+    assert_eq!(err["code"], -8, "{err}");
+}

@@ -166,6 +166,8 @@ pub struct ChainState {
     pub orphans: crate::mempool::orphans::Orphans,
     /// Reasons of mempool refusals not yet counted (a metric label each).
     pub mempool_refusals: Vec<&'static str>,
+    /// What confirmed how fast, for `estimatesmartfee`.
+    pub fee_estimator: crate::mempool::estimator::Estimator,
     source: Option<Arc<dyn BlockSource>>,
     new_blocks: Vec<BlockHash>,
     /// The storage fault that stopped block connection, until an activation succeeds again.
@@ -204,6 +206,7 @@ impl ChainState {
             mempool: crate::mempool::pool::Pool::default(),
             orphans: Default::default(),
             mempool_refusals: Vec::new(),
+            fee_estimator: Default::default(),
             source: None,
             new_blocks: Vec::new(),
             fault: None,
@@ -236,6 +239,7 @@ impl ChainState {
             mempool: crate::mempool::pool::Pool::default(),
             orphans: Default::default(),
             mempool_refusals: Vec::new(),
+            fee_estimator: Default::default(),
             source: Some(source),
             new_blocks: Vec::new(),
             fault: None,
@@ -908,6 +912,13 @@ impl ChainState {
         };
         let changes = connect_block(block, &ctx, &self.utxo)?;
         self.utxo.apply(&changes);
+        let samples: Vec<(u64, u32)> = block
+            .txdata
+            .iter()
+            .filter_map(|tx| self.mempool.get(&tx.compute_txid()))
+            .map(|e| (e.fee_rate(), height.saturating_sub(e.height)))
+            .collect();
+        self.fee_estimator.block(&samples);
         self.mempool.remove_for_block(&block.txdata);
         self.orphans
             .sweep(i64::from(block.header.time), &block.txdata);

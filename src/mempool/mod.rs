@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod dump;
+pub mod estimator;
 pub mod orphans;
 pub mod policy;
 pub mod pool;

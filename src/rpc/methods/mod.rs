@@ -146,6 +146,7 @@ pub const METHODS: &[&str] = &[
     "testmempoolaccept",
     "submitpackage",
     "prioritisetransaction",
+    "estimatesmartfee",
     "getmempoolinfo",
     "getrawmempool",
     "getmempoolentry",
@@ -515,6 +516,45 @@ fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcEr
                 cs.mempool.prioritise(txid, delta);
                 (Ok::<_, RpcError>(Value::Bool(true)), Vec::new())
             })?
+        }
+        "estimatesmartfee" => {
+            use crate::mempool::estimator::Mode;
+            let a = Args::new(params, &["conf_target", "estimate_mode"])?;
+            let target = a
+                .get(0)
+                .and_then(Value::as_i64)
+                .filter(|t| (1..=1008).contains(t))
+                .ok_or_else(|| {
+                    RpcError::new(
+                        code::INVALID_PARAMETER,
+                        "Invalid conf_target, must be between 1 and 1008",
+                    )
+                })? as usize;
+            let mode = match a.get(1).and_then(Value::as_str).map(str::to_ascii_lowercase) {
+                None => Mode::Economical,
+                Some(m) if m == "unset" || m == "economical" => Mode::Economical,
+                Some(m) if m == "conservative" => Mode::Conservative,
+                Some(_) => {
+                    return Err(RpcError::new(
+                        code::INVALID_PARAMETER,
+                        "Invalid estimate_mode parameter, must be one of: \"unset\", \"economical\", \"conservative\"",
+                    ))
+                }
+            };
+            on_chain(ctx, method, move |cs| {
+                let now = crate::clock::unix_now();
+                match cs.fee_estimator.estimate(target, mode) {
+                    // Never below what the pool takes now.
+                    Some((rate, blocks)) => json!({
+                        "feerate": bitcoin::Amount::from_sat(rate.max(cs.mempool.floor(now))).to_btc(),
+                        "blocks": blocks,
+                    }),
+                    None => json!({
+                        "errors": ["Insufficient data or no feerate found"],
+                        "blocks": 0,
+                    }),
+                }
+            })
         }
         "getmempoolinfo" => {
             Args::new(params, &[])?;
