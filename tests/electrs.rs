@@ -6,7 +6,7 @@
 
 mod harness;
 
-use harness::electrs::Electrs;
+use harness::electrs::{scripthash, Electrs};
 use harness::{address, NodeOptions, TestNode};
 use serde_json::{json, Value};
 use std::str::FromStr;
@@ -115,4 +115,91 @@ fn electrs_indexes_the_node_and_follows_new_blocks_and_a_reorg() {
     assert_eq!(electrs.history(&a).unwrap().len(), 102);
     assert_eq!(electrs.history(&b).unwrap(), coinbases_to(&node, &b));
     assert_eq!(electrs.history(&b).unwrap().len(), 3);
+}
+
+/// A wallet broadcasting through electrs (`blockchain.transaction.broadcast`, which electrs
+/// passes to the node's `sendrawtransaction`) sees its payment unconfirmed in electrs' history
+/// (electrs reads the node's `getrawmempool`, `getmempoolentry` and `getrawtransaction`), then
+/// confirmed once a block takes it; a package (`broadcast_package`, the node's `submitpackage`)
+/// lets a child pay for a parent below the minimum fee.
+#[test]
+fn a_payment_broadcast_through_electrs_shows_unconfirmed_then_confirms() {
+    use harness::chain::{out, Wallet};
+    let node = TestNode::ready_with(NodeOptions {
+        config: Some("[rpc]\nrest = true\n".into()),
+        ..NodeOptions::default()
+    });
+    call(&node, "generatetoaddress", json!([102, address(1)]));
+    let dir = tempfile::tempdir().unwrap();
+    let electrs = Electrs::start(&node, dir.path());
+    let wait = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline && !electrs.exited(),
+                "electrs: no {what}; its log:\n{}",
+                electrs.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("sync", Box::new(|| electrs.height() == Some(102)));
+    let history = |sh: &str| {
+        electrs
+            .call("blockchain.scripthash.get_history", json!([sh]))
+            .unwrap_or(Value::Null)
+    };
+
+    let payer = Wallet::new(1);
+    let payee = Wallet::new(3).p2wpkh();
+    let (op, prev) = node.coinbase(1);
+    let tx = payer.spend(
+        &[(op, prev)],
+        vec![out(50 * 100_000_000 - 5_000, payee.clone())],
+    );
+    let txid = tx.compute_txid().to_string();
+    let sent = electrs
+        .call(
+            "blockchain.transaction.broadcast",
+            json!([bitcoin::consensus::encode::serialize_hex(&tx)]),
+        )
+        .unwrap();
+    assert_eq!(sent, json!(txid), "{}", electrs.log());
+    assert_eq!(call(&node, "getrawmempool", json!([])), json!([txid]));
+    let sh = scripthash(&payee);
+    let unconfirmed = json!([{"tx_hash": txid, "height": 0, "fee": 5_000}]);
+    wait(
+        "unconfirmed entry",
+        Box::new(|| history(&sh) == unconfirmed),
+    );
+
+    // A parent paying nothing and its child paying for both, as one package.
+    let carol = Wallet::new(4);
+    let (op2, prev2) = node.coinbase(2);
+    let parent = payer.spend(&[(op2, prev2)], vec![out(50 * 100_000_000, carol.p2wpkh())]);
+    let child = carol.spend(
+        &[(
+            bitcoin::OutPoint::new(parent.compute_txid(), 0),
+            parent.output[0].clone(),
+        )],
+        vec![out(50 * 100_000_000 - 4_000, carol.p2tr())],
+    );
+    let hexes: Vec<String> = [&parent, &child]
+        .iter()
+        .map(|t| bitcoin::consensus::encode::serialize_hex(*t))
+        .collect();
+    let r = electrs
+        .call("blockchain.transaction.broadcast_package", json!([hexes]))
+        .unwrap();
+    assert_eq!(r, json!({"success": true}), "{}", electrs.log());
+    assert_eq!(
+        call(&node, "getmempoolinfo", json!([]))["size"],
+        3,
+        "both in the node's pool"
+    );
+
+    call(&node, "generatetoaddress", json!([1, address(1)]));
+    let confirmed = json!([{"tx_hash": txid, "height": 103}]);
+    wait("confirmation", Box::new(|| history(&sh) == confirmed));
+    assert_eq!(call(&node, "getrawmempool", json!([])), json!([]));
 }

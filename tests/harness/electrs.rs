@@ -111,10 +111,10 @@ impl Electrs {
             .ok()?
             .assume_checked()
             .script_pubkey();
-        let mut hash = sha256::Hash::hash(script.as_bytes()).to_byte_array();
-        hash.reverse();
-        let h = bitcoin::hex::DisplayHex::to_lower_hex_string(&hash[..]);
-        let v = self.call("blockchain.scripthash.get_history", json!([h]))?;
+        let v = self.call(
+            "blockchain.scripthash.get_history",
+            json!([scripthash(&script)]),
+        )?;
         Some(
             v.as_array()?
                 .iter()
@@ -127,4 +127,11 @@ impl Electrs {
                 .collect(),
         )
     }
+}
+
+/// The script hash Electrum indexes `script` under (SHA-256, byte-reversed, hex).
+pub fn scripthash(script: &bitcoin::Script) -> String {
+    let mut hash = sha256::Hash::hash(script.as_bytes()).to_byte_array();
+    hash.reverse();
+    bitcoin::hex::DisplayHex::to_lower_hex_string(&hash[..])
 }
