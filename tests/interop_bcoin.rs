@@ -163,3 +163,78 @@ fn bcoin_and_bllvm_sync_from_each_other() {
     let info = b.call("gettxoutsetinfo", json!([]));
     assert_eq!(info, a.call("gettxoutsetinfo", json!([])));
 }
+
+fn mempool_of(list: Value) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Transactions cross both ways: one sent to bllvm-node reaches bcoin's mempool (announced by
+/// txid: bcoin predates wtxid relay) and a block bcoin mines takes it out of ours; one sent to
+/// bcoin reaches our mempool and a block we mine takes it out of bcoin's.
+#[test]
+fn transactions_relay_between_bcoin_and_bllvm_both_ways() {
+    use harness::chain::{out, Wallet};
+    let a = TestNode::ready_with(NodeOptions::default());
+    a.call("generatetoaddress", json!([103, address(1)]));
+    let bcoin = Bcoin::start(&[a.p2p]);
+    let want = a.tip();
+    poll(SYNC, "bcoin syncs A's chain", || {
+        (bcoin.tip() == want).then_some(())
+    });
+    let w = Wallet::new(1);
+    let pay = |height: u64| {
+        let (op, prev) = a.coinbase(height);
+        w.spend(
+            &[(op, prev)],
+            vec![out(50 * 100_000_000 - 3_000, w.p2wpkh())],
+        )
+    };
+
+    // Ours to bcoin, mined by bcoin.
+    let ours = pay(1);
+    let ours_id = ours.compute_txid().to_string();
+    a.call(
+        "sendrawtransaction",
+        json!([bitcoin::consensus::encode::serialize_hex(&ours)]),
+    );
+    poll(SYNC, "our transaction in bcoin's mempool", || {
+        (mempool_of(bcoin.call("getrawmempool", json!([]))) == [ours_id.clone()]).then_some(())
+    });
+    bcoin.call("generatetoaddress", json!([1, BCOIN_PAYOUT]));
+    let want = bcoin.tip();
+    wait_same_tip(&a, &bcoin, &want, "A takes bcoin's block");
+    let block = a.call("getblock", json!([want.1, 1]));
+    assert!(
+        block["tx"].as_array().unwrap().contains(&json!(ours_id)),
+        "bcoin mined it: {block}"
+    );
+    assert_eq!(a.call("getrawmempool", json!([])), json!([]));
+
+    // bcoin's to ours, mined by us.
+    let theirs = pay(2);
+    let theirs_id = theirs.compute_txid().to_string();
+    bcoin.call(
+        "sendrawtransaction",
+        json!([bitcoin::consensus::encode::serialize_hex(&theirs)]),
+    );
+    poll(SYNC, "bcoin's transaction in our mempool", || {
+        (mempool_of(a.call("getrawmempool", json!([]))) == [theirs_id.clone()]).then_some(())
+    });
+    let hashes = a.call("generatetoaddress", json!([1, address(3)]));
+    let block = a.call("getblock", json!([hashes[0], 1]));
+    assert!(block["tx"].as_array().unwrap().contains(&json!(theirs_id)));
+    let want = a.tip();
+    wait_same_tip(&a, &bcoin, &want, "bcoin takes our block");
+    poll(SYNC, "bcoin's mempool to empty", || {
+        mempool_of(bcoin.call("getrawmempool", json!([])))
+            .is_empty()
+            .then_some(())
+    });
+}
