@@ -99,6 +99,8 @@ pub struct Metrics {
     pub mempool_orphans: IntGauge,
     /// Memory the orphan pool accounts for.
     pub mempool_orphan_bytes: IntGauge,
+    /// The pool's memory budget (`[mempool] max_mb`).
+    pub mempool_max_bytes: IntGauge,
     /// Time of one storage commit (files, fsync, store).
     pub storage_commit_seconds: Histogram,
     /// Bytes in the block and undo files.
@@ -678,6 +680,13 @@ impl Metrics {
                     "Memory the orphan pool accounts for.",
                 )?,
             )?,
+            mempool_max_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_mempool_max_bytes",
+                    "The mempool's memory budget ([mempool] max_mb; getmempoolinfo.maxmempool).",
+                )?,
+            )?,
             storage_commit_seconds: reg(
                 r,
                 Histogram::with_opts(
@@ -771,6 +780,12 @@ impl Metrics {
         }
         for outcome in ["sent", "withheld"] {
             m.watchdog_notifications_total.with_label_values(&[outcome]);
+        }
+        for why in crate::mempool::pool::Removal::ALL {
+            m.mempool_removed_total.with_label_values(&[why.label()]);
+        }
+        for reason in crate::mempool::REASONS.iter().chain(&["other"]) {
+            m.mempool_rejected_total.with_label_values(&[reason]);
         }
         Ok(m)
     }

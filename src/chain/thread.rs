@@ -829,6 +829,7 @@ impl ChainThread {
         m.mempool_transactions.set(pool.len() as i64);
         m.mempool_bytes.set(pool.vsize() as i64);
         m.mempool_usage_bytes.set(pool.usage() as i64);
+        m.mempool_max_bytes.set(pool.max_usage() as i64);
         m.mempool_min_fee_rate.set(report.floor as f64 / 1000.0);
         m.mempool_orphans.set(self.state.orphans.len() as i64);
         m.mempool_orphan_bytes

@@ -10,7 +10,7 @@ pub mod pool;
 pub mod select;
 
 /// Core's reject reasons the mempool gives, as metric labels.
-const REASONS: &[&str] = &[
+pub const REASONS: &[&str] = &[
     "bad-txns-fee-outofrange",
     "bad-txns-in-belowout",
     "bad-txns-inputs-duplicate",

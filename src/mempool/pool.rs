@@ -86,6 +86,15 @@ pub enum Removal {
 }
 
 impl Removal {
+    /// Every cause.
+    pub const ALL: [Removal; 5] = [
+        Removal::Block,
+        Removal::Conflict,
+        Removal::SizeLimit,
+        Removal::Expiry,
+        Removal::Replaced,
+    ];
+
     /// The label.
     pub fn label(self) -> &'static str {
         match self {
