@@ -29,9 +29,17 @@ pub const DEFAULT_EXPIRY_SECS: i64 = 336 * 3600;
 pub const INCREMENTAL_RELAY_FEE: u64 = 1_000;
 /// Core's rolling minimum fee halves every 12 hours (faster while the pool is small).
 pub const ROLLING_FEE_HALFLIFE_SECS: i64 = 12 * 3600;
-/// Bookkeeping per entry beyond the transaction's bytes (maps, sets, the entry itself), a
-/// deliberate overestimate: `usage` must not undercount what `max_mb` bounds.
-pub const ENTRY_OVERHEAD: usize = 400;
+/// Memory per entry beyond the transaction's serialized bytes: the entry in its map, its
+/// eviction key, relay's copy of its ids on the P2P thread, the transaction's own structs and
+/// allocations. A deliberate overestimate: `usage` must not undercount what `max_mb` bounds
+/// (`cargo bench --bench mempool` compares RSS with it: at 400 bytes, and 48 per input and
+/// output, a full 50 MB pool of 1-in-1-out payments took 1.64 times its budget).
+pub const ENTRY_OVERHEAD: usize = 1_000;
+/// Memory per input beyond its serialized bytes (the `TxIn`, its witness's allocation, its
+/// entry in the map of spent outpoints).
+pub const INPUT_OVERHEAD: usize = 120;
+/// Memory per output beyond its serialized bytes (the `TxOut` and its script's allocation).
+pub const OUTPUT_OVERHEAD: usize = 64;
 
 /// One transaction in the pool.
 #[derive(Debug, Clone)]
@@ -56,10 +64,60 @@ pub struct Entry {
     pub parents: BTreeSet<Txid>,
     /// In-pool transactions spending it.
     pub children: BTreeSet<Txid>,
+    /// It with its in-pool ancestors (kept up to date as they come and go).
+    pub with_ancestors: Totals,
+    /// It with its in-pool descendants.
+    pub with_descendants: Totals,
     usage: usize,
 }
 
+/// A transaction with its in-pool ancestors or descendants: count, virtual size and modified fees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Transactions, itself included.
+    pub count: usize,
+    /// Their virtual size.
+    pub vsize: u64,
+    /// Their modified fees.
+    pub fee: u64,
+}
+
+impl Totals {
+    fn plus(self, o: Totals) -> Totals {
+        Totals {
+            count: self.count + o.count,
+            vsize: self.vsize + o.vsize,
+            fee: self.fee + o.fee,
+        }
+    }
+
+    fn minus(self, o: Totals) -> Totals {
+        Totals {
+            count: self.count.saturating_sub(o.count),
+            vsize: self.vsize.saturating_sub(o.vsize),
+            fee: self.fee.saturating_sub(o.fee),
+        }
+    }
+}
+
+/// Where an entry sorts for eviction: its descendant package's fee rate (in millisatoshis per
+/// vB, fine enough to order by), then its txid.
+type ScoreKey = (u64, Txid);
+
+fn score_key(txid: Txid, d: Totals) -> ScoreKey {
+    (d.fee.saturating_mul(1_000_000) / d.vsize.max(1), txid)
+}
+
 impl Entry {
+    /// It alone, as totals.
+    fn own(&self) -> Totals {
+        Totals {
+            count: 1,
+            vsize: self.vsize,
+            fee: self.modified,
+        }
+    }
+
     /// Fee rate in sat/kvB.
     pub fn fee_rate(&self) -> u64 {
         rate(self.fee, self.vsize)
@@ -136,6 +194,8 @@ pub struct Pool {
     deltas: HashMap<Txid, i64>,
     /// During a trial (`checkpoint`): entries removed since, to put back on `rollback`.
     undo: Option<Vec<Entry>>,
+    /// Entries by descendant score, lowest first: what eviction takes.
+    by_score: BTreeSet<ScoreKey>,
 }
 
 /// Where a trial started: `Pool::rollback` returns the pool to it.
@@ -167,6 +227,7 @@ impl Pool {
             loaded: true,
             deltas: HashMap::new(),
             undo: None,
+            by_score: BTreeSet::new(),
         }
     }
 
@@ -183,11 +244,47 @@ impl Pool {
         if *d == 0 {
             self.deltas.remove(&txid);
         }
-        if let Some(fee) = self.entries.get(&txid).map(|e| e.fee) {
-            let modified = self.modified_fee(&txid, fee);
+        if let Some(e) = self.entries.get(&txid) {
+            let (before, after) = (
+                e.own(),
+                Totals {
+                    fee: self.modified_fee(&txid, e.fee),
+                    ..e.own()
+                },
+            );
+            // Every package it is part of changes with it.
+            self.shift(&txid, before, after);
             if let Some(e) = self.entries.get_mut(&txid) {
-                e.modified = modified;
+                e.modified = after.fee;
             }
+        }
+    }
+
+    /// `txid` (held) and its relatives' package totals, from counting `before` for it to
+    /// counting `after`: its own and its descendants' ancestor totals, its own and its
+    /// ancestors' descendant totals (re-keyed for eviction).
+    fn shift(&mut self, txid: &Txid, before: Totals, after: Totals) {
+        let ancestors = self.ancestors(txid);
+        let mut descendants = self.descendants(txid);
+        descendants.remove(txid);
+        for a in ancestors.iter().chain(std::iter::once(txid)) {
+            self.rekey(a, |e| {
+                e.with_descendants = e.with_descendants.minus(before).plus(after)
+            });
+        }
+        for d in descendants.iter().chain(std::iter::once(txid)) {
+            if let Some(e) = self.entries.get_mut(d) {
+                e.with_ancestors = e.with_ancestors.minus(before).plus(after);
+            }
+        }
+    }
+
+    /// Changes an entry's descendant totals, keeping the eviction index in step.
+    fn rekey(&mut self, txid: &Txid, change: impl FnOnce(&mut Entry)) {
+        if let Some(e) = self.entries.get_mut(txid) {
+            self.by_score.remove(&score_key(*txid, e.with_descendants));
+            change(e);
+            self.by_score.insert(score_key(*txid, e.with_descendants));
         }
     }
 
@@ -223,8 +320,8 @@ impl Pool {
                 Event::Removed(..) => None,
             })
             .collect();
-        for t in &added {
-            self.remove_one(t, Removal::Replaced);
+        for t in self.deepest_first(added.clone()) {
+            self.remove_one(&t, Removal::Replaced);
         }
         let mut left: Vec<Entry> = removed
             .into_iter()
@@ -362,12 +459,11 @@ impl Pool {
         out
     }
 
-    /// Fees and virtual size of `txid` with its descendants.
+    /// Modified fees and virtual size of `txid` with its descendants.
     pub fn with_descendants(&self, txid: &Txid) -> (u64, u64) {
-        self.descendants(txid)
-            .iter()
-            .filter_map(|t| self.entries.get(t))
-            .fold((0, 0), |(f, v), e| (f + e.modified, v + e.vsize))
+        self.entries.get(txid).map_or((0, 0), |e| {
+            (e.with_descendants.fee, e.with_descendants.vsize)
+        })
     }
 
     /// The in-pool transactions `tx` spends.
@@ -442,15 +538,30 @@ impl Pool {
         for i in &tx.input {
             self.spends.insert(i.previous_output, txid);
         }
-        let usage = bitcoin::consensus::serialize(&tx).len()
+        let usage = tx.total_size()
             + ENTRY_OVERHEAD
-            + 48 * (tx.input.len() + tx.output.len());
+            + INPUT_OVERHEAD * tx.input.len()
+            + OUTPUT_OVERHEAD * tx.output.len();
         self.vsize += vsize;
         self.usage += usage;
         self.fees += fee;
         let wtxid = tx.compute_wtxid();
         self.events.push(Event::Added(txid));
         let modified = self.modified_fee(&txid, fee);
+        let own = Totals {
+            count: 1,
+            vsize,
+            fee: modified,
+        };
+        let ancestors = self.ancestors_of(&parents);
+        let mut with_ancestors = own;
+        for a in &ancestors {
+            if let Some(e) = self.entries.get(a) {
+                with_ancestors = with_ancestors.plus(e.own());
+            }
+            self.rekey(a, |e| e.with_descendants = e.with_descendants.plus(own));
+        }
+        self.by_score.insert(score_key(txid, own));
         self.entries.insert(
             txid,
             Entry {
@@ -464,6 +575,8 @@ impl Pool {
                 sigops,
                 parents,
                 children: BTreeSet::new(),
+                with_ancestors,
+                with_descendants: own,
                 usage,
             },
         );
@@ -472,12 +585,26 @@ impl Pool {
 
     /// Removes `txid` and its descendants.
     pub fn remove_with_descendants(&mut self, txid: &Txid, why: Removal) -> Vec<Arc<Transaction>> {
-        let all = self.descendants(txid);
+        let all = self.deepest_first(self.descendants(txid));
         all.iter().filter_map(|t| self.remove_one(t, why)).collect()
     }
 
+    /// `txids` with every descendant before its ancestors: removed in that order, each removal
+    /// still reaches (and updates) all of its ancestors.
+    fn deepest_first(&self, txids: BTreeSet<Txid>) -> Vec<Txid> {
+        let mut v: Vec<Txid> = txids.into_iter().collect();
+        v.sort_by_key(|t| {
+            std::cmp::Reverse(self.entries.get(t).map_or(0, |e| e.with_ancestors.count))
+        });
+        v
+    }
+
     fn remove_one(&mut self, txid: &Txid, why: Removal) -> Option<Arc<Transaction>> {
+        let own = self.entries.get(txid)?.own();
+        // Its relatives' packages lose it.
+        self.shift(txid, own, Totals::default());
         let e = self.entries.remove(txid)?;
+        self.by_score.remove(&score_key(*txid, e.with_descendants));
         for p in &e.parents {
             if let Some(pe) = self.entries.get_mut(p) {
                 pe.children.remove(txid);
@@ -526,17 +653,11 @@ impl Pool {
     pub fn trim(&mut self, now: i64) -> usize {
         let mut gone = 0;
         while self.usage > self.max_usage && !self.entries.is_empty() {
-            let worst = self
-                .entries
-                .keys()
-                .map(|t| {
-                    let (f, v) = self.with_descendants(t);
-                    (rate(f, v), *t)
-                })
-                .min();
-            let Some((worst_rate, txid)) = worst else {
+            let Some(&(_, txid)) = self.by_score.first() else {
                 break;
             };
+            let (f, v) = self.with_descendants(&txid);
+            let worst_rate = rate(f, v);
             let floor = (worst_rate + INCREMENTAL_RELAY_FEE) as f64;
             self.decay(now);
             if floor > self.rolling.0 {
@@ -824,5 +945,91 @@ mod tests {
         pool.prioritise(later.compute_txid(), -10_000);
         assert_eq!(pool.get(&later.compute_txid()).unwrap().modified, 0);
         assert_eq!(pool.deltas().count(), 2);
+    }
+
+    /// The cached package totals and the eviction index agree with a count from scratch.
+    fn assert_totals(pool: &Pool) {
+        let mut keys = BTreeSet::new();
+        for (t, e) in pool.iter() {
+            let sum = |set: BTreeSet<Txid>| {
+                set.iter()
+                    .filter_map(|x| pool.get(x))
+                    .fold(Totals::default(), |acc, x| acc.plus(x.own()))
+            };
+            let mut anc = pool.ancestors(t);
+            anc.insert(*t);
+            assert_eq!(e.with_ancestors, sum(anc), "ancestors of {t}");
+            assert_eq!(
+                e.with_descendants,
+                sum(pool.descendants(t)),
+                "descendants of {t}"
+            );
+            keys.insert(score_key(*t, e.with_descendants));
+        }
+        assert_eq!(pool.by_score, keys);
+    }
+
+    #[test]
+    fn package_totals_stay_exact_through_adds_removals_blocks_trials_and_deltas() {
+        let mut pool = Pool::default();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut coins: Vec<OutPoint> = (0..40).map(confirmed).collect();
+        for round in 0..400u32 {
+            let held: Vec<Txid> = pool.iter().map(|(t, _)| *t).collect();
+            match next() % 10 {
+                // Spend one or two outputs, confirmed or in the pool.
+                0..=5 if !coins.is_empty() => {
+                    let a = coins.swap_remove((next() % coins.len() as u64) as usize);
+                    let mut ins = vec![a];
+                    if next() % 3 == 0 && !coins.is_empty() {
+                        ins.push(coins.swap_remove((next() % coins.len() as u64) as usize));
+                    }
+                    let t = tx(&ins, 2, round as u8);
+                    let id = t.compute_txid();
+                    if pool.add(t, 500 + next() % 5_000, 0, 0, 1).is_ok() {
+                        coins.extend([OutPoint::new(id, 0), OutPoint::new(id, 1)]);
+                    } else {
+                        coins.extend(ins);
+                    }
+                }
+                6 if !held.is_empty() => {
+                    let t = held[(next() % held.len() as u64) as usize];
+                    pool.remove_with_descendants(&t, Removal::Replaced);
+                }
+                7 if !held.is_empty() => {
+                    // A block mining one transaction whose parents are all confirmed.
+                    if let Some(e) = held
+                        .iter()
+                        .filter_map(|t| pool.get(t))
+                        .find(|e| e.parents.is_empty())
+                    {
+                        let mined = (*e.tx).clone();
+                        pool.remove_for_block(&[mined]);
+                    }
+                }
+                8 if !held.is_empty() => {
+                    let t = held[(next() % held.len() as u64) as usize];
+                    pool.prioritise(t, (next() % 4_000) as i64 - 1_000);
+                }
+                _ => {
+                    let cp = pool.checkpoint();
+                    if let Some(t) = held.first() {
+                        pool.remove_with_descendants(t, Removal::Replaced);
+                    }
+                    pool.rollback(cp);
+                }
+            }
+            assert_totals(&pool);
+        }
+        assert!(pool.len() > 5, "the walk built a pool worth checking");
+        pool.max_usage = pool.usage() / 2;
+        pool.trim(0);
+        assert_totals(&pool);
     }
 }

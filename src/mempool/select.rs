@@ -94,13 +94,16 @@ pub fn select(
     max_sigops: u64,
     is_final: impl Fn(&Transaction) -> bool,
 ) -> Selected {
+    // Before anything is taken, a package is the entry with its ancestors: the pool keeps that.
     let mut heap: BinaryHeap<(Score, std::cmp::Reverse<Txid>)> = pool
         .iter()
-        .map(|(t, _)| {
-            (
-                package(pool, t, &HashSet::new()).score,
-                std::cmp::Reverse(*t),
-            )
+        .map(|(t, e)| {
+            let a = e.with_ancestors;
+            let score = Score {
+                fee: a.fee,
+                vsize: a.vsize,
+            };
+            (score, std::cmp::Reverse(*t))
         })
         .collect();
     let mut taken: HashSet<Txid> = HashSet::new();

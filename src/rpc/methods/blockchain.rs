@@ -805,31 +805,22 @@ pub fn parse_txid(s: &str) -> Result<bitcoin::Txid, RpcError> {
 /// Core's mempool entry object.
 fn entry_json(pool: &crate::mempool::pool::Pool, t: &bitcoin::Txid) -> Option<Value> {
     let e = pool.get(t)?;
-    let anc = pool.ancestors(t);
-    let desc = pool.descendants(t);
-    let sum = |set: &std::collections::BTreeSet<bitcoin::Txid>| {
-        set.iter()
-            .filter_map(|x| pool.get(x))
-            .fold((0u64, 0u64), |(f, v), x| (f + x.modified, v + x.vsize))
-    };
-    let (anc_fee, anc_vsize) = sum(&anc);
-    let (desc_fee, desc_vsize) = sum(&desc);
     let btc = |sat: u64| bitcoin::Amount::from_sat(sat).to_btc();
     Some(json!({
         "vsize": e.vsize,
         "weight": e.tx.weight().to_wu(),
         "time": e.time,
         "height": e.height,
-        "descendantcount": desc.len(),
-        "descendantsize": desc_vsize,
-        "ancestorcount": anc.len() + 1,
-        "ancestorsize": anc_vsize + e.vsize,
+        "descendantcount": e.with_descendants.count,
+        "descendantsize": e.with_descendants.vsize,
+        "ancestorcount": e.with_ancestors.count,
+        "ancestorsize": e.with_ancestors.vsize,
         "wtxid": e.wtxid.to_string(),
         "fees": {
             "base": btc(e.fee),
             "modified": btc(e.modified),
-            "ancestor": btc(anc_fee + e.modified),
-            "descendant": btc(desc_fee),
+            "ancestor": btc(e.with_ancestors.fee),
+            "descendant": btc(e.with_descendants.fee),
         },
         "depends": e.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "spentby": e.children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
