@@ -273,6 +273,8 @@ fn main() {
         in_process(20_000);
         flood(5, 20_000);
         flood(50, 100_000);
+        // The default budget: past 50,000 entries for getrawmempool's latency.
+        flood(100, 120_000);
     } else {
         in_process(200);
         flood(5, 400);

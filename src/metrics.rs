@@ -271,6 +271,8 @@ pub struct NetMetrics {
     pub send_queue_bytes: IntGauge,
     /// Bytes of unfinished incoming frames held, all peers.
     pub receive_buffer_bytes: IntGauge,
+    /// Memory transaction relay holds on the P2P thread (estimated).
+    pub relay_bytes: IntGauge,
     /// Blocks requested and not yet received.
     pub blocks_in_flight: IntGauge,
     /// Addresses in the address book.
@@ -357,6 +359,13 @@ impl NetMetrics {
                 IntGauge::new(
                     "bllvm_p2p_receive_buffer_bytes",
                     "Bytes of unfinished incoming frames held, all peers (inbound ones share a budget).",
+                )?,
+            )?,
+            relay_bytes: reg(
+                r,
+                IntGauge::new(
+                    "bllvm_p2p_relay_bytes",
+                    "Memory transaction relay holds on the P2P thread, estimated: its index of the mempool, each peer's known and queued announcements, transactions asked for, recent rejects.",
                 )?,
             )?,
             blocks_in_flight: reg(

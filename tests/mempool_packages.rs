@@ -107,6 +107,11 @@ fn testmempoolaccept_judges_single_transactions_and_packages_without_keeping_the
         node.call("getrawmempool", json!([])),
         json!([parent.compute_txid().to_string()])
     );
+    // Trials leave no trace in the sequence either: one entry so far.
+    assert_eq!(
+        node.call("getrawmempool", json!([false, true]))["mempool_sequence"],
+        1
+    );
 }
 
 #[test]

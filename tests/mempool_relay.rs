@@ -80,6 +80,8 @@ fn a_payment_sent_to_one_node_reaches_the_others_and_leaves_with_its_block() {
     });
     assert_eq!(mempool(&b), both);
     assert!(c.metric("bllvm_mempool_accepted_total") >= 1.0);
+    // Relay's own memory (its index of the pool, peers' announcements) is exported.
+    assert!(c.metric("bllvm_p2p_relay_bytes") > 0.0);
     // A block with both, mined at a, empties every pool.
     a.call("generateblock", json!([address(2), [txid, child_id]]));
     for n in [&a, &b, &c] {

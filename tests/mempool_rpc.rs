@@ -54,6 +54,13 @@ fn a_transaction_enters_the_mempool_and_a_block_takes_it_out() {
         json!(txid)
     );
     assert_eq!(node.call("getrawmempool", json!([])), json!([txid]));
+    // Core's mempool_sequence: one per entry and exit (the refused transaction counts nothing).
+    assert_eq!(
+        node.call("getrawmempool", json!([false, true])),
+        json!({"txids": [txid], "mempool_sequence": 1})
+    );
+    let err = node.rpc("getrawmempool", json!([true, true])).unwrap_err();
+    assert_eq!(err["code"], -8, "{err}");
     let verbose = node.call("getrawmempool", json!([true]));
     let entry = &verbose[&txid];
     assert_eq!(entry["fees"]["base"].as_f64().unwrap(), 0.00002);
@@ -120,6 +127,11 @@ fn a_transaction_enters_the_mempool_and_a_block_takes_it_out() {
         json!([address(2), [txid.clone(), child_id.clone()]]),
     );
     assert_eq!(node.call("getrawmempool", json!([])), json!([]));
+    assert_eq!(
+        node.call("getrawmempool", json!([false, true]))["mempool_sequence"],
+        4,
+        "two in, two out"
+    );
     assert_eq!(node.call("getmempoolinfo", json!([]))["size"], 0);
     assert_eq!(node.metric("bllvm_mempool_transactions"), 0.0);
     assert_eq!(

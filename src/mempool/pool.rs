@@ -196,6 +196,8 @@ pub struct Pool {
     undo: Option<Vec<Entry>>,
     /// Entries by descendant score, lowest first: what eviction takes.
     by_score: BTreeSet<ScoreKey>,
+    /// Counts every entry and exit (`getrawmempool`'s `mempool_sequence`).
+    sequence: u64,
 }
 
 /// Where a trial started: `Pool::rollback` returns the pool to it.
@@ -203,6 +205,7 @@ pub struct Pool {
 pub struct Checkpoint {
     events: usize,
     rolling: (f64, i64),
+    sequence: u64,
 }
 
 impl Default for Pool {
@@ -228,6 +231,7 @@ impl Pool {
             deltas: HashMap::new(),
             undo: None,
             by_score: BTreeSet::new(),
+            sequence: 0,
         }
     }
 
@@ -300,6 +304,7 @@ impl Pool {
         Checkpoint {
             events: self.events.len(),
             rolling: self.rolling,
+            sequence: self.sequence,
         }
     }
 
@@ -344,6 +349,7 @@ impl Pool {
         }
         self.events.truncate(cp.events);
         self.rolling = cp.rolling;
+        self.sequence = cp.sequence;
     }
 
     /// Whether loading `mempool.dat` has finished (or there was nothing to load).
@@ -371,6 +377,11 @@ impl Pool {
             .collect();
         all.sort_by_key(|(depth, t, _)| (*depth, **t));
         all.into_iter().map(|(_, _, e)| e).collect()
+    }
+
+    /// Entries and exits so far (Core's mempool sequence number).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
     }
 
     /// The memory budget (`getmempoolinfo.maxmempool`).
@@ -547,6 +558,7 @@ impl Pool {
         self.fees += fee;
         let wtxid = tx.compute_wtxid();
         self.events.push(Event::Added(txid));
+        self.sequence += 1;
         let modified = self.modified_fee(&txid, fee);
         let own = Totals {
             count: 1,
@@ -624,6 +636,7 @@ impl Pool {
         self.usage -= e.usage;
         self.fees -= e.fee;
         self.events.push(Event::Removed(*txid, why));
+        self.sequence += 1;
         let tx = e.tx.clone();
         if let Some(undo) = self.undo.as_mut() {
             undo.push(e);

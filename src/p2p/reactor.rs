@@ -664,6 +664,7 @@ impl Net {
         m.net.bans.set(v.view.bans.len() as i64);
         m.net.send_queue_bytes.set(v.queued as i64);
         m.net.receive_buffer_bytes.set(v.buffered as i64);
+        m.net.relay_bytes.set(self.proto.relay().usage() as i64);
         m.net
             .blocks_in_flight
             .set(self.proto.sync().in_flight() as i64);

@@ -201,6 +201,27 @@ impl Relay {
         self.pool.is_empty()
     }
 
+    /// Memory held beyond the transactions it shares with the pool, estimated per item: its
+    /// index of the pool, each peer's known, announced and queued hashes, wanted transactions,
+    /// recent rejects.
+    pub fn usage(&self) -> usize {
+        // A transaction in both pool maps; a key in a set and its order queue; a wanted entry.
+        const POOL_ITEM: usize = 300;
+        const SET_ITEM: usize = 40;
+        const WANTED_ITEM: usize = 120;
+        let peers: usize = self
+            .peers
+            .values()
+            .map(|p| {
+                (p.known.order.len() + p.announced.order.len()) * SET_ITEM + p.queue.len() * 32
+            })
+            .sum();
+        self.pool.len() * POOL_ITEM
+            + peers
+            + self.wanted.len() * WANTED_ITEM
+            + (self.rejected.order.len() + self.validating.len()) * SET_ITEM
+    }
+
     /// Announcements waiting for one peer (for tests and views).
     pub fn queued(&self, peer: PeerId) -> usize {
         self.peers.get(&peer).map_or(0, |p| p.queue.len())

@@ -227,6 +227,11 @@ impl Protocol {
         &self.sync
     }
 
+    /// Transaction relay state (for views and gauges).
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
     /// The peer manager (address book, bans, added nodes).
     pub fn manager(&self) -> &PeerManager {
         &self.manager

@@ -565,8 +565,20 @@ fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcEr
         "getrawmempool" => {
             let a = Args::new(params, &["verbose", "mempool_sequence"])?;
             let verbose = a.get(0).and_then(Value::as_bool).unwrap_or(false);
+            let sequence = a.get(1).and_then(Value::as_bool).unwrap_or(false);
+            if verbose && sequence {
+                return Err(RpcError::new(
+                    code::INVALID_PARAMETER,
+                    "Verbose results cannot contain mempool sequence values.",
+                ));
+            }
             on_chain(ctx, method, move |cs| {
-                b::getrawmempool(&cs.mempool, verbose)
+                let listing = b::getrawmempool(&cs.mempool, verbose);
+                if sequence {
+                    json!({"txids": listing, "mempool_sequence": cs.mempool.sequence()})
+                } else {
+                    listing
+                }
             })
         }
         "getmempoolentry" => {
