@@ -253,8 +253,8 @@ fn flood(max_mb: u64, n: usize) {
         info["maxmempool"].as_f64().unwrap() / 1e6,
         before as f64 / 1024.0,
         after as f64 / 1024.0,
-        (after - before) as f64 / 1024.0,
-        (after - before) as f64 * 1024.0 / (max_mb as f64 * 1e6),
+        (after as f64 - before as f64) / 1024.0,
+        (after as f64 - before as f64) * 1024.0 / (max_mb as f64 * 1e6),
     );
     let (ms, bytes) = timed(&node, "getrawmempool", json!([true]));
     println!(

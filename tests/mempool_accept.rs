@@ -158,3 +158,124 @@ fn full_rbf_replaces_by_cores_rules() {
     assert_eq!(pool.len(), 1);
     assert!(pool.get(&better.compute_txid()).is_some());
 }
+
+/// Spends of `parent`'s outputs `vouts`, each output of it to the wallet, signed.
+fn spend_outputs(
+    w: &Wallet,
+    parent: &Transaction,
+    vouts: &[u32],
+    outputs: Vec<TxOut>,
+) -> Transaction {
+    let inputs: Vec<(OutPoint, TxOut)> = vouts
+        .iter()
+        .map(|v| {
+            (
+                OutPoint::new(parent.compute_txid(), *v),
+                parent.output[*v as usize].clone(),
+            )
+        })
+        .collect();
+    w.spend(&inputs, outputs)
+}
+
+#[test]
+fn standardness_rules_refuse_signed_transactions_with_cores_reasons() {
+    let (cs, w, mut pool) = setup();
+    let mut check = |tx: Transaction, reason: &str| {
+        assert_eq!(try_accept(&mut pool, &cs, tx).unwrap_err(), reason);
+    };
+    let op_return = |n: u8| out(0, ScriptBuf::new_op_return([n; 8]));
+    check(
+        spend(
+            &cs,
+            &w,
+            1,
+            vec![out(COIN, w.p2wpkh()), op_return(1), op_return(2)],
+        ),
+        "multi-op-return",
+    );
+    // An 84-byte OP_RETURN script (81 bytes of data): past Core's 83-byte limit.
+    let mut big = vec![0x6a, 0x4c, 81];
+    big.extend([7u8; 81]);
+    check(
+        spend(
+            &cs,
+            &w,
+            1,
+            vec![out(COIN, w.p2wpkh()), out(0, ScriptBuf::from(big))],
+        ),
+        "scriptpubkey",
+    );
+    let mut v4 = spend(&cs, &w, 1, vec![out(COIN, w.p2wpkh())]);
+    v4.version = bitcoin::transaction::Version(4);
+    let (op, prev) = coinbase_utxo(&cs, 1);
+    w.sign(&mut v4, &[(op, prev.clone())]);
+    check(v4, "version");
+    let mut not_push = spend(&cs, &w, 1, vec![out(COIN, w.p2wpkh())]);
+    not_push.input[0].script_sig = ScriptBuf::from(vec![0x61]); // OP_NOP
+    check(not_push, "scriptsig-not-pushonly");
+    // Heavier than 400,000 weight units.
+    let wide = spend(
+        &cs,
+        &w,
+        1,
+        (0..3_300).map(|_| out(10_000, w.p2wpkh())).collect(),
+    );
+    check(wide, "tx-size");
+}
+
+#[test]
+fn package_limits_and_replacement_limits_refuse_with_cores_reasons() {
+    let (mut cs, w, mut pool) = setup();
+    // 26 in a chain: the 26th has 25 unconfirmed ancestors.
+    let mut prev = spend(&cs, &w, 1, vec![out(50 * COIN - 1_000, w.p2wpkh())]);
+    try_accept(&mut pool, &cs, prev.clone()).unwrap();
+    for i in 1..=25u64 {
+        let value = prev.output[0].value.to_sat() - 1_000;
+        let next = spend_outputs(&w, &prev, &[0], vec![out(value, w.p2wpkh())]);
+        let got = try_accept(&mut pool, &cs, next.clone());
+        if i < 25 {
+            got.unwrap();
+        } else {
+            assert_eq!(got.unwrap_err(), "too-long-mempool-chain");
+        }
+        prev = next;
+    }
+
+    // A replacement that spends what it replaces.
+    let mut pool = Pool::default();
+    let parent = spend(&cs, &w, 2, vec![out(50 * COIN - 1_000, w.p2wpkh())]);
+    try_accept(&mut pool, &cs, parent.clone()).unwrap();
+    let (op2, prev2) = coinbase_utxo(&cs, 2);
+    let mut both = vec![(op2, prev2)];
+    both.push((
+        OutPoint::new(parent.compute_txid(), 0),
+        parent.output[0].clone(),
+    ));
+    let circular = w.spend(&both, vec![out(90 * COIN, w.p2wpkh())]);
+    assert_eq!(
+        try_accept(&mut pool, &cs, circular).unwrap_err(),
+        "bad-txns-spends-conflicting-tx"
+    );
+
+    // Replacing more than 100 transactions at once: 101 spends of a confirmed fan-out, then one
+    // transaction spending all 101 outputs.
+    let (op, prev) = coinbase_utxo(&cs, 2);
+    let fan = w.spend(
+        &[(op, prev)],
+        (0..101).map(|_| out(COIN / 4, w.p2wpkh())).collect(),
+    );
+    cs.mine(w.p2wpkh(), vec![fan.clone()], NOW).unwrap();
+    let mut pool = Pool::default();
+    for v in 0..101 {
+        let t = spend_outputs(&w, &fan, &[v], vec![out(COIN / 4 - 500, w.p2wpkh())]);
+        try_accept(&mut pool, &cs, t).unwrap();
+    }
+    let all: Vec<u32> = (0..101).collect();
+    let sweep = spend_outputs(&w, &fan, &all, vec![out(101 * COIN / 4 - COIN, w.p2wpkh())]);
+    assert_eq!(
+        try_accept(&mut pool, &cs, sweep).unwrap_err(),
+        "too many potential replacements"
+    );
+    assert_eq!(pool.len(), 101, "a refusal changes nothing");
+}
