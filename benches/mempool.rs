@@ -247,7 +247,7 @@ fn flood(max_mb: u64, n: usize) {
     let evicted = node.metric("bllvm_mempool_removed_total{cause=\"size_limit\"}");
     println!(
         "max_mb {max_mb}: sent {sent}; pool {} transactions, usage {:.1} MB of {:.1} MB, {evicted} evicted; \
-         RSS {:.1} -> {:.1} MiB (+{:.1} MiB, {:.2}x the budget)",
+         RSS {:.1} -> {:.1} MiB ({:+.1} MiB, {:.2}x the budget)",
         info["size"],
         info["usage"].as_f64().unwrap() / 1e6,
         info["maxmempool"].as_f64().unwrap() / 1e6,

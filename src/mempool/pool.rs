@@ -33,9 +33,10 @@ pub const ROLLING_FEE_HALFLIFE_SECS: i64 = 12 * 3600;
 /// eviction key, relay's copy of its ids on the P2P thread, the transaction's own structs and
 /// allocations. A deliberate overestimate: `usage` must not undercount what `max_mb` bounds
 /// (`cargo bench --bench mempool` compares RSS with it: at 400 bytes, and 48 per input and
-/// output, a full 50 MB pool of 1-in-1-out payments took 1.64 times its budget; at 1,000 a
-/// full 100 MB pool took 0.99 times, too close).
-pub const ENTRY_OVERHEAD: usize = 1_200;
+/// output, a full 50 MB pool of 1-in-1-out payments took 1.64 times its budget; at 1,200 a
+/// full 100 MB pool took 1.03 times: the hash maps' spare capacity after they double costs an
+/// entry about 1.6 kB in all).
+pub const ENTRY_OVERHEAD: usize = 1_700;
 /// Memory per input beyond its serialized bytes (the `TxIn`, its witness's allocation, its
 /// entry in the map of spent outpoints).
 pub const INPUT_OVERHEAD: usize = 120;
