@@ -225,7 +225,7 @@ fn transactions_relay_between_bcoin_and_bllvm_both_ways() {
         json!([bitcoin::consensus::encode::serialize_hex(&theirs)]),
     );
     poll(SYNC, "bcoin's transaction in our mempool", || {
-        (mempool_of(a.call("getrawmempool", json!([]))) == [theirs_id.clone()]).then_some(())
+        (a.mempool_ids() == [theirs_id.clone()]).then_some(())
     });
     let hashes = a.call("generatetoaddress", json!([1, address(3)]));
     let block = a.call("getblock", json!([hashes[0], 1]));

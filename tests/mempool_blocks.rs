@@ -12,15 +12,11 @@ use bitcoin::{
     Transaction, TxIn, TxMerkleNode, TxOut, Witness,
 };
 use bllvm_node::chain::mining::{grind, update_merkle_root};
-use harness::chain::{out, Wallet};
+use harness::chain::{hex, out, Wallet};
 use harness::{address, NodeOptions, TestNode};
 use serde_json::{json, Value};
 
 const COIN: u64 = 100_000_000;
-
-fn hex(tx: &Transaction) -> String {
-    bitcoin::consensus::encode::serialize_hex(tx)
-}
 
 /// A funded node with three pool transactions: a parent at 2 sat/vB, its child at 40 sat/vB and
 /// an unrelated one at 10 sat/vB. Returned in the order a block should take them.

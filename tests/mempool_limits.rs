@@ -4,16 +4,11 @@
 
 mod harness;
 
-use bitcoin::Transaction;
-use harness::chain::{out, Wallet};
+use harness::chain::{hex, out, Wallet};
 use harness::{address, NodeOptions, TestNode};
 use serde_json::json;
 
 const COIN: u64 = 100_000_000;
-
-fn hex(tx: &Transaction) -> String {
-    bitcoin::consensus::encode::serialize_hex(tx)
-}
 
 #[test]
 fn a_full_pool_evicts_the_cheapest_and_raises_its_minimum_fee() {

@@ -6,15 +6,11 @@
 mod harness;
 
 use bitcoin::{OutPoint, Transaction};
-use harness::chain::{out, Wallet};
+use harness::chain::{hex, out, Wallet};
 use harness::{address, NodeOptions, TestNode};
 use serde_json::json;
 
 const COIN: u64 = 100_000_000;
-
-fn hex(tx: &Transaction) -> String {
-    bitcoin::consensus::encode::serialize_hex(tx)
-}
 
 /// A funded node (coinbases 1 to 4 spendable) and its wallet.
 fn funded() -> (TestNode, Wallet) {

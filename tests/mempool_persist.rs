@@ -6,7 +6,7 @@ mod harness;
 
 use bitcoin::{OutPoint, Transaction};
 use bllvm_node::mempool::dump::{self, Dumped};
-use harness::chain::{out, Wallet};
+use harness::chain::{hex, out, Wallet};
 use harness::{address, poll, NodeOptions, TestNode};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -14,22 +14,6 @@ use std::time::Duration;
 
 const COIN: u64 = 100_000_000;
 const WAIT: Duration = Duration::from_secs(60);
-
-fn hex(tx: &Transaction) -> String {
-    bitcoin::consensus::encode::serialize_hex(tx)
-}
-
-fn mempool(node: &TestNode) -> Vec<String> {
-    let mut ids: Vec<String> = node
-        .call("getrawmempool", json!([]))
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
 
 fn file(node: &TestNode) -> PathBuf {
     node.datadir.join("regtest").join("mempool.dat")
@@ -90,12 +74,15 @@ fn the_pool_survives_a_clean_restart_and_can_be_turned_off() {
     assert_eq!(order, [txs[0].compute_txid(), txs[1].compute_txid()]);
 
     let node = loaded(&datadir, "");
-    assert_eq!(mempool(&node), ids(&[&txs[0], &txs[1]]));
+    assert_eq!(node.mempool_ids(), ids(&[&txs[0], &txs[1]]));
     assert!(node.log().contains("loading 2 transactions"));
     node.stop();
 
     let node = loaded(&datadir, "[mempool]\npersist_mempool = false\n");
-    assert!(mempool(&node).is_empty(), "persistence off: nothing loaded");
+    assert!(
+        node.mempool_ids().is_empty(),
+        "persistence off: nothing loaded"
+    );
     node.stop();
     assert_eq!(dump::read(&path).unwrap(), saved, "and the file left alone");
 }
@@ -129,7 +116,7 @@ fn loaded_entries_are_revalidated_and_expired_ones_dropped() {
     });
     dump::write(&path, &d).unwrap();
     let node = loaded(&datadir, "");
-    assert_eq!(mempool(&node), ids(&[&txs[0], &txs[1]]));
+    assert_eq!(node.mempool_ids(), ids(&[&txs[0], &txs[1]]));
     // The expired entry was never taken in (and so never announced), not taken in and expired.
     assert_eq!(node.metric("bllvm_mempool_accepted_total"), 2.0);
     node.stop();
@@ -151,7 +138,7 @@ fn a_corrupt_file_is_logged_and_skipped() {
     let whole = std::fs::read(&path).unwrap();
     std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
     let node = loaded(&datadir, "");
-    assert!(mempool(&node).is_empty());
+    assert!(node.mempool_ids().is_empty());
     node.wait_log("mempool not loaded, starting empty");
     // A new pool replaces it at the next stop.
     node.stop();
@@ -173,6 +160,6 @@ fn after_kill_9_the_last_saved_pool_loads_and_a_torn_write_is_ignored() {
     // A write cut short by the crash leaves its temporary file; it is never read.
     std::fs::write(path.with_extension("dat.new"), b"torn").unwrap();
     let node = loaded(&datadir, "");
-    assert_eq!(mempool(&node), ids(&[&txs[0], &txs[1]]));
+    assert_eq!(node.mempool_ids(), ids(&[&txs[0], &txs[1]]));
     node.stop();
 }

@@ -8,7 +8,7 @@ mod harness;
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::p2p::message_blockdata::Inventory;
 use bitcoin::{OutPoint, Transaction};
-use harness::chain::{out, Wallet};
+use harness::chain::{hex, out, Wallet};
 use harness::raw_peer::RawPeer;
 use harness::{address, poll, NodeOptions, TestNode};
 use serde_json::json;
@@ -16,22 +16,6 @@ use std::time::Duration;
 
 const COIN: u64 = 100_000_000;
 const WAIT: Duration = Duration::from_secs(60);
-
-fn hex(tx: &Transaction) -> String {
-    bitcoin::consensus::encode::serialize_hex(tx)
-}
-
-fn mempool(node: &TestNode) -> Vec<String> {
-    let v = node.call("getrawmempool", json!([]));
-    let mut ids: Vec<String> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
 
 /// A node with 103 blocks paying `address(1)` (coinbases 1 to 4 spendable in the next block),
 /// its tip current.
@@ -69,16 +53,16 @@ fn a_payment_sent_to_one_node_reaches_the_others_and_leaves_with_its_block() {
     );
     assert_eq!(a.call("sendrawtransaction", json!([hex(&tx)])), json!(txid));
     poll(WAIT, "the payment to reach c", || {
-        (mempool(&c) == [txid.clone()]).then_some(())
+        (c.mempool_ids() == [txid.clone()]).then_some(())
     });
     let child_id = child.compute_txid().to_string();
     c.call("sendrawtransaction", json!([hex(&child)]));
     let mut both = vec![txid.clone(), child_id.clone()];
     both.sort();
     poll(WAIT, "the child to travel back to a", || {
-        (mempool(&a) == both).then_some(())
+        (a.mempool_ids() == both).then_some(())
     });
-    assert_eq!(mempool(&b), both);
+    assert_eq!(b.mempool_ids(), both);
     assert!(c.metric("bllvm_mempool_accepted_total") >= 1.0);
     // Relay's own memory (its index of the pool, peers' announcements) is exported.
     assert!(c.metric("bllvm_p2p_relay_bytes") > 0.0);
@@ -86,7 +70,7 @@ fn a_payment_sent_to_one_node_reaches_the_others_and_leaves_with_its_block() {
     a.call("generateblock", json!([address(2), [txid, child_id]]));
     for n in [&a, &b, &c] {
         poll(WAIT, "the block to clear the pool", || {
-            mempool(n).is_empty().then_some(())
+            n.mempool_ids().is_empty().then_some(())
         });
     }
     assert_eq!(
@@ -148,7 +132,7 @@ fn an_orphan_waits_for_its_parent_which_is_asked_of_its_sender() {
         [Inventory::WitnessTransaction(parent.compute_txid())]
     );
     assert_eq!(node.metric("bllvm_mempool_orphans"), 1.0);
-    assert!(mempool(&node).is_empty());
+    assert!(node.mempool_ids().is_empty());
     peer.send(NetworkMessage::Tx(parent.clone())).unwrap();
     let mut both = vec![
         parent.compute_txid().to_string(),
@@ -156,7 +140,7 @@ fn an_orphan_waits_for_its_parent_which_is_asked_of_its_sender() {
     ];
     both.sort();
     poll(WAIT, "parent and orphan to enter", || {
-        (mempool(&node) == both).then_some(())
+        (node.mempool_ids() == both).then_some(())
     });
     assert_eq!(node.metric("bllvm_mempool_orphans"), 0.0);
 }
@@ -203,5 +187,5 @@ fn a_refused_transaction_is_not_fetched_again_and_feefilter_is_honoured() {
         .expect("an announcement");
     assert_eq!(announced, [Inventory::WTx(high.compute_wtxid())]);
     // The node's own filter: the minimum relay fee once out of initial block download.
-    assert_eq!(mempool(&node).len(), 2);
+    assert_eq!(node.mempool_ids().len(), 2);
 }

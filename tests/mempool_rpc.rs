@@ -4,17 +4,13 @@
 
 mod harness;
 
-use bitcoin::{OutPoint, Transaction};
-use harness::chain::{out, Wallet};
+use bitcoin::OutPoint;
+use harness::chain::{hex, out, Wallet};
 use harness::{address, NodeOptions, TestNode};
 use serde_json::json;
 use std::time::Duration;
 
 const COIN: u64 = 100_000_000;
-
-fn hex(tx: &Transaction) -> String {
-    bitcoin::consensus::encode::serialize_hex(tx)
-}
 
 #[test]
 fn a_transaction_enters_the_mempool_and_a_block_takes_it_out() {

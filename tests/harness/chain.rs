@@ -129,6 +129,11 @@ impl Wallet {
     }
 }
 
+/// A transaction as `sendrawtransaction` takes it.
+pub fn hex(tx: &Transaction) -> String {
+    bitcoin::consensus::encode::serialize_hex(tx)
+}
+
 /// An output of `value` satoshis to `script`.
 pub fn out(value: u64, script: ScriptBuf) -> TxOut {
     TxOut {

@@ -699,6 +699,19 @@ impl TestNode {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// The txids in the node's mempool, sorted.
+    pub fn mempool_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .call("getrawmempool", serde_json::json!([]))
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|t| t.as_str().unwrap_or_default().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The coinbase output of the node's block at `height`.
     pub fn coinbase(&self, height: u64) -> (bitcoin::OutPoint, bitcoin::TxOut) {
         let hash = self.call("getblockhash", serde_json::json!([height]));
