@@ -10,6 +10,11 @@ use std::net::SocketAddr;
 pub const MAX_NEW: usize = 4096;
 /// Addresses connected to at least once, at most.
 pub const MAX_TRIED: usize = 1024;
+/// A book this small keeps its failing addresses (retried at the longest backoff): after a long
+/// outage they may be all the node has.
+pub const FEW_ADDRESSES: usize = 256;
+/// Failures alone take a score no lower than this (candidates need more than -100).
+const FAILED_FLOOR: i32 = -95;
 
 /// Where an address came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,14 +145,15 @@ impl AddrBook {
         let Some(e) = self.entries.get_mut(addr) else {
             return;
         };
-        e.score = (e.score
-            + match q {
-                Quality::Handshake => 10,
-                Quality::UsefulBlock => 1,
-                Quality::Failed => -5,
-                Quality::Stalled => -20,
-                Quality::Misbehaved => -100,
-            })
+        e.score = match q {
+            // Failing to answer ranks an address last but never rules it out: during a long
+            // outage everything fails, and it must be tried again once the network is back.
+            Quality::Failed => (e.score - 5).max(e.score.min(FAILED_FLOOR)),
+            Quality::Handshake => e.score + 10,
+            Quality::UsefulBlock => e.score + 1,
+            Quality::Stalled => e.score - 20,
+            Quality::Misbehaved => e.score - 100,
+        }
         .clamp(-1000, 1000);
         if q == Quality::Handshake {
             e.tried = true;
@@ -162,6 +168,11 @@ impl AddrBook {
             let ms = u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX);
             e.min_ping_ms = Some(e.min_ping_ms.map_or(ms, |m| m.min(ms)));
         }
+    }
+
+    /// Whether the book is small enough to keep what keeps failing (`FEW_ADDRESSES`).
+    pub fn is_small(&self) -> bool {
+        self.entries.len() <= FEW_ADDRESSES
     }
 
     /// Forgets `addr` (banned, or given up).

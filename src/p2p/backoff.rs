@@ -58,6 +58,15 @@ impl Reconnect {
         self.next = None;
     }
 
+    /// After a gossip address was given up: try it again no sooner than the longest delay
+    /// (a small address book keeps what it has through a long outage). Returns when.
+    pub fn keep_trying(&mut self, policy: &Policy, now: Instant, unit: f64) -> Instant {
+        let factor = 1.0 + policy.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        let at = now + policy.max.mul_f64(factor);
+        self.next = Some(at);
+        at
+    }
+
     /// A connection failed or dropped at `now`; `unit` is a uniform random number in [0, 1).
     /// Returns when to try next, or `None` when a gossip address is given up.
     pub fn failed(&mut self, policy: &Policy, now: Instant, unit: f64) -> Option<Instant> {

@@ -209,9 +209,14 @@ impl PeerManager {
             .entry(addr)
             .or_insert_with(|| Reconnect::new(Persistence::Gossip));
         if r.failed(&self.settings.backoff, now, unit).is_none() {
-            // A gossip address that keeps failing is forgotten.
-            self.reconnect.remove(&addr);
-            self.book.remove(&addr);
+            if self.book.is_small() {
+                // After a long outage these may be all there is: keep trying, slowly.
+                r.keep_trying(&self.settings.backoff, now, unit);
+            } else {
+                // A gossip address that keeps failing is forgotten while others remain.
+                self.reconnect.remove(&addr);
+                self.book.remove(&addr);
+            }
         }
     }
 
@@ -293,6 +298,11 @@ impl PeerManager {
     /// The outbound target, without the stale-tip extra.
     pub fn target_outbound(&self) -> usize {
         self.settings.target_outbound
+    }
+
+    /// Whether fewer outbound peers are connected than the target.
+    pub fn short_of_target(&self) -> bool {
+        self.outbound.len() < self.settings.target_outbound
     }
 
     /// Outbound peers connected.

@@ -145,7 +145,8 @@ pub struct Protocol {
     rng: Rng,
     eviction_key: u64,
     active: bool,
-    seeds_asked: bool,
+    /// When the DNS seeds are asked next (while short of outbound peers).
+    next_seed_query: Option<Instant>,
     partitions: u64,
     changed: bool,
     /// The tip, and when it last changed.
@@ -153,6 +154,11 @@ pub struct Protocol {
     last_stale_check: Option<Instant>,
     out: Vec<Io>,
 }
+
+/// With addresses in the book, the DNS seeds wait this long for them to connect (Core's 11 s).
+pub const SEED_DELAY: Duration = Duration::from_secs(11);
+/// While short of outbound peers, the DNS seeds are asked again this often.
+pub const SEED_REFRESH: Duration = Duration::from_secs(15 * 60);
 
 /// IPv4-mapped addresses as IPv4, so bans and netgroups see one form.
 pub fn canonical(a: SocketAddr) -> SocketAddr {
@@ -189,7 +195,7 @@ impl Protocol {
             rng,
             eviction_key,
             active: true,
-            seeds_asked: false,
+            next_seed_query: None,
             partitions: 0,
             changed: true,
             tip_since: None,
@@ -390,6 +396,7 @@ impl Protocol {
                 log::warn!(event = "network_partition"; "network partition: every outbound peer dropped at once");
                 self.partitions += 1;
                 self.query_seeds();
+                self.next_seed_query = Some(now + SEED_REFRESH);
             }
         }
         if was_ready {
@@ -461,14 +468,7 @@ impl Protocol {
         for Command::Connect(addr) in self.manager.tick(now, now_unix) {
             self.dial(addr, false, now, now_unix);
         }
-        // An empty book outside --connect mode: ask the seeds (none on regtest).
-        if empty_book
-            && self.peers.is_empty()
-            && !self.manager.connect_only()
-            && !std::mem::replace(&mut self.seeds_asked, true)
-        {
-            self.query_seeds();
-        }
+        self.seed_schedule(now, empty_book);
     }
 
     /// Core's stale-tip rule: with the tip unchanged for half an hour, one extra outbound peer
@@ -599,6 +599,27 @@ impl Protocol {
         v.version = PROTOCOL_VERSION;
         v.relay = true;
         v
+    }
+
+    /// The DNS seeds are asked while the node is short of outbound peers: at once with an
+    /// empty book, else after `SEED_DELAY` (Core's wait for the book's own addresses), then
+    /// every `SEED_REFRESH` for as long as it stays short, however long the outage.
+    fn seed_schedule(&mut self, now: Instant, empty_book: bool) {
+        if self.manager.connect_only() || !self.manager.short_of_target() {
+            self.next_seed_query = None;
+            return;
+        }
+        let due = *self.next_seed_query.get_or_insert_with(|| {
+            if empty_book {
+                now
+            } else {
+                now + SEED_DELAY
+            }
+        });
+        if now >= due {
+            self.query_seeds();
+            self.next_seed_query = Some(now + SEED_REFRESH);
+        }
     }
 
     fn query_seeds(&mut self) {

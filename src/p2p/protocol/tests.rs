@@ -765,3 +765,84 @@ fn transaction_announcements_are_ignored_during_initial_block_download() {
     );
     assert!(sent(&p.take_io(), a, "getdata").is_empty());
 }
+
+// ---- a long outage ----
+
+#[test]
+fn after_48_hours_without_a_reachable_peer_the_node_still_tries_and_connects_when_one_answers() {
+    use crate::p2p::resolver::Resolved;
+    let t0 = Instant::now();
+    // Testnet4 has DNS seeds: here their lookups are only `Io::Lookup`s the test answers.
+    let mut s = settings(2, 10);
+    s.chain = Chain::Testnet4;
+    let mut book = AddrBook::default();
+    for g in 1..=3 {
+        book.add(addr(g, 0), Source::Gossip, T_UNIX);
+    }
+    let mut p = Protocol::new(s, book, BanList::default(), Rng::seeded(7), T_UNIX);
+    let step = 30u64;
+    let (mut lookups, mut late_dials) = (0, 0);
+    for i in 0..(48 * 3600 / step) {
+        let (t, unix) = (
+            t0 + Duration::from_secs(i * step),
+            T_UNIX + (i * step) as i64,
+        );
+        p.tick(t, unix);
+        for io in p.take_io() {
+            match io {
+                // Nothing answers: every attempt is refused.
+                Io::Connect(id, _, _) => {
+                    if i * step >= 24 * 3600 {
+                        late_dials += 1;
+                    }
+                    p.disconnected(id, t, unix);
+                }
+                // The seeds know nobody.
+                Io::Lookup(lookup) => {
+                    lookups += 1;
+                    p.resolved(
+                        Resolved {
+                            lookup,
+                            addrs: vec![],
+                        },
+                        unix,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(
+        p.manager().book.len(),
+        3,
+        "a small book keeps failing addresses"
+    );
+    // Retried at the longest backoff (a minute here), each of three addresses.
+    assert!(
+        late_dials >= 3 * 24,
+        "{late_dials} attempts on the second day"
+    );
+    // Two seeds, asked every 15 minutes while short of peers.
+    assert!(lookups >= 2 * 48 * 4 - 2, "{lookups} seed lookups in 48 h");
+
+    // One answers: the next attempt to it completes a handshake.
+    let end = t0 + Duration::from_secs(48 * 3600);
+    let mut t = end;
+    let connected = loop {
+        t += Duration::from_secs(1);
+        assert!(
+            t < end + Duration::from_secs(120),
+            "no attempt within two minutes"
+        );
+        p.tick(t, T_UNIX);
+        let io = p.take_io();
+        if let Some((id, _)) = connects(&io).into_iter().find(|(_, a)| *a == addr(2, 0)) {
+            break id;
+        }
+        for (id, _) in connects(&io) {
+            p.disconnected(id, t, T_UNIX);
+        }
+    };
+    handshake(&mut p, connected, 42, t);
+    assert_eq!(p.manager().outbound_count(), 1);
+}
