@@ -2,7 +2,7 @@
 
 mod harness;
 
-use harness::{free_port, http, json, poll, TestNode};
+use harness::{free_port, http, json, poll, NodeOptions, TestNode};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -231,9 +231,10 @@ fn kubernetes_configmap_passes_config_check() {
     );
 }
 
-struct Prometheus(Child);
+/// A tool's process (Prometheus, HAProxy), killed on drop.
+struct Tool(Child);
 
-impl Drop for Prometheus {
+impl Drop for Tool {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -261,7 +262,7 @@ fn real_prometheus_scrapes_the_node_and_evaluates_the_rules() {
     .unwrap();
     let port = free_port();
     let web: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let _prom = Prometheus(
+    let _prom = Tool(
         tool("prometheus", "prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -314,4 +315,84 @@ fn real_prometheus_scrapes_the_node_and_evaluates_the_rules() {
     for r in groups {
         assert_eq!(r["health"], "ok", "{r}");
     }
+}
+
+/// The shipped HAProxy example passes HAProxy's own config check, and checks `/health` every
+/// 10 s with 3 failures to mark a node down, as the operator guide asks.
+#[test]
+fn haproxy_example_passes_its_config_check() {
+    let cfg = read("loadbalancer/haproxy.cfg");
+    assert!(cfg.contains("option httpchk GET /health"), "{cfg}");
+    assert!(
+        cfg.contains("default-server inter 10s fall 3 rise 2"),
+        "{cfg}"
+    );
+    let out = tool("haproxy", "haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(deploy("loadbalancer/haproxy.cfg"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "haproxy -c:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The example in front of a real node (its addresses and, so the test is quick, its check
+/// interval replaced): requests reach the node; once the node turns unhealthy (its chain thread
+/// stalls) HAProxy's `/health` checks take it out of the pool after three failures, and even
+/// `/metrics`, which the node itself still serves, gets HAProxy's 503.
+#[test]
+fn haproxy_routes_to_the_node_and_takes_an_unhealthy_one_out() {
+    let mut node = TestNode::start_with(NodeOptions {
+        config: Some(
+            "heartbeat_timeout_secs = 1.0\n[debug]\nstall_component = \"chain\"\nstall_after_secs = 3.0\n"
+                .into(),
+        ),
+        ..NodeOptions::default()
+    });
+    node.wait_ready(Duration::from_secs(10));
+    let port = free_port();
+    let front: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = read("loadbalancer/haproxy.cfg")
+        .replace("bind 127.0.0.1:18332", &format!("bind {front}"))
+        .replace(
+            "server node1 127.0.0.1:8332",
+            &format!("server node1 {}", node.rpc),
+        )
+        .replace("inter 10s", "inter 200ms");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let _lb = Tool(
+        tool("haproxy", "haproxy")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    poll(Duration::from_secs(10), "haproxy to route /metrics", || {
+        http(front, "GET", "/metrics", "")
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    });
+    // The chain stalls: /health turns 503, and three failed checks later the node is out.
+    poll(
+        Duration::from_secs(30),
+        "haproxy to take the node out",
+        || {
+            http(front, "GET", "/metrics", "")
+                .ok()
+                .filter(|(s, _)| *s == 503)
+        },
+    );
+    let (direct, _) = node.get("/metrics").unwrap();
+    assert_eq!(direct, 200, "the node itself still answers /metrics");
+    let (health, _) = node.get("/health").unwrap();
+    assert_eq!(health, 503);
 }
