@@ -111,6 +111,8 @@ pub struct Metrics {
     pub rpc_request_duration_seconds: HistogramVec,
     /// RPC requests refused before any method ran, by reason.
     pub rpc_rejections_total: IntCounterVec,
+    /// Answers given from the published chain view while the chain thread did not answer.
+    pub rpc_degraded_answers_total: IntCounterVec,
     /// Circuit breaker per method: 0 closed, 1 open, 2 half-open.
     pub rpc_breaker_state: IntGaugeVec,
     /// RPC calls being answered now.
@@ -724,6 +726,16 @@ impl Metrics {
                     &["method"],
                 )?,
             )?,
+            rpc_degraded_answers_total: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bllvm_rpc_degraded_answers_total",
+                        "RPC answers given from the last published chain view while the chain thread was not answering, by method.",
+                    ),
+                    &["method"],
+                )?,
+            )?,
             rpc_rejections_total: reg(
                 r,
                 IntCounterVec::new(
@@ -789,6 +801,14 @@ impl Metrics {
         }
         for outcome in ["sent", "withheld"] {
             m.watchdog_notifications_total.with_label_values(&[outcome]);
+        }
+        for method in [
+            "getbestblockhash",
+            "getblockchaininfo",
+            "getblockcount",
+            "getchaintips",
+        ] {
+            m.rpc_degraded_answers_total.with_label_values(&[method]);
         }
         for why in crate::mempool::pool::Removal::ALL {
             m.mempool_removed_total.with_label_values(&[why.label()]);

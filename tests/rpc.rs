@@ -1088,24 +1088,36 @@ fn keep_alive_answers_do_not_wait_for_delayed_acks() {
     );
 }
 
-/// `getblockcount`, `getbestblockhash` and `getblockchaininfo` answer from the view the chain
-/// thread publishes, so they answer while it is stuck; calls that need the chain state time out.
+/// With the chain thread stuck, `getblockcount`, `getbestblockhash`, `getblockchaininfo` (with a
+/// warning saying so) and `getchaintips` answer from the view it last published, each answer
+/// counted as degraded; calls that need the chain state fail at once with the reason instead of
+/// waiting out their timeout (30 s here).
 #[test]
 fn tip_calls_answer_while_the_chain_thread_is_stuck() {
     let mut node = TestNode::start_with(NodeOptions {
         config: Some(
-            "heartbeat_timeout_secs = 1.0\n[rpc]\ntimeout_secs = 1.0\n[debug]\nstall_component = \"chain\"\nstall_after_secs = 1.0\n"
+            "heartbeat_timeout_secs = 1.0\n[rpc]\ntimeout_secs = 30.0\n[debug]\nstall_component = \"chain\"\nstall_after_secs = 1.0\n"
                 .into(),
         ),
         ..NodeOptions::default()
     });
     node.wait_ready(Duration::from_secs(10));
     let tip = node.call("getbestblockhash", serde_json::json!([]));
+    let info = node.call("getblockchaininfo", serde_json::json!([]));
+    assert_eq!(
+        info["warnings"],
+        serde_json::json!([]),
+        "no warning while it answers"
+    );
     harness::poll(Duration::from_secs(10), "the chain thread to stall", || {
         let d = json(&node.get("/health/detailed").ok()?.1);
         (d["components"]["chain"]["status"] == "unhealthy").then_some(())
     });
-    node.rpc_err("getblockhash", serde_json::json!([0]), "timed out");
+    node.rpc_err(
+        "getblockhash",
+        serde_json::json!([0]),
+        "the chain thread has not answered",
+    );
     assert_eq!(node.call("getblockcount", serde_json::json!([])), 0);
     assert_eq!(node.call("getbestblockhash", serde_json::json!([])), tip);
     let info = node.call("getblockchaininfo", serde_json::json!([]));
@@ -1114,6 +1126,23 @@ fn tip_calls_answer_while_the_chain_thread_is_stuck() {
         (serde_json::json!(0), tip.clone())
     );
     assert_eq!(info["chain"], "regtest");
+    let warning = info["warnings"][0].as_str().unwrap_or_default().to_owned();
+    assert!(warning.contains("last chain state it published"), "{info}");
+    assert_eq!(
+        node.call("getchaintips", serde_json::json!([])),
+        serde_json::json!([{"height": 0, "hash": tip, "branchlen": 0, "status": "active"}])
+    );
+    for m in [
+        "getblockcount",
+        "getbestblockhash",
+        "getblockchaininfo",
+        "getchaintips",
+    ] {
+        let n = node.metric(&format!(
+            "bllvm_rpc_degraded_answers_total{{method=\"{m}\"}}"
+        ));
+        assert!(n >= 1.0, "{m}: {n}");
+    }
     // Parameters are still checked.
     node.rpc_err("getblockcount", serde_json::json!([1]), "");
 }

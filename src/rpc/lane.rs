@@ -79,8 +79,10 @@ impl Lane for RpcLane {
             user: &user,
             request_id: f.fields.request_id.as_deref(),
         };
+        // A stalled chain thread would hold the call to its timeout: the usual path refuses it
+        // at once, saying why.
         let read = match read {
-            Some(read) if !view => read,
+            Some(read) if !view && server.methods.chain_trouble().is_none() => read,
             _ => return answer(server.handle_parsed(&meta, body.len(), Ok(parsed))),
         };
         let Body::Single(Ok(call)) = parsed else {

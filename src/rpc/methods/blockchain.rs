@@ -322,7 +322,7 @@ pub fn chaininfo(
     size_on_disk: u64,
     prune: &PruneInfo,
 ) -> Value {
-    serde_json::to_value(ChainInfo::new(chain, view, size_on_disk, prune)).unwrap_or_default()
+    serde_json::to_value(ChainInfo::new(chain, view, size_on_disk, prune, &[])).unwrap_or_default()
 }
 
 /// `getblockchaininfo` as text, written from a struct in Core's field order (the call
@@ -332,8 +332,10 @@ pub fn chaininfo_json(
     view: &crate::state::ChainView,
     size_on_disk: u64,
     prune: &PruneInfo,
+    warnings: &[String],
 ) -> String {
-    serde_json::to_string(&ChainInfo::new(chain, view, size_on_disk, prune)).unwrap_or_default()
+    serde_json::to_string(&ChainInfo::new(chain, view, size_on_disk, prune, warnings))
+        .unwrap_or_default()
 }
 
 #[derive(serde::Serialize)]
@@ -356,7 +358,7 @@ struct ChainInfo<'a> {
     automatic_pruning: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     prune_target_size: Option<u64>,
-    warnings: [&'static str; 0],
+    warnings: &'a [String],
 }
 
 impl<'a> ChainInfo<'a> {
@@ -365,6 +367,7 @@ impl<'a> ChainInfo<'a> {
         view: &'a crate::state::ChainView,
         size_on_disk: u64,
         prune: &PruneInfo,
+        warnings: &'a [String],
     ) -> ChainInfo<'a> {
         let now = crate::clock::unix_now() as u64;
         ChainInfo {
@@ -391,7 +394,7 @@ impl<'a> ChainInfo<'a> {
                 .then(|| prune.prune_height.map_or(0, |h| h + 1)),
             automatic_pruning: prune.enabled.then_some(prune.automatic),
             prune_target_size: prune.target_bytes.filter(|_| prune.enabled),
-            warnings: [],
+            warnings,
         }
     }
 }

@@ -55,6 +55,40 @@ impl Context {
             .unwrap_or(self.timeout)
     }
 
+    /// Why the chain thread cannot be relied on now: its heartbeat is older than the health
+    /// timeout (stalled, or stuck in a long step). `None` while it answers.
+    pub fn chain_trouble(&self) -> Option<String> {
+        let eval = self
+            .probes
+            .shared
+            .vitals
+            .evaluate(Instant::now(), self.probes.heartbeat_timeout);
+        eval.components
+            .iter()
+            .find(|c| {
+                c.component == crate::component::Component::Chain
+                    && c.heartbeat_age > self.probes.heartbeat_timeout
+            })
+            .map(|c| {
+                format!(
+                    "the chain thread has not answered for {} s",
+                    c.heartbeat_age.as_secs()
+                )
+            })
+    }
+
+    /// Counts an answer given from the published chain view while the chain thread is in
+    /// trouble; the trouble, if any.
+    fn degraded(&self, method: &str) -> Option<String> {
+        let why = self.chain_trouble()?;
+        self.probes
+            .metrics
+            .rpc_degraded_answers_total
+            .with_label_values(&[method])
+            .inc();
+        Some(why)
+    }
+
     /// An error naming why, while storage writes fail: changes could not be kept.
     fn writable(&self) -> Result<(), RpcError> {
         match &self.probes.shared.storage.read().write_error {
@@ -196,12 +230,25 @@ pub fn label(method: &str) -> &'static str {
 /// A read of the chain state.
 pub type ChainFn = fn(&ChainState, &Params) -> Result<Value, RpcError>;
 
+/// A call that needs the chain thread fails at once, saying why, while the thread is known not
+/// to answer, instead of waiting out its timeout.
+fn fail_fast(ctx: &Context) -> Result<(), RpcError> {
+    match ctx.chain_trouble() {
+        Some(why) => Err(RpcError::internal(
+            code::MISC_ERROR,
+            format!("{why}; calls that need the chain state are refused until it recovers"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Runs `f` on the chain thread and waits for its answer (at most `ctx.timeout`).
 pub(crate) fn on_chain<T: Send + 'static>(
     ctx: &Context,
     method: &str,
     f: impl FnOnce(&ChainState) -> T + Send + 'static,
 ) -> Result<T, RpcError> {
+    fail_fast(ctx)?;
     let timeout = ctx.timeout_for(method);
     let (tx, rx) = bounded(1);
     let query = Box::new(move |cs: &ChainState| {
@@ -222,6 +269,7 @@ fn mutate<T: Send + 'static>(
     f: impl FnOnce(&mut ChainState) -> (T, Vec<crate::chain::chainstate::Update>) + Send + 'static,
 ) -> Result<T, RpcError> {
     ctx.writable()?;
+    fail_fast(ctx)?;
     let timeout = ctx.timeout_for(method);
     let (tx, rx) = bounded(1);
     let mutation = Box::new(move |cs: &mut ChainState| {
@@ -285,6 +333,7 @@ fn from_view(
     {
         let view = ctx.probes.shared.chain.read();
         if view.initialized {
+            ctx.degraded(method);
             return Ok(answer(&view));
         }
     }
@@ -319,8 +368,14 @@ pub fn call(ctx: &Context, method: &str, params: &Params) -> Result<Answer, RpcE
         let view = ctx.probes.shared.chain.read();
         if view.initialized {
             Args::new(params, &[])?;
+            // Core's `warnings`: say the answer is the last view the chain thread published.
+            let warnings: Vec<String> = ctx
+                .degraded(method)
+                .map(|why| format!("{why}: this is the last chain state it published"))
+                .into_iter()
+                .collect();
             return Ok(Answer::Json(blockchain::chaininfo_json(
-                ctx.chain, &view, size, &prune,
+                ctx.chain, &view, size, &prune, &warnings,
             )));
         }
     }
@@ -349,7 +404,21 @@ fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcEr
         "getblockcount" => from_view(ctx, method, params, b::getblockcount, |v| v.height.into()),
         "getblockhash" => read(ctx, method, b::getblockhash, params),
         "getblockheader" => read(ctx, method, b::getblockheader, params),
-        "getchaintips" => read(ctx, method, b::getchaintips, params),
+        "getchaintips" => {
+            // With the chain thread in trouble: the active tip from the published view.
+            let view = ctx.probes.shared.chain.read().clone();
+            if view.initialized && ctx.chain_trouble().is_some() {
+                Args::new(params, &[])?;
+                ctx.degraded(method);
+                return Ok(json!([{
+                    "height": view.height,
+                    "hash": view.tip_hash,
+                    "branchlen": 0,
+                    "status": "active",
+                }]));
+            }
+            read(ctx, method, b::getchaintips, params)
+        }
         "getdifficulty" => read(ctx, method, b::getdifficulty, params),
         "gettxout" => read(ctx, method, b::gettxout, params),
         "getblockchaininfo" => {
