@@ -7,6 +7,7 @@ pub mod component;
 pub mod config;
 pub mod datadir;
 pub mod hex;
+pub mod host;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;

@@ -410,6 +410,19 @@ impl Metrics {
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        // What the host allows, so alerts can use shares of it.
+        let memory_limit = IntGauge::new(
+            "bllvm_host_memory_limit_bytes",
+            "Memory the node may use: its cgroup's limit, else the machine's total.",
+        )?;
+        memory_limit.set(crate::host::memory_limit_bytes().unwrap_or(0) as i64);
+        r.register(Box::new(memory_limit))?;
+        let cpus = IntGauge::new(
+            "bllvm_host_cpus",
+            "CPUs the node may use (cgroup quota and affinity).",
+        )?;
+        cpus.set(crate::host::cpus() as i64);
+        r.register(Box::new(cpus))?;
         let m = Metrics {
             depth_probes: RwLock::new(Vec::new()),
             log_lines_dropped_total: reg(

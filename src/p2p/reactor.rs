@@ -500,11 +500,17 @@ impl Net {
             if c.closing.is_some() || c.queue.is_full() || self.proto.busy(id) {
                 break;
             }
+            let held = c.decoder.buffered();
             match c.next_message() {
                 Ok(Some(msg)) => {
                     let label = command_label(msg.cmd());
                     let m = &self.links.metrics.net;
                     m.messages_received_total.with_label_values(&[label]).inc();
+                    // The frame it came in, header included.
+                    let frame = held.saturating_sub(c.decoder.buffered());
+                    m.bytes_received_total
+                        .with_label_values(&[label])
+                        .inc_by(frame as u64);
                     self.proto.received(id, msg, now, unix_now());
                 }
                 Ok(None) => break,
