@@ -101,6 +101,10 @@ pub struct Metrics {
     pub mempool_orphan_bytes: IntGauge,
     /// The pool's memory budget (`[mempool] max_mb`).
     pub mempool_max_bytes: IntGauge,
+    /// The network the node runs on (`network` label, Core's chain name); always 1.
+    pub network_info: IntGaugeVec,
+    /// Seconds between scheduled backups (0: off).
+    pub backup_interval_seconds: Gauge,
     /// Time of one storage commit (files, fsync, store).
     pub storage_commit_seconds: Histogram,
     /// Bytes in the block and undo files.
@@ -702,6 +706,23 @@ impl Metrics {
                 IntGauge::new(
                     "bllvm_mempool_orphan_bytes",
                     "Memory the orphan pool accounts for.",
+                )?,
+            )?,
+            network_info: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "bllvm_network_info",
+                        "The network the node runs on (Core's chain name in the label); always 1.",
+                    ),
+                    &["network"],
+                )?,
+            )?,
+            backup_interval_seconds: reg(
+                r,
+                Gauge::new(
+                    "bllvm_backup_interval_seconds",
+                    "Seconds between scheduled backups of the chain-state store (0: off).",
                 )?,
             )?,
             mempool_max_bytes: reg(

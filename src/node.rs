@@ -395,6 +395,13 @@ fn start(config: &Config, reindex: bool) -> Result<(Supervisor, Held), StartErro
     let store: Arc<dyn Store> = opened.store;
     let fallback_reason = opened.fallback_reason;
     let metrics = Arc::new(Metrics::new(store.backend())?);
+    metrics
+        .network_info
+        .with_label_values(&[crate::rpc::methods::blockchain::chain_name(config.chain)])
+        .set(1);
+    metrics
+        .backup_interval_seconds
+        .set(config.storage.backup_interval_secs);
     let shared = Arc::new(Shared::new(true));
     shared.network.write().peers_max = config.network.max_connections;
     let heartbeat_timeout = Duration::from_secs_f64(config.heartbeat_timeout_secs);

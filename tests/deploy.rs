@@ -140,11 +140,54 @@ fn alert_rules_fire_on_their_unit_tests() {
     );
 }
 
+/// Every rule names its runbook, which exists and has the five parts an operator needs; every
+/// runbook belongs to a rule; every rule has a unit test in alerts_test.yml.
+#[test]
+fn every_alert_has_a_runbook_and_a_unit_test() {
+    let rules = read("prometheus/alerts.yml");
+    let tests = read("prometheus/alerts_test.yml");
+    let names: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(names.len() >= 20, "{names:?}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in &names {
+        let link = format!("runbook_url: \"docs/runbooks/{name}.md\"");
+        assert!(rules.contains(&link), "{name} has no runbook_url");
+        let text = std::fs::read_to_string(root.join(format!("docs/runbooks/{name}.md")))
+            .unwrap_or_else(|_| panic!("docs/runbooks/{name}.md is missing"));
+        for part in [
+            "## What it means",
+            "## Confirm",
+            "## What to do",
+            "## Recover",
+            "## Prevent",
+        ] {
+            assert!(text.contains(part), "{name}'s runbook has no {part:?}");
+        }
+        assert!(
+            tests.contains(&format!("alertname: {name}")),
+            "{name} has no unit test in alerts_test.yml"
+        );
+    }
+    for entry in std::fs::read_dir(root.join("docs/runbooks")).unwrap() {
+        let file = entry.unwrap().file_name().into_string().unwrap();
+        let name = file.trim_end_matches(".md");
+        assert!(
+            names.contains(&name),
+            "docs/runbooks/{file} belongs to no rule"
+        );
+    }
+}
+
 /// Every `bllvm_*`/`process_*` series named in a dashboard or rule must exist on a live node.
 #[test]
 fn dashboard_and_alerts_only_use_metrics_the_node_exports() {
     let mut node = TestNode::start();
     node.wait_ready(Duration::from_secs(5));
+    // Families labelled by RPC method appear with the first call.
+    node.call("getblockcount", serde_json::json!([]));
     let (_, metrics) = node.get("/metrics").unwrap();
     let exported: BTreeSet<String> = metrics
         .lines()
