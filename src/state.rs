@@ -24,6 +24,10 @@ pub struct ChainView {
     pub difficulty: f64,
     /// Total work of the active chain, hex as Core prints it.
     pub chainwork: String,
+    /// The tip's header (`getblockheader` of the tip while the chain thread is stuck).
+    pub tip_header: Option<bitcoin::block::Header>,
+    /// Transactions in the tip block, when known.
+    pub tip_n_tx: Option<usize>,
 }
 
 /// What the storage writer publishes.

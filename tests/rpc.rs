@@ -1103,6 +1103,8 @@ fn tip_calls_answer_while_the_chain_thread_is_stuck() {
     });
     node.wait_ready(Duration::from_secs(10));
     let tip = node.call("getbestblockhash", serde_json::json!([]));
+    let header = node.call("getblockheader", serde_json::json!([tip]));
+    let header_hex = node.call("getblockheader", serde_json::json!([tip, false]));
     let info = node.call("getblockchaininfo", serde_json::json!([]));
     assert_eq!(
         info["warnings"],
@@ -1132,11 +1134,21 @@ fn tip_calls_answer_while_the_chain_thread_is_stuck() {
         node.call("getchaintips", serde_json::json!([])),
         serde_json::json!([{"height": 0, "hash": tip, "branchlen": 0, "status": "active"}])
     );
+    // The tip's header, from the view, as the chain state gave it.
+    assert_eq!(
+        node.call("getblockheader", serde_json::json!([tip])),
+        header
+    );
+    assert_eq!(
+        node.call("getblockheader", serde_json::json!([tip, false])),
+        header_hex
+    );
     for m in [
         "getblockcount",
         "getbestblockhash",
         "getblockchaininfo",
         "getchaintips",
+        "getblockheader",
     ] {
         let n = node.metric(&format!(
             "bllvm_rpc_degraded_answers_total{{method=\"{m}\"}}"

@@ -923,5 +923,7 @@ pub fn chain_view(cs: &ChainState) -> ChainView {
         chainwork: entry
             .map(|e| bitcoin::hex::DisplayHex::to_lower_hex_string(&e.chain_work.to_be_bytes()[..]))
             .unwrap_or_default(),
+        tip_header: entry.map(|e| e.header),
+        tip_n_tx: cs.tx_count(&tip),
     }
 }

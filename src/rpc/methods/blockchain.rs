@@ -62,18 +62,41 @@ fn header_fields(
     let e = cs.tree().get(hash)?;
     let (_, tip_height) = cs.tip();
     let active = cs.hash_at(e.height) == Some(*hash);
-    let h = &e.header;
-    let mut m = Map::new();
-    m.insert("hash".into(), hash.to_string().into());
-    m.insert(
-        "confirmations".into(),
-        if active {
-            json!(i64::from(tip_height) - i64::from(e.height) + 1)
+    let next = active.then(|| cs.hash_at(e.height + 1)).flatten();
+    Some(header_map(HeaderFacts {
+        hash: &hash.to_string(),
+        header: &e.header,
+        height: e.height,
+        confirmations: if active {
+            i64::from(tip_height) - i64::from(e.height) + 1
         } else {
-            json!(-1)
+            -1
         },
-    );
-    m.insert("height".into(), e.height.into());
+        mediantime: cs.tree().median_time_past(hash),
+        chainwork: &work_hex(cs, hash),
+        n_tx,
+        next,
+    }))
+}
+
+/// What Core's header object shows of a block.
+struct HeaderFacts<'a> {
+    hash: &'a str,
+    header: &'a bitcoin::block::Header,
+    height: u32,
+    confirmations: i64,
+    mediantime: u32,
+    chainwork: &'a str,
+    n_tx: Option<usize>,
+    next: Option<BlockHash>,
+}
+
+fn header_map(f: HeaderFacts) -> Map<String, Value> {
+    let h = f.header;
+    let mut m = Map::new();
+    m.insert("hash".into(), f.hash.into());
+    m.insert("confirmations".into(), f.confirmations.into());
+    m.insert("height".into(), f.height.into());
     m.insert("version".into(), h.version.to_consensus().into());
     m.insert(
         "versionHex".into(),
@@ -81,25 +104,43 @@ fn header_fields(
     );
     m.insert("merkleroot".into(), h.merkle_root.to_string().into());
     m.insert("time".into(), h.time.into());
-    m.insert("mediantime".into(), cs.tree().median_time_past(hash).into());
+    m.insert("mediantime".into(), f.mediantime.into());
     m.insert("nonce".into(), h.nonce.into());
     m.insert(
         "bits".into(),
         format!("{:08x}", h.bits.to_consensus()).into(),
     );
     m.insert("difficulty".into(), h.target().difficulty_float().into());
-    m.insert("chainwork".into(), work_hex(cs, hash).into());
-    m.insert("nTx".into(), n_tx.unwrap_or(0).into());
-    if e.height > 0 {
+    m.insert("chainwork".into(), f.chainwork.into());
+    m.insert("nTx".into(), f.n_tx.unwrap_or(0).into());
+    if f.height > 0 {
         m.insert(
             "previousblockhash".into(),
             h.prev_blockhash.to_string().into(),
         );
     }
-    if let Some(next) = active.then(|| cs.hash_at(e.height + 1)).flatten() {
+    if let Some(next) = f.next {
         m.insert("nextblockhash".into(), next.to_string().into());
     }
-    Some(m)
+    m
+}
+
+/// `getblockheader` of the tip from the published view (verbose: Core's object, else hex).
+pub fn tip_header_from_view(view: &crate::state::ChainView, verbose: bool) -> Option<Value> {
+    let header = view.tip_header.as_ref()?;
+    if !verbose {
+        return Some(serialize_hex(header).into());
+    }
+    Some(Value::Object(header_map(HeaderFacts {
+        hash: &view.tip_hash,
+        header,
+        height: u32::try_from(view.height).ok()?,
+        confirmations: 1,
+        mediantime: view.mediantime,
+        chainwork: &view.chainwork,
+        n_tx: view.tip_n_tx,
+        next: None,
+    })))
 }
 
 /// `getblockcount`.

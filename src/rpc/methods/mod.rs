@@ -403,7 +403,21 @@ fn dispatch(ctx: &Context, method: &str, params: &Params) -> Result<Value, RpcEr
         }),
         "getblockcount" => from_view(ctx, method, params, b::getblockcount, |v| v.height.into()),
         "getblockhash" => read(ctx, method, b::getblockhash, params),
-        "getblockheader" => read(ctx, method, b::getblockheader, params),
+        "getblockheader" => {
+            // With the chain thread in trouble, the tip's header from the published view.
+            if ctx.chain_trouble().is_some() {
+                let a = Args::new(params, &["blockhash", "verbose"])?;
+                let view = ctx.probes.shared.chain.read().clone();
+                let verbose = a.get(1).is_none_or(|v| v.as_bool().unwrap_or(true));
+                if a.get(0).and_then(Value::as_str) == Some(view.tip_hash.as_str()) {
+                    if let Some(v) = b::tip_header_from_view(&view, verbose) {
+                        ctx.degraded(method);
+                        return Ok(v);
+                    }
+                }
+            }
+            read(ctx, method, b::getblockheader, params)
+        }
         "getchaintips" => {
             // With the chain thread in trouble: the active tip from the published view.
             let view = ctx.probes.shared.chain.read().clone();
