@@ -109,7 +109,6 @@ fn decode_body<R: bitcoin::io::BufRead + ?Sized>(r: &mut R) -> Result<Dump, enco
 
 /// What `pool` holds, parents first, as a dump.
 pub fn of_pool(pool: &super::pool::Pool) -> Dump {
-    let delta = |t: &Txid| pool.deltas().find(|(d, _)| *d == t).map_or(0, |(_, v)| *v);
     Dump {
         txs: pool
             .in_dependency_order()
@@ -117,7 +116,7 @@ pub fn of_pool(pool: &super::pool::Pool) -> Dump {
             .map(|e| Dumped {
                 tx: (*e.tx).clone(),
                 time: e.time,
-                fee_delta: delta(&e.tx.compute_txid()),
+                fee_delta: pool.delta(&e.tx.compute_txid()),
             })
             .collect(),
         deltas: pool

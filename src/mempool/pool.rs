@@ -239,8 +239,7 @@ impl Pool {
 
     /// `fee` with `txid`'s `prioritisetransaction` delta (never below zero).
     pub fn modified_fee(&self, txid: &Txid, fee: u64) -> u64 {
-        let delta = self.deltas.get(txid).copied().unwrap_or(0);
-        u64::try_from(i128::from(fee) + i128::from(delta)).unwrap_or(0)
+        u64::try_from(i128::from(fee) + i128::from(self.delta(txid))).unwrap_or(0)
     }
 
     /// Adds `delta` satoshis to what `txid` is ranked as paying, held now or later.
@@ -292,6 +291,11 @@ impl Pool {
             change(e);
             self.by_score.insert(score_key(*txid, e.with_descendants));
         }
+    }
+
+    /// `txid`'s `prioritisetransaction` delta (0 when none).
+    pub fn delta(&self, txid: &Txid) -> i64 {
+        self.deltas.get(txid).copied().unwrap_or(0)
     }
 
     /// Every delta, held or not (`mempool.dat` keeps them).
@@ -375,7 +379,7 @@ impl Pool {
         let mut all: Vec<(usize, &Txid, &Entry)> = self
             .entries
             .iter()
-            .map(|(t, e)| (self.ancestors(t).len(), t, e))
+            .map(|(t, e)| (e.with_ancestors.count, t, e))
             .collect();
         all.sort_by_key(|(depth, t, _)| (*depth, **t));
         all.into_iter().map(|(_, _, e)| e).collect()

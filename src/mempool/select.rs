@@ -64,7 +64,7 @@ fn package(pool: &Pool, txid: &Txid, taken: &HashSet<Txid>) -> Package {
         .into_iter()
         .chain(std::iter::once(*txid))
         .filter(|t| !taken.contains(t))
-        .map(|t| (pool.ancestors(&t).len(), t))
+        .map(|t| (pool.get(&t).map_or(0, |e| e.with_ancestors.count), t))
         .collect();
     // Fewer ancestors first: every parent before its children.
     members.sort();
