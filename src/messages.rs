@@ -122,6 +122,9 @@ pub struct ChainSummary {
     pub ibd: bool,
     /// Whether blocks below some height are gone (services: `NODE_NETWORK_LIMITED`).
     pub pruned: bool,
+    /// Blocks cannot be stored now (a full disk): none is wanted, and blocks that arrive are
+    /// dropped, so they must be asked for again once this clears.
+    pub paused: bool,
 }
 
 impl Default for ChainSummary {
@@ -136,6 +139,7 @@ impl Default for ChainSummary {
             connected: Vec::new(),
             ibd: true,
             pruned: false,
+            paused: false,
         }
     }
 }

@@ -230,6 +230,7 @@ pub fn summary(cs: &ChainState, connected: &[Header], pruned: bool, now: i64) ->
         },
         ibd: i64::from(tip_time) + MAX_TIP_AGE_SECS < now,
         pruned,
+        paused: false,
     }
 }
 

@@ -878,6 +878,7 @@ impl ChainThread {
         if progress.paused {
             // No block can be stored: p2p asks peers for none until this clears.
             s.wanted.clear();
+            s.paused = true;
         }
         progress.connected.clear();
         progress.dirty = false;

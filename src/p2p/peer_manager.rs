@@ -198,9 +198,7 @@ impl PeerManager {
 
     /// An outbound attempt failed or an outbound peer dropped; `unit` is uniform in [0, 1).
     pub fn outbound_lost(&mut self, addr: SocketAddr, now: Instant, now_unix: i64, unit: f64) {
-        let was_pending = self.pending.contains(&addr);
-        self.pending.retain(|a| *a != addr);
-        self.outbound.retain(|a| *a != addr);
+        let was_pending = self.outbound_closed(addr);
         if was_pending {
             self.book.record(&addr, Quality::Failed, now_unix);
         }
@@ -218,6 +216,15 @@ impl PeerManager {
                 self.book.remove(&addr);
             }
         }
+    }
+
+    /// An outbound connection (or attempt) to `addr` is gone, with no retry planned (a ban):
+    /// its slot is free. Whether it was still being dialled.
+    pub fn outbound_closed(&mut self, addr: SocketAddr) -> bool {
+        let was_pending = self.pending.contains(&addr);
+        self.pending.retain(|a| *a != addr);
+        self.outbound.retain(|a| *a != addr);
+        was_pending
     }
 
     /// An inbound connection arrived: accept (and remember the address) or refuse.

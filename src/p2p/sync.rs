@@ -293,7 +293,10 @@ impl Sync {
         match self.in_flight.get(&hash) {
             Some(r) if r.peer == peer => {
                 let height = self.in_flight.remove(&hash).map(|r| r.height);
-                self.received.insert(hash);
+                // A paused chain drops what it is handed: it stays wanted.
+                if !self.chain.paused {
+                    self.received.insert(hash);
+                }
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.in_flight -= 1;
                     p.has = p.has.max(height.unwrap_or(0));
@@ -474,7 +477,36 @@ mod tests {
             connected: vec![],
             ibd,
             pruned: false,
+            paused: false,
         }
+    }
+
+    /// Blocks that arrive while the chain cannot store them are dropped there; they used to
+    /// stay marked as received, so once space returned nobody asked for them again and sync
+    /// stopped below the peer's tip (found by the stress harness's disk-full run).
+    #[test]
+    fn blocks_dropped_while_storage_is_paused_are_asked_for_again() {
+        let t = Instant::now();
+        let mut s = Sync::default();
+        s.chain_changed(summary(0, 10, true), t);
+        let asked = s.peer_ready(1, 10, true, t);
+        assert_eq!(getdata(&asked)[&1].len(), 10);
+        // Two arrive before the chain says it is paused, two after; all four are dropped.
+        s.block_arrived(1, hash(1), t);
+        s.block_arrived(1, hash(2), t);
+        let paused = ChainSummary {
+            wanted: vec![],
+            paused: true,
+            ..summary(0, 10, true)
+        };
+        assert!(
+            getdata(&s.chain_changed(paused, t)).is_empty(),
+            "nothing asked while paused"
+        );
+        s.block_arrived(1, hash(3), t);
+        s.block_arrived(1, hash(4), t);
+        let resumed = s.chain_changed(summary(0, 10, true), t);
+        assert_eq!(getdata(&resumed)[&1], (1..=4).map(hash).collect::<Vec<_>>());
     }
 
     fn getdata(actions: &[Action]) -> BTreeMap<PeerId, Vec<BlockHash>> {

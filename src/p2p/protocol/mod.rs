@@ -388,7 +388,11 @@ impl Protocol {
         if p.inbound() {
             self.manager.inbound_gone(p.addr);
         } else {
-            if !self.manager.bans.is_banned(&p.addr.ip(), now_unix) {
+            if self.manager.bans.is_banned(&p.addr.ip(), now_unix) {
+                // No retry while banned, but the slot is free: a banned peer left counted as
+                // connected held its outbound slot for good, and was never dialled again.
+                self.manager.outbound_closed(p.addr);
+            } else {
                 let unit = self.rng.unit();
                 self.manager.outbound_lost(p.addr, now, now_unix, unit);
             }

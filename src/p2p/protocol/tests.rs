@@ -163,6 +163,63 @@ fn onetry_to_a_connected_peer_keeps_it_and_dials_nothing_more() {
     );
 }
 
+/// A banned outbound peer used to stay counted as connected: its slot was never freed (each
+/// ban of an outbound peer cost the node a connection for good) and, once the ban was lifted,
+/// a `--connect` peer was never dialled again. Found by the stress harness's partition run.
+#[test]
+fn a_banned_outbound_peer_frees_its_slot_and_is_dialled_again_once_unbanned() {
+    let t0 = Instant::now();
+    let mut s = settings(2, 10);
+    s.manager.connect_only = vec![addr(1, 0), addr(2, 0)];
+    s.manager.connect_mode = true;
+    let mut p = Protocol::new(
+        s,
+        AddrBook::default(),
+        BanList::default(),
+        Rng::seeded(7),
+        T_UNIX,
+    );
+    p.tick(t0, T_UNIX);
+    let dialled = connects(&p.take_io());
+    assert_eq!(dialled.len(), 2);
+    for (i, (id, _)) in dialled.iter().enumerate() {
+        handshake(&mut p, *id, 100 + i as u64, t0);
+    }
+    p.take_io();
+    let (id, banned) = *dialled.iter().find(|(_, a)| *a == addr(1, 0)).unwrap();
+    let (tx, _rx) = reply();
+    let range = format!("{}/32", banned.ip()).parse().unwrap();
+    p.command(
+        P2pCommand::SetBan {
+            range,
+            ban_secs: Some(3600),
+            reply: tx,
+        },
+        t0,
+        T_UNIX,
+    );
+    assert_eq!(disconnects(&p.take_io()), vec![(id, "banned")]);
+    p.disconnected(id, t0, T_UNIX);
+    assert_eq!(
+        p.manager().outbound_count(),
+        1,
+        "the banned peer's slot is free"
+    );
+    for sec in 1..=30 {
+        p.tick(t0 + Duration::from_secs(sec), T_UNIX + sec as i64);
+        assert!(
+            connects(&p.take_io()).is_empty(),
+            "not dialled while banned"
+        );
+    }
+    p.command(P2pCommand::ClearBanned, t0, T_UNIX);
+    p.take_io();
+    let later = t0 + Duration::from_secs(31);
+    p.tick(later, T_UNIX + 31);
+    let again: Vec<SocketAddr> = connects(&p.take_io()).into_iter().map(|(_, a)| a).collect();
+    assert_eq!(again, vec![banned], "dialled again once unbanned");
+}
+
 /// The reactor reports a connection it could not register as gone: its inbound slot is free
 /// again, for a newcomer, without evicting anyone.
 #[test]
