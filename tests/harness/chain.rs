@@ -43,6 +43,11 @@ impl Wallet {
         ScriptBuf::new_p2wpkh(&self.pubkey.wpubkey_hash())
     }
 
+    /// P2PKH output script.
+    pub fn p2pkh(&self) -> ScriptBuf {
+        ScriptBuf::new_p2pkh(&self.pubkey.pubkey_hash())
+    }
+
     /// P2TR output script (key path only).
     pub fn p2tr(&self) -> ScriptBuf {
         ScriptBuf::new_p2tr(&self.secp, self.keypair.x_only_public_key().0, None)
@@ -73,14 +78,33 @@ impl Wallet {
         tx
     }
 
-    /// Signs every input of `tx` (P2WPKH or P2TR key path, by the spent script).
+    /// Signs every input of `tx` (P2WPKH, P2PKH or P2TR key path, by the spent script).
     pub fn sign(&self, tx: &mut Transaction, inputs: &[(OutPoint, TxOut)]) {
         let prevouts: Vec<TxOut> = inputs.iter().map(|(_, o)| o.clone()).collect();
         let mut witnesses = Vec::new();
+        let mut script_sigs = vec![ScriptBuf::new(); inputs.len()];
         {
             let mut cache = SighashCache::new(&*tx);
             for (i, (_, prev)) in inputs.iter().enumerate() {
-                if prev.script_pubkey.is_p2tr() {
+                if prev.script_pubkey.is_p2pkh() {
+                    let h = cache
+                        .legacy_signature_hash(
+                            i,
+                            &prev.script_pubkey,
+                            EcdsaSighashType::All.to_u32(),
+                        )
+                        .unwrap();
+                    let msg = Message::from_digest(h.to_byte_array());
+                    let sig = ecdsa::Signature {
+                        signature: self.secp.sign_ecdsa(&msg, &self.keypair.secret_key()),
+                        sighash_type: EcdsaSighashType::All,
+                    };
+                    script_sigs[i] = bitcoin::script::Builder::new()
+                        .push_slice(sig.serialize())
+                        .push_key(&bitcoin::PublicKey::new(self.pubkey.0))
+                        .into_script();
+                    witnesses.push(Witness::new());
+                } else if prev.script_pubkey.is_p2tr() {
                     let h = cache
                         .taproot_key_spend_signature_hash(
                             i,
@@ -118,8 +142,9 @@ impl Wallet {
                 }
             }
         }
-        for (input, w) in tx.input.iter_mut().zip(witnesses) {
+        for ((input, w), s) in tx.input.iter_mut().zip(witnesses).zip(script_sigs) {
             input.witness = w;
+            input.script_sig = s;
         }
     }
 

@@ -26,13 +26,22 @@ impl RawPeer {
         let src: SocketAddr = format!("{from}:0").parse().unwrap();
         sock.bind(&src.into())?;
         sock.connect_timeout(&to.into(), Duration::from_secs(5))?;
-        let stream: TcpStream = sock.into();
-        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-        Ok(RawPeer {
+        Ok(RawPeer::from_stream(sock.into()))
+    }
+
+    /// A peer on an accepted connection (a node that dialled us).
+    pub fn from_stream(stream: TcpStream) -> RawPeer {
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        RawPeer {
             stream,
             buf: Vec::new(),
             their_version: None,
-        })
+        }
+    }
+
+    /// Whether the other end has closed (or reset) the connection; reads nothing.
+    pub fn closed(&mut self) -> bool {
+        super::http::peer_closed(&self.stream)
     }
 
     /// Sends raw bytes.

@@ -1,0 +1,58 @@
+//! `rpc-flood`: JSON-RPC and REST at a multiple of the node's per-address rate limit, with
+//! wrong passwords, slowloris and idle connections, while the probes are measured. The node
+//! must keep answering its probes and its allowed share of calls.
+
+use super::{chain, hashes, loaded, loopback, Ctx};
+use crate::drivers::rpc_load::{self, Holders, Load, Mix, Target};
+
+/// The node's default per-address rate (`[rpc.auth] rate_limit_rate`).
+const RATE_LIMIT: f64 = 100.0;
+
+pub fn run(ctx: &Ctx) -> Result<(), String> {
+    let c = chain(ctx);
+    let mut n = loaded(ctx, &c, "node0", loopback(10, 0))?;
+    let rate = ctx.p.rate_multiple * RATE_LIMIT;
+    let total = (rate * ctx.p.duration_secs) as usize;
+    let workers = ctx.p.rpc_workers.max(1);
+    ctx.ops.op(format!(
+        "load rate={rate} calls={total} workers={workers} holders={}",
+        ctx.p.slow_connections
+    ));
+    let mix = Mix {
+        weights: [70, 15, 5, 10],
+        height: c.blocks.len() as u64,
+    };
+    let plans = rpc_load::plan(
+        &mut ctx.rng("rpc"),
+        &mix,
+        workers,
+        total / workers,
+        &ctx.ops,
+    );
+    let target = Target {
+        addr: n.rpc,
+        auth: n.auth_header()?,
+        hashes: hashes(&c).into(),
+    };
+    let probe_errors_before = ctx.rec.errors("probe:");
+    let holders = Holders::start(ctx.p.slow_connections, n.rpc, ctx.rec.clone());
+    let load = Load::start(plans, rate, target, ctx.rec.clone());
+    load.join();
+    drop(holders);
+    let missed = ctx.rec.errors("probe:") - probe_errors_before;
+    ctx.check(
+        "probes answered throughout the flood",
+        missed == 0,
+        format!("{missed} probes unanswered within 2 s"),
+    );
+    let answered = ctx.rec.count_ok("rpc:");
+    ctx.check(
+        "the node answered calls during the flood",
+        answered > 0,
+        format!("{answered} JSON-RPC calls answered 200"),
+    );
+    ctx.rec.figure("calls offered per second", rate);
+    ctx.check("node alive after the flood", !n.exited(), "process running");
+    n.stop(std::time::Duration::from_secs(30));
+    Ok(())
+}
