@@ -100,7 +100,18 @@ pub struct KeepAlive {
 impl KeepAlive {
     /// Connects to `addr`.
     pub fn connect(addr: SocketAddr) -> std::io::Result<KeepAlive> {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        KeepAlive::on(
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5))?,
+            addr,
+        )
+    }
+
+    /// Connects to `addr` from the loopback address `src`.
+    pub fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> std::io::Result<KeepAlive> {
+        KeepAlive::on(connect_from(src, addr)?, addr)
+    }
+
+    fn on(s: TcpStream, addr: SocketAddr) -> std::io::Result<KeepAlive> {
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         Ok(KeepAlive {
             reader: std::io::BufReader::new(s.try_clone()?),

@@ -157,24 +157,30 @@ impl Node {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_))))
     }
 
-    /// The `Authorization` header value from its cookie.
-    pub fn auth_header(&self) -> Result<String, String> {
-        self.auth()
-            .map_err(|e| format!("no cookie for {}: {e}", self.name))
+    /// Its cookie file.
+    pub fn cookie(&self) -> PathBuf {
+        self.datadir.join("regtest/.cookie")
     }
 
-    fn auth(&self) -> std::io::Result<String> {
-        use base64::Engine;
-        let cookie = std::fs::read_to_string(self.datadir.join("regtest/.cookie"))?;
-        Ok(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(cookie.trim())
-        ))
-    }
-
-    /// A JSON-RPC call: the result, or the error (as text).
+    /// A JSON-RPC call: the result, or the error (as text). The harness's own calls honour
+    /// the node's rate limit as a well-behaved client does: a 429 is waited out (up to 30 s).
     pub fn rpc(&self, method: &str, params: Value) -> Result<Value, String> {
-        let auth = self.auth().map_err(|e| format!("no cookie: {e}"))?;
+        let t = Instant::now();
+        loop {
+            match self.rpc_once(method, &params) {
+                Err(e)
+                    if e.contains("rate limit exceeded")
+                        && t.elapsed() < Duration::from_secs(30) =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn rpc_once(&self, method: &str, params: &Value) -> Result<Value, String> {
+        let auth = cookie_auth(&self.cookie()).map_err(|e| format!("no cookie: {e}"))?;
         let body =
             serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         let (status, _, text) = http_full(
@@ -244,6 +250,14 @@ impl Node {
             .ok()
             .map(|r| r.2)
     }
+}
+
+/// The `Authorization` header value for the cookie file at `path`.
+pub fn cookie_auth(path: &Path) -> std::io::Result<String> {
+    use base64::Engine;
+    let cookie = std::fs::read_to_string(path)?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(cookie.trim());
+    Ok(format!("Basic {b64}"))
 }
 
 /// TOML documents merged table by table, later keys winning (a scenario's `[storage]` keys

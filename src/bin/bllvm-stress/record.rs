@@ -243,6 +243,14 @@ fn read(rec: &Recorder, name: &str, t: &Target) -> Option<Sample> {
     let started = Instant::now();
     let probe_ms = probe(t.rpc).then(|| started.elapsed().as_secs_f64() * 1e3);
     if probe_ms.is_none() {
+        // A node killed meanwhile (gone, or a zombie not yet reaped) is not a missed probe.
+        let state = std::fs::read_to_string(format!("/proc/{}/status", t.pid)).unwrap_or_default();
+        if !state
+            .lines()
+            .any(|l| l.starts_with("State:") && !l.contains("Z (zombie)"))
+        {
+            return None;
+        }
         rec.err("probe:no answer in 2 s");
     }
     // A stopped process accepts connections but never answers: ask only a node that answered.

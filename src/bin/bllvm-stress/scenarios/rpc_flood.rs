@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx) -> Result<(), String> {
     );
     let target = Target {
         addr: n.rpc,
-        auth: n.auth_header()?,
+        cookie: n.cookie(),
         hashes: hashes(&c).into(),
     };
     let probe_errors_before = ctx.rec.errors("probe:");

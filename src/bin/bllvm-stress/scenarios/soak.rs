@@ -76,7 +76,7 @@ pub fn run(ctx: &Ctx) -> Result<(), String> {
     }
     let target = Target {
         addr: n.rpc,
-        auth: n.auth_header()?,
+        cookie: n.cookie(),
         hashes: hashes(&c).into(),
     };
     let holders = Holders::start(ctx.p.slow_connections, n.rpc, ctx.rec.clone());
