@@ -56,6 +56,12 @@ pub struct Params {
     pub rate_multiple: f64,
     /// RPC load: client connections.
     pub rpc_workers: usize,
+    /// `rpc-flood`: when set, each connection sends this many calls back to back (fixed
+    /// concurrency) instead of a target rate.
+    pub calls_per_worker: usize,
+    /// `crash-loop`: every this many rounds the victim starts again from an empty datadir, so
+    /// the kills keep landing during a sync (0: never).
+    pub wipe_every: usize,
     /// Long-running scenarios: seconds.
     pub duration_secs: f64,
     /// Slowloris and idle HTTP connections held during load.
@@ -88,6 +94,8 @@ impl Default for Params {
             max_kill_delay_ms: 1500,
             rate_multiple: 10.0,
             rpc_workers: 16,
+            calls_per_worker: 0,
+            wipe_every: 0,
             duration_secs: 60.0,
             slow_connections: 50,
             disk_mb: 64,

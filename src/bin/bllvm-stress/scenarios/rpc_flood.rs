@@ -11,9 +11,16 @@ const RATE_LIMIT: f64 = 100.0;
 pub fn run(ctx: &Ctx) -> Result<(), String> {
     let c = chain(ctx);
     let mut n = loaded(ctx, &c, "node0", loopback(10, 0))?;
-    let rate = ctx.p.rate_multiple * RATE_LIMIT;
-    let total = (rate * ctx.p.duration_secs) as usize;
     let workers = ctx.p.rpc_workers.max(1);
+    // A target rate, or (calls_per_worker set) fixed concurrency: each connection sends its
+    // calls back to back.
+    let (rate, total) = match ctx.p.calls_per_worker {
+        0 => {
+            let rate = ctx.p.rate_multiple * RATE_LIMIT;
+            (rate, (rate * ctx.p.duration_secs) as usize)
+        }
+        n => (0.0, n * workers),
+    };
     ctx.ops.op(format!(
         "load rate={rate} calls={total} workers={workers} holders={}",
         ctx.p.slow_connections
