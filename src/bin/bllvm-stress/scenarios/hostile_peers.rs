@@ -2,8 +2,8 @@
 //! hostile peers (slow readers, stallers, junk senders, inv flooders, churners) connect to it.
 //! It must reach the tip, stay responsive and stay within its memory bound.
 
-use super::{chain, check_same_chain, loopback, Ctx};
-use crate::drivers::peers::{Kind, Peers, Plan, Served};
+use super::{chain, check_same_chain, hostile_plans, loopback, Ctx};
+use crate::drivers::peers::{Peers, Served};
 use std::time::{Duration, Instant};
 
 pub fn run(ctx: &Ctx) -> Result<(), String> {
@@ -35,18 +35,7 @@ pub fn run(ctx: &Ctx) -> Result<(), String> {
     base.stop(Duration::from_secs(30));
     let mut n = ctx.node("target", loopback(10, 0), "");
     n.args = connect;
-    let mut rng = ctx.rng("peers");
-    let plans: Vec<Plan> = (0..ctx.p.hostile)
-        .map(|i| Plan {
-            id: i,
-            kind: *rng.pick(Kind::HOSTILE),
-            // Ten /16s, so netgroup-based protection has something to choose between.
-            from: loopback(100 + (i % 10) as u8, i / 10),
-            actions: rng.range(20, 200) as u32,
-            gap_ms: rng.range(10, 200),
-            seed: rng.next(),
-        })
-        .collect();
+    let plans = hostile_plans(ctx, ctx.p.hostile, (10, 200));
     ctx.ops.op("start target");
     ctx.start(&mut n)?;
     let t = Instant::now();

@@ -9,6 +9,8 @@ mod rpc_flood;
 mod soak;
 
 use crate::drivers::chain_gen::{self, GenChain};
+use crate::drivers::peers::{Kind, Plan};
+use crate::drivers::rpc_load::{self, Holders, Load, Mix, Target};
 use crate::node::Node;
 use crate::ops::{OpsLog, Rng};
 use crate::record::{Recorder, Sampler, Watch};
@@ -227,6 +229,59 @@ pub fn check_same_chain(ctx: &Ctx, n: &Node, tip: &(u64, String), reference: Opt
             format!("{a:?} against {b:?}"),
         );
     }
+}
+
+/// `count` hostile peers' plans from the run's `peers` stream: kinds by weight, from ten /16s
+/// (so netgroup-based protection has something to choose between), 20 to 200 actions each,
+/// `gap_ms` apart.
+pub fn hostile_plans(ctx: &Ctx, count: usize, gap_ms: (u64, u64)) -> Vec<Plan> {
+    let mut rng = ctx.rng("peers");
+    (0..count)
+        .map(|i| Plan {
+            id: i,
+            kind: *rng.pick(Kind::HOSTILE),
+            from: loopback(100 + (i % 10) as u8, i / 10),
+            actions: rng.range(20, 200) as u32,
+            gap_ms: rng.range(gap_ms.0, gap_ms.1),
+            seed: rng.next(),
+        })
+        .collect()
+}
+
+/// Plans `total` calls with `weights` (cheap, expensive, bad auth, REST) over the scenario's
+/// connections, writes them to `ops.log`, and starts them at `rate` (0: back to back) with the
+/// scenario's slowloris and idle connections.
+pub fn start_load(
+    ctx: &Ctx,
+    n: &Node,
+    chain: &GenChain,
+    weights: [u32; 4],
+    rate: f64,
+    total: usize,
+) -> (Holders, Load) {
+    let workers = ctx.p.rpc_workers.max(1);
+    ctx.ops.op(format!(
+        "load rate={rate} calls={total} workers={workers} holders={}",
+        ctx.p.slow_connections
+    ));
+    let mix = Mix {
+        weights,
+        height: chain.blocks.len() as u64,
+    };
+    let plans = rpc_load::plan(
+        &mut ctx.rng("rpc"),
+        &mix,
+        workers,
+        total / workers,
+        &ctx.ops,
+    );
+    let target = Target {
+        addr: n.rpc,
+        cookie: n.cookie(),
+        hashes: hashes(chain).into(),
+    };
+    let holders = Holders::start(ctx.p.slow_connections, n.rpc, ctx.rec.clone());
+    (holders, Load::start(plans, rate, target, ctx.rec.clone()))
 }
 
 /// Runs the scenario's kind.

@@ -2,8 +2,7 @@
 //! wrong passwords, slowloris and idle connections, while the probes are measured. The node
 //! must keep answering its probes and its allowed share of calls.
 
-use super::{chain, hashes, loaded, loopback, Ctx};
-use crate::drivers::rpc_load::{self, Holders, Load, Mix, Target};
+use super::{chain, loaded, loopback, start_load, Ctx};
 
 /// The node's default per-address rate (`[rpc.auth] rate_limit_rate`).
 const RATE_LIMIT: f64 = 100.0;
@@ -21,29 +20,8 @@ pub fn run(ctx: &Ctx) -> Result<(), String> {
         }
         n => (0.0, n * workers),
     };
-    ctx.ops.op(format!(
-        "load rate={rate} calls={total} workers={workers} holders={}",
-        ctx.p.slow_connections
-    ));
-    let mix = Mix {
-        weights: [70, 15, 5, 10],
-        height: c.blocks.len() as u64,
-    };
-    let plans = rpc_load::plan(
-        &mut ctx.rng("rpc"),
-        &mix,
-        workers,
-        total / workers,
-        &ctx.ops,
-    );
-    let target = Target {
-        addr: n.rpc,
-        cookie: n.cookie(),
-        hashes: hashes(&c).into(),
-    };
     let probe_errors_before = ctx.rec.errors("probe:");
-    let holders = Holders::start(ctx.p.slow_connections, n.rpc, ctx.rec.clone());
-    let load = Load::start(plans, rate, target, ctx.rec.clone());
+    let (holders, load) = start_load(ctx, &n, &c, [70, 15, 5, 10], rate, total);
     load.join();
     drop(holders);
     let missed = ctx.rec.errors("probe:") - probe_errors_before;

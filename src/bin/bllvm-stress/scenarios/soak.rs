@@ -2,10 +2,9 @@
 //! on a schedule, and at seeded moments a SIGSTOP/SIGCONT pause, a `kill -9` with restart and
 //! every peer dropped at once. Every mined block it acknowledged must still be in its chain.
 
-use super::{chain, hashes, loaded, loopback, Ctx};
+use super::{chain, hostile_plans, loaded, loopback, start_load, Ctx};
 use crate::drivers::faults::drop_peers;
-use crate::drivers::peers::{Kind, Peers, Plan, Served};
-use crate::drivers::rpc_load::{self, Holders, Load, Mix, Target};
+use crate::drivers::peers::{Peers, Served};
 use std::time::{Duration, Instant};
 
 /// The node's default per-address rate.
@@ -43,44 +42,14 @@ pub fn run(ctx: &Ctx) -> Result<(), String> {
             }
         ));
     }
-    let rate = ctx.p.rate_multiple * RATE_LIMIT;
-    let workers = ctx.p.rpc_workers.max(1);
-    let total = (rate * d) as usize;
-    ctx.ops
-        .op(format!("load rate={rate} calls={total} workers={workers}"));
-    let mix = Mix {
-        weights: [80, 10, 2, 8],
-        height: c.blocks.len() as u64,
-    };
-    let plans = rpc_load::plan(
-        &mut ctx.rng("rpc"),
-        &mix,
-        workers,
-        total / workers,
-        &ctx.ops,
-    );
     let served = Served::new(c.blocks.clone());
     let mut peers = Peers::new();
-    let mut prng = ctx.rng("peers");
-    for i in 0..ctx.p.hostile {
-        let plan = Plan {
-            id: i,
-            kind: *prng.pick(Kind::HOSTILE),
-            from: loopback(100 + (i % 10) as u8, i / 10),
-            actions: prng.range(20, 200) as u32,
-            gap_ms: prng.range(50, 500),
-            seed: prng.next(),
-        };
+    for plan in hostile_plans(ctx, ctx.p.hostile, (50, 500)) {
         ctx.ops.op(plan.describe());
         peers.spawn(plan, n.p2p, served.clone(), ctx.rec.clone());
     }
-    let target = Target {
-        addr: n.rpc,
-        cookie: n.cookie(),
-        hashes: hashes(&c).into(),
-    };
-    let holders = Holders::start(ctx.p.slow_connections, n.rpc, ctx.rec.clone());
-    let load = Load::start(plans, rate, target, ctx.rec.clone());
+    let rate = ctx.p.rate_multiple * RATE_LIMIT;
+    let (holders, load) = start_load(ctx, &n, &c, [80, 10, 2, 8], rate, (rate * d) as usize);
     let addr = super::payout();
     let t0 = Instant::now();
     let mut acked: Vec<(u64, String)> = Vec::new();
