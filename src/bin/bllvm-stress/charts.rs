@@ -153,7 +153,7 @@ fn lines(path: &Path, panels: &[(String, Vec<Series>)]) -> Result<()> {
     Ok(())
 }
 
-/// Horizontal bars, one per label.
+/// Horizontal bars, one per label, each centred on its label.
 fn bar(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<()> {
     let h = 80 + 26 * bars.len() as u32;
     let root = SVGBackend::new(path, (960, h)).into_drawing_area();
@@ -166,16 +166,23 @@ fn bar(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<()> {
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(280)
-        .build_cartesian_2d(0f64..vmax, 0..n)?;
+        .build_cartesian_2d(0f64..vmax, (0..n).into_segmented())?;
     chart
         .configure_mesh()
         .y_labels(bars.len())
-        .y_label_formatter(&|i| labels.get(*i as usize).cloned().unwrap_or_default())
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+        let i = i as i32;
         Rectangle::new(
-            [(0.0, i as i32), (*v, i as i32 + 1)],
-            Palette99::pick(i).filled(),
+            [
+                (0.0, SegmentValue::Exact(i)),
+                (*v, SegmentValue::Exact(i + 1)),
+            ],
+            Palette99::pick(i as usize).filled(),
         )
     }))?;
     root.present()?;

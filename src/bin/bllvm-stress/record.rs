@@ -238,6 +238,9 @@ fn read(rec: &Recorder, name: &str, t: &Target) -> Option<Sample> {
     let after = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // The time of the CPU reading, not of the end of the probe (up to 2 s later): CPU per
+    // second is their quotient.
+    let at = rec.now();
     // SAFETY: sysconf reads a constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let started = Instant::now();
@@ -259,7 +262,7 @@ fn read(rec: &Recorder, name: &str, t: &Target) -> Option<Sample> {
         .and_then(|m| metric(&m, "bllvm_chain_height"))
         .map(|h| h as u64);
     Some(Sample {
-        t: rec.now(),
+        t: at,
         node: name.to_owned(),
         rss_mib: rss_kib as f64 / 1024.0,
         threads,
